@@ -1,0 +1,267 @@
+//! `nde_pool_*`: libvirt's `virThreadPool` API over [`crate::pool::Pool`].
+
+use std::ffi::{c_char, c_int, c_longlong, c_uint, c_void};
+use std::ptr;
+
+use super::{c_str, nde_free_fn, OpaquePtr, OwnedData};
+use crate::pool::{nde_pool_stats, Pool, PoolLimits};
+use crate::result::nde_result;
+
+/// A pool of worker threads (opaque). Create with `nde_pool_new_full`,
+/// release with `nde_pool_free`.
+#[allow(non_camel_case_types)]
+pub struct nde_pool {
+    _private: [u8; 0],
+}
+
+/// The function a pool runs for each job, called on a worker thread with the
+/// job's data and the pool's `opaque` (libvirt's argument order).
+#[allow(non_camel_case_types)]
+pub type nde_job_fn = Option<unsafe extern "C" fn(jobdata: *mut c_void, opaque: *mut c_void)>;
+
+type CPool = Pool<OwnedData>;
+
+fn pool_ref<'a>(pool: *mut nde_pool) -> Option<&'a CPool> {
+    // SAFETY: a non-NULL `nde_pool *` is one returned by nde_pool_new_full
+    // and not yet freed (caller's contract).
+    unsafe { (pool as *const CPool).as_ref() }
+}
+
+/// Creates a pool and starts `min_workers` ordinary and `prio_workers`
+/// priority threads.
+///
+/// - `min_workers` threads start at once; after a job is queued, while queued
+///   jobs outnumber idle workers and fewer than `max_workers` exist, one more
+///   starts. `min_workers > max_workers` is clamped to `max_workers`.
+/// - `prio_workers` extra threads run only jobs sent with a non-zero priority.
+/// - With `(1, 1, 0)` jobs run one at a time in exactly the order accepted.
+/// - `func` runs each job as `func(jobdata, opaque)`; `opaque` is passed
+///   through untouched and stays owned by the caller.
+/// - `name` (NULL allowed, copied) names the threads, cut to the 15 bytes
+///   Linux keeps; priority threads are named `prio-` + `name`.
+///
+/// Returns NULL when `func` is NULL, `max_workers` is 0, or a thread cannot
+/// be created (nothing is left running then).
+#[no_mangle]
+pub extern "C" fn nde_pool_new_full(
+    min_workers: usize,
+    max_workers: usize,
+    prio_workers: usize,
+    func: nde_job_fn,
+    name: *const c_char,
+    opaque: *mut c_void,
+) -> *mut nde_pool {
+    ffi_guard!(ptr::null_mut(), {
+        let Some(func) = func else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `name` is NULL or a valid C string (caller's contract).
+        let name = unsafe { c_str(name) }.unwrap_or("nde-pool");
+        let opaque = OpaquePtr(opaque);
+        let limits = PoolLimits {
+            min_workers,
+            max_workers,
+            prio_workers,
+        };
+        let handler = Box::new(move |job: OwnedData| {
+            let opaque = opaque;
+            // SAFETY: the caller's job function with the caller's data.
+            unsafe { func(job.ptr, opaque.0) };
+            // `job` drops here: its free function runs after `func` returned.
+        });
+        match CPool::new(limits, name, handler) {
+            Ok(pool) => Box::into_raw(Box::new(pool)) as *mut nde_pool,
+            Err(_) => ptr::null_mut(),
+        }
+    })
+}
+
+/// Queues a job whose data stays owned by the caller (libvirt's
+/// `virThreadPoolSendJob`): the same as `nde_pool_send_job_full` with a
+/// NULL `free_fn`.
+#[no_mangle]
+pub extern "C" fn nde_pool_send_job(
+    pool: *mut nde_pool,
+    priority: c_uint,
+    jobdata: *mut c_void,
+) -> c_int {
+    nde_pool_send_job_full(pool, priority, jobdata, None)
+}
+
+/// Queues a job. From this call on, `jobdata` belongs to the pool: `free_fn`
+/// (NULL allowed) runs exactly once, on the worker right after `func`
+/// returned, or when the job is discarded by drain/free, or before this call
+/// returns when it fails.
+///
+/// `priority != 0` lets priority workers take the job too; ordinary workers
+/// take jobs in FIFO order whatever their priority.
+///
+/// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL pool), `NDE_ERR_STOPPED` (after
+/// stop/drain) or `NDE_ERR_THREAD` (no worker exists and none could start).
+/// Safe from any thread, including from inside a job.
+#[no_mangle]
+pub extern "C" fn nde_pool_send_job_full(
+    pool: *mut nde_pool,
+    priority: c_uint,
+    jobdata: *mut c_void,
+    free_fn: nde_free_fn,
+) -> c_int {
+    let job = OwnedData::new(jobdata, free_fn);
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        let Some(pool) = pool_ref(pool) else {
+            return nde_result::NDE_ERR_INVALID.code(); // `job` drops: data freed
+        };
+        match pool.send(priority, job) {
+            Ok(()) => nde_result::NDE_OK.code(),
+            Err((err, job)) => {
+                drop(job);
+                err.code()
+            }
+        }
+    })
+}
+
+/// Stops the pool without blocking: later sends fail with
+/// `NDE_ERR_STOPPED`, each worker exits after its current job, and queued
+/// jobs stay queued until `nde_pool_drain` or `nde_pool_free`. Idempotent;
+/// NULL does nothing.
+#[no_mangle]
+pub extern "C" fn nde_pool_stop(pool: *mut nde_pool) {
+    ffi_guard!((), {
+        if let Some(pool) = pool_ref(pool) {
+            pool.stop();
+        }
+    })
+}
+
+/// Stops the pool, joins every worker and discards the queued jobs (their
+/// `free_fn` runs). Afterwards the queue depth is 0, the stats keep their
+/// totals and the pool stays stopped. Calling it again is harmless.
+///
+/// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL) or `NDE_ERR_WOULD_DEADLOCK`
+/// when called from one of the pool's own workers (nothing changes then).
+#[no_mangle]
+pub extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match pool_ref(pool) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(pool) => crate::result::to_c(pool.drain().map(|()| 0)),
+        }
+    })
+}
+
+/// Waits until the queue is empty and every accepted job's `func` and
+/// `free_fn` have returned (the stats count it completed by then).
+/// `timeout_ms < 0` waits for ever.
+///
+/// Returns `NDE_OK`, `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED` (stopped with jobs
+/// still queued: they will not run), `NDE_ERR_INVALID` (NULL) or
+/// `NDE_ERR_WOULD_DEADLOCK` from one of the pool's own workers.
+/// libvirt has no such call.
+#[no_mangle]
+pub extern "C" fn nde_pool_wait_idle(pool: *mut nde_pool, timeout_ms: c_int) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match pool_ref(pool) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(pool) => crate::result::to_c(pool.wait_idle(timeout_ms).map(|()| 0)),
+        }
+    })
+}
+
+/// Drains the pool (see `nde_pool_drain`) and releases it. NULL does nothing.
+///
+/// From inside one of the pool's own jobs it cannot join its own thread:
+/// the pool is stopped at once and released when the running jobs return
+/// (queued jobs are then discarded, their `free_fn` runs). Either way the
+/// pointer must not be used after this call.
+#[no_mangle]
+pub extern "C" fn nde_pool_free(pool: *mut nde_pool) {
+    ffi_guard!((), {
+        if !pool.is_null() {
+            // SAFETY: `pool` came from nde_pool_new_full and is freed once.
+            drop(unsafe { Box::from_raw(pool as *mut CPool) });
+        }
+    })
+}
+
+/// The configured minimum number of ordinary workers (0 for NULL).
+#[no_mangle]
+pub extern "C" fn nde_pool_get_min_workers(pool: *mut nde_pool) -> usize {
+    ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.limits().min_workers) })
+}
+
+/// The configured maximum number of ordinary workers (0 for NULL).
+#[no_mangle]
+pub extern "C" fn nde_pool_get_max_workers(pool: *mut nde_pool) -> usize {
+    ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.limits().max_workers) })
+}
+
+/// The number of priority workers running now (libvirt's meaning; the
+/// configured number is what was passed in). 0 for NULL.
+#[no_mangle]
+pub extern "C" fn nde_pool_get_priority_workers(pool: *mut nde_pool) -> usize {
+    ffi_guard!(0, {
+        pool_ref(pool).map_or(0, |p| p.current_prio_workers())
+    })
+}
+
+/// The number of ordinary workers running now (0 for NULL).
+#[no_mangle]
+pub extern "C" fn nde_pool_get_current_workers(pool: *mut nde_pool) -> usize {
+    ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.current_workers()) })
+}
+
+/// The number of ordinary workers not running a job (0 for NULL).
+#[no_mangle]
+pub extern "C" fn nde_pool_get_free_workers(pool: *mut nde_pool) -> usize {
+    ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.free_workers()) })
+}
+
+/// The number of jobs queued and not yet started (0 for NULL).
+#[no_mangle]
+pub extern "C" fn nde_pool_get_job_queue_depth(pool: *mut nde_pool) -> usize {
+    ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.queue_depth()) })
+}
+
+/// libvirt's `virThreadPoolSetParameters`: a negative value keeps the
+/// current setting. Growing `min_workers` or `prio_workers` starts threads
+/// now; shrinking takes effect as workers finish their current job.
+///
+/// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL, `max == 0` or `min > max`
+/// after applying the kept values; nothing changes), `NDE_ERR_STOPPED`
+/// (after stop) or `NDE_ERR_THREAD` (the new limits are kept, with fewer
+/// threads running than asked for).
+#[no_mangle]
+pub extern "C" fn nde_pool_set_parameters(
+    pool: *mut nde_pool,
+    min_workers: c_longlong,
+    max_workers: c_longlong,
+    prio_workers: c_longlong,
+) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match pool_ref(pool) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(p) => crate::result::to_c(
+                p.set_parameters(min_workers, max_workers, prio_workers)
+                    .map(|()| 0),
+            ),
+        }
+    })
+}
+
+/// Copies the pool's counters into `*out`, which is written only on
+/// success. Returns `NDE_OK` or `NDE_ERR_INVALID` (a NULL argument).
+/// Safe from any thread, including from inside a job.
+#[no_mangle]
+pub extern "C" fn nde_pool_get_stats(pool: *mut nde_pool, out: *mut nde_pool_stats) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match pool_ref(pool) {
+            Some(p) if !out.is_null() => {
+                // SAFETY: `out` is non-NULL and points to writable memory.
+                unsafe { out.write(p.stats()) };
+                nde_result::NDE_OK.code()
+            }
+            _ => nde_result::NDE_ERR_INVALID.code(),
+        }
+    })
+}

@@ -1,0 +1,24 @@
+//! nodedev-events: ordered, leak-free Linux device hotplug events for C
+//! hypervisor drivers.
+//!
+//! Three layers, each usable alone:
+//! - [`pool`]: a job pool with libvirt's `virThreadPool` semantics, plus a
+//!   per-job free callback that runs exactly once on every path;
+//! - [`events`]: typed events handled in order on one worker, with per-type
+//!   callbacks, debounced scheduling and a two-phase shutdown;
+//! - [`monitor`]: the udev and mdevctl sources and a node-device table that
+//!   emits libvirt's lifecycle events.
+//!
+//! The safe Rust core lives in these modules; every `extern "C"` item lives
+//! under [`ffi`].
+
+pub mod events;
+pub mod job_queue;
+pub mod monitor;
+pub mod pool;
+pub mod result;
+pub mod thread;
+
+pub mod ffi;
+
+pub use result::{nde_result, Error};

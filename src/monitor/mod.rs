@@ -1,0 +1,1 @@
+//! The udev + mdevctl source and the node-device table (layer 3).

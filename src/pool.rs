@@ -1,0 +1,481 @@
+//! The job pool (layer 1): libvirt's `virThreadPool`, done right.
+//!
+//! Semantics follow libvirt: `min` workers start at once and more start on
+//! demand up to `max`; `prio` extra workers run only priority jobs; ordinary
+//! workers take jobs in FIFO order; `stop` refuses new jobs and lets each
+//! worker exit after its current job; `drain` stops, joins and discards.
+//! Where libvirt leaks, we do not: a job owns its data (`T`), so dropping
+//! the job (after it ran, when it is discarded, or when a send is refused)
+//! releases the data exactly once.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::job_queue::JobQueue;
+use crate::result::{nde_result, Error};
+use crate::thread::{self, Thread};
+
+/// Counters of a pool's life, safe to read at any time.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct nde_pool_stats {
+    /// Jobs accepted.
+    pub submitted: u64,
+    /// Jobs whose function returned (their free function has run too).
+    pub completed: u64,
+    /// Accepted jobs dropped, unrun, by drain or free (their free function ran).
+    pub discarded: u64,
+    /// Sends refused (the job's free function ran before the call returned).
+    pub rejected: u64,
+    /// Deepest queue seen.
+    pub queue_high_water: u64,
+}
+
+/// Stats as the Rust API names them.
+pub type PoolStats = nde_pool_stats;
+
+/// Sizes of a pool, libvirt's three parameters.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    pub min_workers: usize,
+    pub max_workers: usize,
+    pub prio_workers: usize,
+}
+
+/// What runs each job. It gets the job by value: dropping it frees its data.
+pub type Handler<T> = Box<dyn Fn(T) + Send + Sync + 'static>;
+
+thread_local! {
+    // The pool whose worker this thread is (0 on every other thread). A
+    // const-initialised Cell<usize> registers no TLS destructor.
+    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum WorkerKind {
+    Ordinary,
+    Priority,
+}
+
+struct State<T> {
+    queue: JobQueue<T>,
+    quit: bool,
+    limits: PoolLimits,
+    /// Ordinary workers alive (started and not yet exited).
+    workers: usize,
+    /// Priority workers alive.
+    prio_workers: usize,
+    /// Ordinary workers not running a job (a worker being started counts).
+    free_workers: usize,
+    /// Ordinary / priority workers blocked on their condition variable.
+    sleeping: usize,
+    sleeping_prio: usize,
+    /// Jobs taken from the queue whose handler has not finished yet.
+    running: usize,
+    /// Handles of every thread started and not joined yet.
+    threads: Vec<Thread>,
+    /// The owner asked for release from inside a job: the last worker to
+    /// exit discards the queue and detaches the threads.
+    release_when_idle: bool,
+    stats: PoolStats,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// Ordinary workers wait here for jobs.
+    work_ready: Condvar,
+    /// Priority workers wait here for priority jobs.
+    prio_ready: Condvar,
+    /// Signalled when a job finishes or a worker exits (wait_idle, drain).
+    progress: Condvar,
+    handler: Handler<T>,
+    name: String,
+    prio_name: String,
+    /// Panics caught in handlers (the worker carries on).
+    panics: AtomicUsize,
+}
+
+/// A pool of worker threads running jobs of type `T`.
+pub struct Pool<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic never happens while the lock is held by our code, but if it
+    // did, the state is still consistent: never let poison wedge shutdown.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn deadline_after(timeout_ms: i32) -> Option<Instant> {
+    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+}
+
+/// Waits on `cond` until `deadline` (None = for ever). Returns the guard and
+/// whether the deadline passed.
+fn wait_until<'a, S>(
+    cond: &Condvar,
+    guard: MutexGuard<'a, S>,
+    deadline: Option<Instant>,
+) -> (MutexGuard<'a, S>, bool) {
+    match deadline {
+        None => (cond.wait(guard).unwrap_or_else(|p| p.into_inner()), false),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                return (guard, true);
+            }
+            let (g, _) = cond
+                .wait_timeout(guard, d - now)
+                .unwrap_or_else(|p| p.into_inner());
+            (g, false)
+        }
+    }
+}
+
+impl<T: Send + 'static> Pool<T> {
+    /// Creates a pool; `min_workers > max_workers` is clamped to
+    /// `max_workers` as libvirt does. Fails with `NDE_ERR_INVALID` when
+    /// `max_workers` is 0 and `NDE_ERR_THREAD` when a thread cannot start.
+    pub fn new(limits: PoolLimits, name: &str, handler: Handler<T>) -> Result<Pool<T>, Error> {
+        if limits.max_workers == 0 {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        let limits = PoolLimits {
+            min_workers: limits.min_workers.min(limits.max_workers),
+            ..limits
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: JobQueue::new(),
+                quit: false,
+                limits,
+                workers: 0,
+                prio_workers: 0,
+                free_workers: 0,
+                sleeping: 0,
+                sleeping_prio: 0,
+                running: 0,
+                threads: Vec::new(),
+                release_when_idle: false,
+                stats: PoolStats::default(),
+            }),
+            work_ready: Condvar::new(),
+            prio_ready: Condvar::new(),
+            progress: Condvar::new(),
+            handler,
+            name: name.to_owned(),
+            prio_name: format!("prio-{name}"),
+            panics: AtomicUsize::new(0),
+        });
+        let pool = Pool { shared };
+        {
+            let mut st = lock(&pool.shared.state);
+            for _ in 0..limits.min_workers {
+                Shared::start_worker(&pool.shared, &mut st, WorkerKind::Ordinary)?;
+            }
+            for _ in 0..limits.prio_workers {
+                Shared::start_worker(&pool.shared, &mut st, WorkerKind::Priority)?;
+            }
+        }
+        // On error above, dropping `pool` drains and joins what started.
+        Ok(pool)
+    }
+
+    /// Queues `job`. On failure the job is handed back so the caller decides
+    /// (the C layer drops it, which frees its data before returning).
+    pub fn send(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
+        let shared = &self.shared;
+        let mut st = lock(&shared.state);
+        if st.quit {
+            st.stats.rejected += 1;
+            return Err((nde_result::NDE_ERR_STOPPED, job));
+        }
+        st.queue.push(job, priority);
+        let depth = st.queue.len();
+        // Grow while queued jobs outnumber idle workers.
+        if depth > st.free_workers && st.workers < st.limits.max_workers {
+            if let Err(e) = Shared::start_worker(shared, &mut st, WorkerKind::Ordinary) {
+                if st.workers == 0 {
+                    // Nobody would ever run it: refuse it. It is the newest,
+                    // so taking it back from the tail is exact.
+                    let job = st.queue.take_newest(priority).expect("job just pushed");
+                    st.stats.rejected += 1;
+                    return Err((e, job));
+                }
+            }
+        }
+        st.stats.submitted += 1;
+        st.stats.queue_high_water = st.stats.queue_high_water.max(st.queue.len() as u64);
+        if st.sleeping > 0 {
+            shared.work_ready.notify_one();
+        }
+        if priority != 0 && st.sleeping_prio > 0 {
+            shared.prio_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Refuses new jobs; each worker exits after its current job. Queued jobs
+    /// stay queued until `drain` or drop. Never blocks.
+    pub fn stop(&self) {
+        let mut st = lock(&self.shared.state);
+        self.shared.stop_locked(&mut st);
+    }
+
+    /// Stops, joins every worker and discards the queued jobs (dropping them
+    /// frees their data). `NDE_ERR_WOULD_DEADLOCK` from one of its workers.
+    pub fn drain(&self) -> Result<(), Error> {
+        if self.on_worker() {
+            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+        }
+        let shared = &self.shared;
+        let (threads, jobs) = {
+            let mut st = lock(&shared.state);
+            shared.stop_locked(&mut st);
+            while st.workers + st.prio_workers > 0 {
+                st = shared.progress.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            let jobs = st.queue.take_all();
+            st.stats.discarded += jobs.len() as u64;
+            (std::mem::take(&mut st.threads), jobs)
+        };
+        for t in threads {
+            t.join();
+        }
+        drop(jobs);
+        Ok(())
+    }
+
+    /// Waits until the queue is empty and every accepted job (and its free
+    /// function) has finished. `timeout_ms < 0` waits for ever.
+    pub fn wait_idle(&self, timeout_ms: i32) -> Result<(), Error> {
+        if self.on_worker() {
+            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+        }
+        let deadline = deadline_after(timeout_ms);
+        let mut st = lock(&self.shared.state);
+        loop {
+            if st.queue.is_empty() && st.running == 0 {
+                return Ok(());
+            }
+            if st.quit && !st.queue.is_empty() && st.running == 0 {
+                return Err(nde_result::NDE_ERR_STOPPED);
+            }
+            let (g, timed_out) = wait_until(&self.shared.progress, st, deadline);
+            st = g;
+            if timed_out {
+                return Err(nde_result::NDE_ERR_TIMEOUT);
+            }
+        }
+    }
+
+    /// libvirt's `virThreadPoolSetParameters`: a negative value keeps the
+    /// current one.
+    pub fn set_parameters(&self, min: i64, max: i64, prio: i64) -> Result<(), Error> {
+        let shared = &self.shared;
+        let mut st = lock(&shared.state);
+        if st.quit {
+            return Err(nde_result::NDE_ERR_STOPPED);
+        }
+        let pick = |v: i64, cur: usize| if v < 0 { cur } else { v as usize };
+        let new = PoolLimits {
+            min_workers: pick(min, st.limits.min_workers),
+            max_workers: pick(max, st.limits.max_workers),
+            prio_workers: pick(prio, st.limits.prio_workers),
+        };
+        if new.max_workers == 0 || new.min_workers > new.max_workers {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        st.limits = new;
+        // Surplus workers notice the new limits when they next look for work.
+        shared.work_ready.notify_all();
+        shared.prio_ready.notify_all();
+        while st.workers < new.min_workers {
+            Shared::start_worker(shared, &mut st, WorkerKind::Ordinary)?;
+        }
+        while st.prio_workers < new.prio_workers {
+            Shared::start_worker(shared, &mut st, WorkerKind::Priority)?;
+        }
+        Ok(())
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> PoolLimits {
+        lock(&self.shared.state).limits
+    }
+
+    /// Ordinary workers alive now.
+    pub fn current_workers(&self) -> usize {
+        lock(&self.shared.state).workers
+    }
+
+    /// Priority workers alive now (libvirt's meaning of the getter).
+    pub fn current_prio_workers(&self) -> usize {
+        lock(&self.shared.state).prio_workers
+    }
+
+    /// Ordinary workers not running a job.
+    pub fn free_workers(&self) -> usize {
+        lock(&self.shared.state).free_workers
+    }
+
+    /// Jobs queued and not yet started.
+    pub fn queue_depth(&self) -> usize {
+        lock(&self.shared.state).queue.len()
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        lock(&self.shared.state).stats
+    }
+
+    /// Panics caught inside job handlers.
+    pub fn caught_panics(&self) -> usize {
+        self.shared.panics.load(Ordering::Relaxed)
+    }
+
+    /// True when `stop` (or drain) has been called.
+    pub fn is_stopped(&self) -> bool {
+        lock(&self.shared.state).quit
+    }
+
+    /// True when called from one of this pool's workers.
+    pub fn on_worker(&self) -> bool {
+        CURRENT_POOL.with(|c| c.get()) == self.shared.id()
+    }
+}
+
+impl<T: Send + 'static> Drop for Pool<T> {
+    /// Drains and releases. From inside one of its own jobs it cannot join
+    /// itself: the last worker to exit finishes the release instead.
+    fn drop(&mut self) {
+        if self.on_worker() {
+            let mut st = lock(&self.shared.state);
+            self.shared.stop_locked(&mut st);
+            st.release_when_idle = true;
+            return;
+        }
+        let _ = self.drain();
+    }
+}
+
+impl<T: Send + 'static> Shared<T> {
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    fn stop_locked(&self, st: &mut State<T>) {
+        if !st.quit {
+            st.quit = true;
+            self.work_ready.notify_all();
+            self.prio_ready.notify_all();
+            self.progress.notify_all();
+        }
+    }
+
+    fn start_worker(this: &Arc<Self>, st: &mut State<T>, kind: WorkerKind) -> Result<(), Error> {
+        let shared = Arc::clone(this);
+        let name = match kind {
+            WorkerKind::Ordinary => &this.name,
+            WorkerKind::Priority => &this.prio_name,
+        };
+        let t = thread::spawn(name, move || shared.worker_loop(kind))?;
+        st.threads.push(t);
+        match kind {
+            WorkerKind::Ordinary => {
+                st.workers += 1;
+                st.free_workers += 1;
+            }
+            WorkerKind::Priority => st.prio_workers += 1,
+        }
+        Ok(())
+    }
+
+    fn worker_loop(self: Arc<Self>, kind: WorkerKind) {
+        CURRENT_POOL.with(|c| c.set(self.id()));
+        let ordinary = kind == WorkerKind::Ordinary;
+        let mut st = lock(&self.state);
+        loop {
+            if st.quit || self.surplus(&st, kind) {
+                break;
+            }
+            let job = if ordinary {
+                st.queue.pop_oldest()
+            } else {
+                st.queue.pop_priority()
+            };
+            let Some(job) = job else {
+                st = self.sleep(st, ordinary);
+                continue;
+            };
+            if ordinary {
+                st.free_workers -= 1;
+            }
+            st.running += 1;
+            drop(st);
+            let handler = &self.handler;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(job))).is_err() {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+            }
+            st = lock(&self.state);
+            st.running -= 1;
+            st.stats.completed += 1;
+            if ordinary {
+                st.free_workers += 1;
+            }
+            if st.queue.is_empty() {
+                st.queue.shrink_if_empty();
+                if st.running == 0 {
+                    self.progress.notify_all();
+                }
+            }
+        }
+        if ordinary {
+            st.workers -= 1;
+            st.free_workers -= 1;
+        } else {
+            st.prio_workers -= 1;
+        }
+        let last = st.workers + st.prio_workers == 0;
+        if last && st.release_when_idle {
+            // The owner released the pool from inside a job: nobody is left
+            // to join, so finish the release here.
+            let jobs = st.queue.take_all();
+            st.stats.discarded += jobs.len() as u64;
+            let threads = std::mem::take(&mut st.threads);
+            drop(st);
+            drop(jobs);
+            threads.into_iter().for_each(Thread::detach);
+        } else {
+            self.progress.notify_all();
+        }
+        CURRENT_POOL.with(|c| c.set(0));
+    }
+
+    /// True when this worker should exit because the pool shrank.
+    fn surplus(&self, st: &State<T>, kind: WorkerKind) -> bool {
+        match kind {
+            WorkerKind::Ordinary => st.workers > st.limits.max_workers,
+            WorkerKind::Priority => st.prio_workers > st.limits.prio_workers,
+        }
+    }
+
+    fn sleep<'a>(
+        &self,
+        mut st: MutexGuard<'a, State<T>>,
+        ordinary: bool,
+    ) -> MutexGuard<'a, State<T>> {
+        if ordinary {
+            st.sleeping += 1;
+            st = self.work_ready.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.sleeping -= 1;
+        } else {
+            st.sleeping_prio += 1;
+            st = self.prio_ready.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.sleeping_prio -= 1;
+        }
+        st
+    }
+}

@@ -1,0 +1,159 @@
+//! The Rust core of the pool, tested directly: every job is released
+//! exactly once on every path, order holds, panics are contained.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nodedev_events::nde_result;
+use nodedev_events::pool::{Pool, PoolLimits};
+
+/// A job that counts how often it is released.
+struct Counted {
+    seq: usize,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn limits(min: usize, max: usize, prio: usize) -> PoolLimits {
+    PoolLimits { min_workers: min, max_workers: max, prio_workers: prio }
+}
+
+#[test]
+fn one_worker_runs_jobs_in_order_and_releases_each_once() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let pool = Pool::new(limits(1, 1, 0), "order", Box::new(move |j: Counted| s2.lock().unwrap().push(j.seq))).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    for seq in 0..10_000 {
+        assert!(pool.send(seq as u32 % 2, Counted { seq, drops: drops.clone() }).is_ok());
+    }
+    pool.wait_idle(-1).unwrap();
+    assert_eq!(*seen.lock().unwrap(), (0..10_000).collect::<Vec<_>>());
+    assert_eq!(drops.load(Ordering::SeqCst), 10_000);
+    assert_eq!(pool.stats().completed, 10_000);
+}
+
+#[test]
+fn refused_and_discarded_jobs_are_released_once() {
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let g2 = gate.clone();
+    let pool = Pool::new(limits(1, 1, 0), "discard", Box::new(move |_j: Counted| drop(g2.lock().unwrap()))).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    for seq in 0..100 {
+        assert!(pool.send(0, Counted { seq, drops: drops.clone() }).is_ok());
+    }
+    pool.stop();
+    let (err, job) = pool.send(0, Counted { seq: 999, drops: drops.clone() }).unwrap_err();
+    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    drop(job);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    drop(held);
+    pool.drain().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 101);
+    let st = pool.stats();
+    assert_eq!(st.completed + st.discarded, 100);
+    assert_eq!(st.rejected, 1);
+    assert_eq!(pool.queue_depth(), 0);
+    drop(pool);
+    assert_eq!(drops.load(Ordering::SeqCst), 101);
+}
+
+#[test]
+fn a_panicking_job_is_counted_released_and_the_worker_carries_on() {
+    let pool = Pool::new(
+        limits(1, 1, 0),
+        "panics",
+        Box::new(|j: Counted| {
+            if j.seq % 2 == 0 {
+                panic!("job {} fails on purpose", j.seq);
+            }
+        }),
+    )
+    .unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    for seq in 0..10 {
+        assert!(pool.send(0, Counted { seq, drops: drops.clone() }).is_ok());
+    }
+    pool.wait_idle(-1).unwrap();
+    assert_eq!(pool.caught_panics(), 5);
+    assert_eq!(drops.load(Ordering::SeqCst), 10);
+    assert_eq!(pool.current_workers(), 1);
+}
+
+#[test]
+fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
+    type Slot = Arc<Mutex<Option<Pool<Counted>>>>;
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let (s2, r2) = (slot.clone(), results.clone());
+    let pool = Pool::new(
+        limits(1, 1, 0),
+        "self",
+        Box::new(move |j: Counted| {
+            if j.seq == 0 {
+                let guard = s2.lock().unwrap();
+                let p = guard.as_ref().unwrap();
+                r2.lock().unwrap().push(p.drain().unwrap_err());
+                r2.lock().unwrap().push(p.wait_idle(-1).unwrap_err());
+                assert!(p.on_worker());
+            } else if j.seq == 1 {
+                // Release the pool from inside its own job.
+                let p = s2.lock().unwrap().take();
+                drop(p);
+            }
+        }),
+    )
+    .unwrap();
+    assert!(!pool.on_worker());
+    let drops = Arc::new(AtomicUsize::new(0));
+    *slot.lock().unwrap() = Some(pool);
+    {
+        let guard = slot.lock().unwrap();
+        let p = guard.as_ref().unwrap();
+        for seq in 0..5 {
+            assert!(p.send(0, Counted { seq, drops: drops.clone() }).is_ok());
+        }
+    }
+    // Jobs 2..4 are discarded by the deferred release, 0 and 1 ran.
+    let mut spins = 0;
+    while drops.load(Ordering::SeqCst) < 5 {
+        spins += 1;
+        assert!(spins < 600_000, "deferred release never happened");
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![nde_result::NDE_ERR_WOULD_DEADLOCK, nde_result::NDE_ERR_WOULD_DEADLOCK]
+    );
+}
+
+#[test]
+fn thread_creation_failure_is_reported_and_nothing_leaks() {
+    nodedev_events::thread::fail_next_spawns("fails-to-start", 1);
+    let r = Pool::new(limits(2, 2, 0), "fails-to-start", Box::new(|_j: Counted| {}));
+    assert_eq!(r.err(), Some(nde_result::NDE_ERR_THREAD));
+
+    // A pool with no worker yet refuses a job it cannot start a worker for.
+    let pool = Pool::new(limits(0, 1, 0), "lazy-fails", Box::new(|_j: Counted| {})).unwrap();
+    nodedev_events::thread::fail_next_spawns("lazy-fails", 1);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (err, job) = pool.send(0, Counted { seq: 0, drops: drops.clone() }).unwrap_err();
+    assert_eq!(err, nde_result::NDE_ERR_THREAD);
+    drop(job);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert!(pool.send(0, Counted { seq: 1, drops: drops.clone() }).is_ok());
+    pool.wait_idle(-1).unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn max_zero_is_invalid() {
+    let r = Pool::new(limits(0, 0, 0), "zero", Box::new(|_j: Counted| {}));
+    assert_eq!(r.err(), Some(nde_result::NDE_ERR_INVALID));
+}
