@@ -35,6 +35,45 @@
 #define NDE_VERSION_STRING "0.1.0"
 
 /**
+ * Pass as the type to `register` to receive every type.
+ */
+#define NDE_EVENT_ANY -1
+
+/**
+ * Event types of the seed driver.
+ */
+typedef enum nde_event_type {
+  /**
+   * Initial enumeration; data: the `struct udev *` (monitor).
+   */
+  NDE_EVENT_INIT = 0,
+  /**
+   * udev "add"; data: a `struct udev_device *` owned by the event.
+   */
+  NDE_EVENT_UDEV_ADD = 1,
+  /**
+   * udev "remove"; data: a `struct udev_device *` owned by the event.
+   */
+  NDE_EVENT_UDEV_REMOVE = 2,
+  /**
+   * udev "change"; data: a `struct udev_device *` owned by the event.
+   */
+  NDE_EVENT_UDEV_CHANGE = 3,
+  /**
+   * udev "move" (rename); data: a `struct udev_device *` owned by the event.
+   */
+  NDE_EVENT_UDEV_MOVE = 4,
+  /**
+   * mdevctl's configuration changed; no data.
+   */
+  NDE_EVENT_MDEVCTL_CONFIG_CHANGED = 5,
+  /**
+   * Number of event types (not a type).
+   */
+  NDE_EVENT_LAST = 6,
+} nde_event_type;
+
+/**
  * Result codes returned by every `int` function of the C API.
  *
  * Success is `NDE_OK` (0) or a non-negative id; every failure is
@@ -89,16 +128,23 @@ typedef enum nde_result {
 } nde_result;
 
 /**
+ * Typed events handled in order on one worker thread (opaque). Create with
+ * `nde_events_new`, release with `nde_events_free`.
+ */
+typedef struct nde_events nde_events;
+
+/**
  * A pool of worker threads (opaque). Create with `nde_pool_new_full`,
  * release with `nde_pool_free`.
  */
 typedef struct nde_pool nde_pool;
 
 /**
- * The function a pool runs for each job, called on a worker thread with the
- * job's data and the pool's `opaque` (libvirt's argument order).
+ * An event callback: `userdata` as registered, the event's type and data.
+ * The data belongs to the event: do not free it, and do not keep it after
+ * the callback returns.
  */
-typedef void (*nde_job_fn)(void *jobdata, void *opaque);
+typedef void (*nde_event_cb)(void *userdata, enum nde_event_type event_type, void *data);
 
 /**
  * A function that releases data handed to the library. The library calls
@@ -132,6 +178,12 @@ typedef struct nde_pool_stats {
   uint64_t queue_high_water;
 } nde_pool_stats;
 
+/**
+ * The function a pool runs for each job, called on a worker thread with the
+ * job's data and the pool's `opaque` (libvirt's argument order).
+ */
+typedef void (*nde_job_fn)(void *jobdata, void *opaque);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -147,6 +199,119 @@ const char *nde_result_str(int code);
  * `NDE_VERSION_*` macros of the header the caller was built with.
  */
 const char *nde_version(void);
+
+/**
+ * Creates an events object with its one worker thread, named after `name`
+ * (NULL allowed, copied; cut to 15 bytes). A timer thread is started on the
+ * first `nde_events_schedule` with a delay. Returns NULL when a thread
+ * cannot be created.
+ */
+struct nde_events *nde_events_new(const char *name);
+
+/**
+ * Registers `cb` for events of `event_type` (an `nde_event_type`, or
+ * `NDE_EVENT_ANY` for all). For one event, matching callbacks run in
+ * registration order, on the worker thread.
+ *
+ * `userdata` is passed to `cb`; `userdata_free` (NULL allowed) runs exactly
+ * once: when the callback is deregistered, when the object is freed, or
+ * before this call returns if it fails.
+ *
+ * May be called from inside a callback: the new callback receives events
+ * from the next one on.
+ *
+ * Returns the callback id (>= 0), or `NDE_ERR_INVALID` (NULL object or
+ * callback, unknown type).
+ */
+int nde_events_register(struct nde_events *ev,
+                        int event_type,
+                        nde_event_cb cb,
+                        void *userdata,
+                        nde_free_fn userdata_free);
+
+/**
+ * Removes callback `callback_id`.
+ *
+ * From any thread but the worker: when this returns, the callback is not
+ * running and will not run again, and its `userdata_free` has run.
+ * From inside a callback: returns at once; the removed callback does not
+ * run for the rest of the current event; if it is the running callback
+ * itself, its `userdata_free` runs right after it returns (before
+ * `nde_events_wait_idle` can return).
+ *
+ * Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` (unknown or already removed id) or
+ * `NDE_ERR_INVALID` (NULL).
+ */
+int nde_events_deregister(struct nde_events *ev, int callback_id);
+
+/**
+ * Queues an event. Always takes `data`: `data_free` (NULL allowed) runs
+ * exactly once, after every callback for this event has returned, or when
+ * the event is discarded by shutdown, or before this call returns when it
+ * fails. Events are handled in submission order.
+ *
+ * Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL object, `NDE_EVENT_ANY`,
+ * `NDE_EVENT_LAST` or any other unknown type) or `NDE_ERR_STOPPED` (after
+ * `nde_events_shutdown_prepare`). Safe from any thread, including callbacks.
+ */
+int nde_events_submit(struct nde_events *ev, int event_type, void *data, nde_free_fn data_free);
+
+/**
+ * Debounces events of `event_type` (the seed's 100 ms mdevctl timer): each
+ * call (re)arms a one-shot timer for that type; when it fires,
+ * `(event_type, NULL)` is submitted with no data. Calls within the delay
+ * collapse into one event, `delay_ms` after the last call.
+ * `delay_ms == 0` submits now and cancels a pending timer (the seed's
+ * "force").
+ *
+ * Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL object or a type that is not an
+ * event type), `NDE_ERR_STOPPED` (after shutdown_prepare) or
+ * `NDE_ERR_THREAD` (the timer thread could not start).
+ */
+int nde_events_schedule(struct nde_events *ev, int event_type, unsigned int delay_ms);
+
+/**
+ * Waits until every submitted event has been handled and its data freed.
+ * `timeout_ms < 0` waits for ever. Returns `NDE_OK`, `NDE_ERR_TIMEOUT`,
+ * `NDE_ERR_STOPPED` (shut down with events still queued),
+ * `NDE_ERR_INVALID` or `NDE_ERR_WOULD_DEADLOCK` (from a callback).
+ */
+int nde_events_wait_idle(struct nde_events *ev, int timeout_ms);
+
+/**
+ * Shutdown, phase one (libvirt's ShutdownPrepare): from now on submit and
+ * schedule return `NDE_ERR_STOPPED`, pending timers are cancelled and none
+ * fires, and the worker stops after the current event. Never blocks;
+ * idempotent; safe from a callback. Returns `NDE_OK` or `NDE_ERR_INVALID`.
+ */
+int nde_events_shutdown_prepare(struct nde_events *ev);
+
+/**
+ * Shutdown, phase two (libvirt's ShutdownWait, without its leak and its
+ * lock-while-joining): prepares first if needed, joins the timer and the
+ * worker, then discards the queued events (their `data_free` runs).
+ *
+ * Returns `NDE_OK` (also on later calls), `NDE_ERR_TIMEOUT` when the
+ * current callback is still running after `timeout_ms` (< 0: wait for
+ * ever; nothing is broken, call again), `NDE_ERR_WOULD_DEADLOCK` from a
+ * callback, or `NDE_ERR_INVALID`.
+ */
+int nde_events_shutdown_wait(struct nde_events *ev, int timeout_ms);
+
+/**
+ * Shuts down (prepare, then wait for ever), discards queued events, and
+ * releases every callback's userdata. NULL does nothing. From inside a
+ * callback the release completes when that callback returns.
+ */
+void nde_events_free(struct nde_events *ev);
+
+/**
+ * Copies the counters of the events queue into `*out` (written only on
+ * success): submitted, completed (handled), discarded (dropped by
+ * shutdown), rejected, queue_high_water. Returns `NDE_OK` or
+ * `NDE_ERR_INVALID`.
+ */
+int nde_events_get_stats(struct nde_events *ev, struct nde_pool_stats *out);
 
 /**
  * Creates a pool and starts `min_workers` ordinary and `prio_workers`

@@ -1,82 +1,242 @@
-//! Typed events handled in order on one worker (layer 2).
+//! Typed events handled in order on one worker (layer 2): the seed's
+//! `nodeDeviceEvent` machinery, made reusable.
 //!
-//! API SKETCH, implementation in progress: signatures are fixed, bodies come
-//! next.
+//! One [`Events`] owns one pool of exactly one worker, so events are handled
+//! in submission order. Callbacks are registered per type (or for every
+//! type) and run in registration order. `schedule` debounces per type. The
+//! two-phase shutdown never blocks in `shutdown_prepare` and never leaks in
+//! `shutdown_wait`: queued events are discarded and their data freed.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use crate::result::Error;
+use crate::callbacks::{OnRemove, Registry};
+use crate::debounce::Debouncer;
+use crate::owned::OwnedData;
+use crate::pool::{Pool, PoolLimits, PoolStats};
+use crate::result::{nde_result, Error};
 
-/// Event types of the seed driver (`nde_event_type` in C).
+pub use crate::owned::FreeFn;
+
+/// Event types of the seed driver.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum nde_event_type {
+    /// Initial enumeration; data: the `struct udev *` (monitor).
     NDE_EVENT_INIT = 0,
+    /// udev "add"; data: a `struct udev_device *` owned by the event.
     NDE_EVENT_UDEV_ADD = 1,
+    /// udev "remove"; data: a `struct udev_device *` owned by the event.
     NDE_EVENT_UDEV_REMOVE = 2,
+    /// udev "change"; data: a `struct udev_device *` owned by the event.
     NDE_EVENT_UDEV_CHANGE = 3,
+    /// udev "move" (rename); data: a `struct udev_device *` owned by the event.
     NDE_EVENT_UDEV_MOVE = 4,
+    /// mdevctl's configuration changed; no data.
     NDE_EVENT_MDEVCTL_CONFIG_CHANGED = 5,
+    /// Number of event types (not a type).
     NDE_EVENT_LAST = 6,
 }
 
-/// C free function for event data and userdata.
-pub type FreeFn = unsafe extern "C" fn(*mut c_void);
+/// Pass as the type to `register` to receive every type.
+pub const NDE_EVENT_ANY: i32 = -1;
 
-/// Data carried by one event; `free` runs exactly once when the event is
-/// done with (after dispatch, on discard, or when submit fails).
-pub struct EventData {
-    pub ptr: *mut c_void,
-    pub free: Option<FreeFn>,
+impl nde_event_type {
+    /// The event type with C value `v`, if it is one (`NDE_EVENT_LAST` is not).
+    pub fn from_i32(v: i32) -> Option<nde_event_type> {
+        use nde_event_type::*;
+        Some(match v {
+            0 => NDE_EVENT_INIT,
+            1 => NDE_EVENT_UDEV_ADD,
+            2 => NDE_EVENT_UDEV_REMOVE,
+            3 => NDE_EVENT_UDEV_CHANGE,
+            4 => NDE_EVENT_UDEV_MOVE,
+            5 => NDE_EVENT_MDEVCTL_CONFIG_CHANGED,
+            _ => return None,
+        })
+    }
 }
+
+/// Data carried by one event; its free function runs exactly once.
+pub type EventData = OwnedData;
 
 /// A Rust callback: receives the event type and the raw data pointer.
 pub type Callback = Box<dyn FnMut(nde_event_type, *mut c_void) + Send>;
 
-/// Typed event queue on one ordered worker.
+/// One queued event.
+struct Event {
+    event_type: i32,
+    data: EventData,
+}
+
+struct Core {
+    // Field order is drop order: timers stop before the worker is drained.
+    timers: Debouncer,
+    pool: Pool<Event>,
+    registry: Arc<Registry>,
+    stopping: AtomicBool,
+}
+
+/// Typed events on one ordered worker.
 pub struct Events {
-    _private: (),
+    core: Arc<Core>,
+}
+
+impl Core {
+    fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(nde_result::NDE_ERR_STOPPED); // `data` drops: freed
+        }
+        let ev = Event { event_type: event_type as i32, data };
+        self.pool.send(0, ev).map_err(|(e, _ev)| e)
+    }
 }
 
 impl Events {
-    /// New events object with one worker thread named after `name`.
-    pub fn new(_name: &str) -> Result<Events, Error> {
-        todo!()
+    /// New events object; its worker thread is named after `name`, its
+    /// timer thread (started on the first `schedule`) `name` + "-timer".
+    pub fn new(name: &str) -> Result<Events, Error> {
+        let registry = Arc::new(Registry::new());
+        let dispatch = Arc::clone(&registry);
+        let pool = Pool::new(
+            PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 },
+            name,
+            Box::new(move |ev: Event| dispatch.dispatch(ev.event_type, ev.data.ptr)),
+        )?;
+        let core = Arc::new_cyclic(|weak: &Weak<Core>| {
+            let weak = weak.clone();
+            let fire = Box::new(move |slot: usize| {
+                let core = weak.upgrade();
+                if let (Some(core), Some(t)) = (core, nde_event_type::from_i32(slot as i32)) {
+                    let _ = core.submit(t, EventData::none());
+                }
+            });
+            let timer_name = format!("{}-timer", name.chars().take(9).collect::<String>());
+            Core {
+                timers: Debouncer::new(nde_event_type::NDE_EVENT_LAST as usize, &timer_name, fire),
+                pool,
+                registry,
+                stopping: AtomicBool::new(false),
+            }
+        });
+        Ok(Events { core })
     }
-    /// Registers `cb` for `type_` (None = every type). Returns its id.
-    /// `on_remove` runs exactly once when the callback is removed (deregister
-    /// or free), or before returning on failure.
+
+    /// Registers `cb` for `event_type` (None = every type); returns its id.
+    /// `on_remove` runs exactly once when the callback is removed
+    /// (deregister or drop), or before returning on failure.
     pub fn register(
         &self,
-        _type_: Option<nde_event_type>,
-        _cb: Callback,
-        _on_remove: Option<Box<dyn FnOnce() + Send>>,
+        event_type: Option<nde_event_type>,
+        mut cb: Callback,
+        on_remove: Option<OnRemove>,
     ) -> Result<i32, Error> {
-        todo!()
+        let filter = event_type.map(|t| t as i32);
+        let wrapped = Box::new(move |t: i32, data: *mut c_void| {
+            if let Some(t) = nde_event_type::from_i32(t) {
+                cb(t, data)
+            }
+        });
+        self.core.registry.register(filter, wrapped, on_remove)
     }
-    pub fn deregister(&self, _id: i32) -> Result<(), Error> {
-        todo!()
+
+    /// Removes callback `id`. From another thread: when this returns the
+    /// callback is not running and never runs again, and its `on_remove`
+    /// ran. From inside a callback: returns at once (see the C header).
+    pub fn deregister(&self, id: i32) -> Result<(), Error> {
+        self.core.registry.deregister(id, self.on_worker())
     }
-    /// Queues an event; `data` is always consumed.
-    pub fn submit(&self, _type_: nde_event_type, _data: EventData) -> Result<(), Error> {
-        todo!()
+
+    /// Queues an event; `data` is always consumed (freed on failure).
+    pub fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
+        if event_type == nde_event_type::NDE_EVENT_LAST {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        self.core.submit(event_type, data)
     }
-    /// Debounce: (re)arms the per-type one-shot timer; 0 = submit now.
-    pub fn schedule(&self, _type_: nde_event_type, _delay_ms: u32) -> Result<(), Error> {
-        todo!()
+
+    /// Debounce: (re)arms the one-shot timer of `event_type`; when it fires,
+    /// `(event_type, NULL)` is submitted. `delay_ms == 0` submits now and
+    /// cancels a pending timer.
+    pub fn schedule(&self, event_type: nde_event_type, delay_ms: u32) -> Result<(), Error> {
+        if event_type == nde_event_type::NDE_EVENT_LAST {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        if self.core.stopping.load(Ordering::SeqCst) {
+            return Err(nde_result::NDE_ERR_STOPPED);
+        }
+        let slot = event_type as usize;
+        if delay_ms == 0 {
+            self.core.timers.disarm(slot);
+            return self.core.submit(event_type, EventData::none());
+        }
+        self.core.timers.arm(slot, Duration::from_millis(delay_ms as u64))
     }
-    pub fn wait_idle(&self, _timeout_ms: i32) -> Result<(), Error> {
-        todo!()
+
+    /// Waits until every submitted event was handled (`timeout_ms < 0`: for
+    /// ever).
+    pub fn wait_idle(&self, timeout_ms: i32) -> Result<(), Error> {
+        self.core.pool.wait_idle(timeout_ms)
     }
+
+    /// Phase one: refuse new events, cancel timers, let the worker stop
+    /// after the current event. Never blocks; idempotent.
     pub fn shutdown_prepare(&self) {
-        todo!()
+        self.core.stopping.store(true, Ordering::SeqCst);
+        self.core.timers.cancel();
+        self.core.pool.stop();
     }
-    pub fn shutdown_wait(&self, _timeout_ms: i32) -> Result<(), Error> {
-        todo!()
+
+    /// Phase two: prepare if needed, join the timer and the worker, discard
+    /// queued events (their data is freed). `NDE_ERR_TIMEOUT` when the
+    /// current callback is still running: safe to call again.
+    pub fn shutdown_wait(&self, timeout_ms: i32) -> Result<(), Error> {
+        if self.on_worker() {
+            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+        }
+        self.shutdown_prepare();
+        self.core.timers.cancel_and_join();
+        self.core.pool.drain_timeout(timeout_ms)
     }
+
+    /// True once `shutdown_prepare` (or `shutdown_wait`) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.core.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Counters of the worker's queue.
+    pub fn stats(&self) -> PoolStats {
+        self.core.pool.stats()
+    }
+
+    /// Jobs queued and not yet handled.
+    pub fn queue_depth(&self) -> usize {
+        self.core.pool.queue_depth()
+    }
+
+    /// True when a callback for exactly `event_type` (not ANY) is registered.
+    pub fn has_callback_for(&self, event_type: nde_event_type) -> bool {
+        self.core.registry.has_callback_for(event_type as i32)
+    }
+
+    /// Panics caught inside callbacks.
+    pub fn caught_panics(&self) -> usize {
+        self.core.registry.caught_panics()
+    }
+
     /// True when called from this object's worker thread.
     pub fn on_worker(&self) -> bool {
-        todo!()
+        self.core.pool.on_worker()
+    }
+}
+
+impl Drop for Events {
+    /// Prepare, wait for ever, release every callback's userdata. From inside
+    /// a callback the release happens when that callback returns.
+    fn drop(&mut self) {
+        self.shutdown_prepare();
     }
 }

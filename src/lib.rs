@@ -12,11 +12,14 @@
 //! The safe Rust core lives in these modules; every `extern "C"` item lives
 //! under [`ffi`].
 
+pub mod callbacks;
+pub mod debounce;
 pub mod events;
 pub mod job_queue;
 pub mod monitor;
 pub mod pool;
 pub mod result;
+pub mod owned;
 pub mod thread;
 
 pub mod ffi;

@@ -228,15 +228,27 @@ impl<T: Send + 'static> Pool<T> {
     /// Stops, joins every worker and discards the queued jobs (dropping them
     /// frees their data). `NDE_ERR_WOULD_DEADLOCK` from one of its workers.
     pub fn drain(&self) -> Result<(), Error> {
+        self.drain_timeout(-1)
+    }
+
+    /// `drain`, waiting at most `timeout_ms` (< 0: for ever) for the running
+    /// jobs to return. On `NDE_ERR_TIMEOUT` the pool is stopped, nothing was
+    /// discarded, and the call can be made again.
+    pub fn drain_timeout(&self, timeout_ms: i32) -> Result<(), Error> {
         if self.on_worker() {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
+        let deadline = deadline_after(timeout_ms);
         let shared = &self.shared;
         let (threads, jobs) = {
             let mut st = lock(&shared.state);
             shared.stop_locked(&mut st);
             while st.workers + st.prio_workers > 0 {
-                st = shared.progress.wait(st).unwrap_or_else(|p| p.into_inner());
+                let (g, timed_out) = wait_until(&shared.progress, st, deadline);
+                st = g;
+                if timed_out && st.workers + st.prio_workers > 0 {
+                    return Err(nde_result::NDE_ERR_TIMEOUT);
+                }
             }
             let jobs = st.queue.take_all();
             st.stats.discarded += jobs.len() as u64;

@@ -17,6 +17,7 @@ macro_rules! ffi_guard {
 }
 
 pub mod common;
+pub mod events;
 pub mod pool;
 
 /// A function that releases data handed to the library. The library calls
@@ -32,30 +33,7 @@ pub(crate) struct OpaquePtr(pub *mut c_void);
 unsafe impl Send for OpaquePtr {}
 unsafe impl Sync for OpaquePtr {}
 
-/// Data owned by the library with the function that frees it. Dropping it
-/// calls the function once; this is how every path frees exactly once.
-pub(crate) struct OwnedData {
-    pub ptr: *mut c_void,
-    pub free: nde_free_fn,
-}
-// SAFETY: the caller handed the data over to the library, to be used and
-// freed on the library's threads (documented in the header).
-unsafe impl Send for OwnedData {}
-
-impl OwnedData {
-    pub fn new(ptr: *mut c_void, free: nde_free_fn) -> Self {
-        OwnedData { ptr, free }
-    }
-}
-
-impl Drop for OwnedData {
-    fn drop(&mut self) {
-        if let Some(free) = self.free.take() {
-            // SAFETY: the caller gave us `free` for `ptr`; it runs once.
-            unsafe { free(self.ptr) };
-        }
-    }
-}
+pub(crate) use crate::owned::OwnedData;
 
 /// Reads a NUL-terminated C string; NULL or invalid UTF-8 gives `None`.
 ///

@@ -1,0 +1,184 @@
+//! The callback registry of an events object.
+//!
+//! Registration order is dispatch order. Each event dispatches to a snapshot
+//! of the callbacks registered when its dispatch began, skipping any that
+//! were deregistered meanwhile. Deregistering from another thread waits until
+//! the callback is not running, so after `deregister` returns it never runs
+//! again; from inside a callback it returns at once, and a callback that
+//! removes itself has its userdata released right after it returns.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::result::{nde_result, Error};
+
+/// A callback: gets the event type (as its C value) and the raw data.
+pub type Callback = Box<dyn FnMut(i32, *mut std::ffi::c_void) + Send>;
+/// Runs once when a callback is removed: releases its userdata.
+pub type OnRemove = Box<dyn FnOnce() + Send>;
+
+struct Entry {
+    id: i32,
+    /// The event type it wants; `None` = every type.
+    filter: Option<i32>,
+    callback: Mutex<Callback>,
+    on_remove: Mutex<Option<OnRemove>>,
+    removed: AtomicBool,
+}
+
+impl Entry {
+    fn release(&self) {
+        let f = lock(&self.on_remove).take();
+        if let Some(f) = f {
+            // userdata_free is C code or our own: it must not stop the rest.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        }
+    }
+}
+
+struct State {
+    entries: Vec<Arc<Entry>>,
+    next_id: i32,
+    /// The callback running now on the dispatch thread.
+    running: Option<i32>,
+}
+
+/// Callbacks of one events object.
+pub struct Registry {
+    state: Mutex<State>,
+    /// Signalled when a callback returns (deregister waits on it).
+    returned: Condvar,
+    panics: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry {
+            state: Mutex::new(State { entries: Vec::new(), next_id: 0, running: None }),
+            returned: Condvar::new(),
+            panics: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds a callback; returns its id (>= 0).
+    pub fn register(&self, filter: Option<i32>, callback: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        let mut st = lock(&self.state);
+        if st.next_id == i32::MAX {
+            drop(st);
+            if let Some(f) = on_remove {
+                f();
+            }
+            return Err(nde_result::NDE_ERR_NO_MEMORY);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        st.entries.push(Arc::new(Entry {
+            id,
+            filter,
+            callback: Mutex::new(callback),
+            on_remove: Mutex::new(on_remove),
+            removed: AtomicBool::new(false),
+        }));
+        Ok(id)
+    }
+
+    /// Removes callback `id`. `on_dispatch_thread` tells whether the caller
+    /// is the thread that runs callbacks (then it must not wait).
+    pub fn deregister(&self, id: i32, on_dispatch_thread: bool) -> Result<(), Error> {
+        let mut st = lock(&self.state);
+        let Some(pos) = st.entries.iter().position(|e| e.id == id) else {
+            return Err(nde_result::NDE_ERR_NOT_FOUND);
+        };
+        let entry = st.entries.remove(pos);
+        entry.removed.store(true, Ordering::SeqCst);
+        if on_dispatch_thread {
+            if st.running == Some(id) {
+                // Removing itself: released by dispatch right after it returns.
+                return Ok(());
+            }
+        } else {
+            while st.running == Some(id) {
+                st = self.returned.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        drop(st);
+        entry.release();
+        Ok(())
+    }
+
+    /// Runs, in registration order, every callback registered now whose
+    /// filter matches `event_type`.
+    pub fn dispatch(&self, event_type: i32, data: *mut std::ffi::c_void) {
+        let snapshot: Vec<Arc<Entry>> = lock(&self.state)
+            .entries
+            .iter()
+            .filter(|e| e.filter.is_none_or(|t| t == event_type))
+            .cloned()
+            .collect();
+        for entry in snapshot {
+            {
+                let mut st = lock(&self.state);
+                if entry.removed.load(Ordering::SeqCst) {
+                    continue;
+                }
+                st.running = Some(entry.id);
+            }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut cb = lock(&entry.callback);
+                (*cb)(event_type, data)
+            }));
+            if result.is_err() {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+            }
+            lock(&self.state).running = None;
+            self.returned.notify_all();
+            if entry.removed.load(Ordering::SeqCst) {
+                entry.release();
+            }
+        }
+    }
+
+    /// Number of callbacks registered.
+    pub fn len(&self) -> usize {
+        lock(&self.state).entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when a callback for exactly this type (not `ANY`) is registered.
+    pub fn has_callback_for(&self, event_type: i32) -> bool {
+        lock(&self.state).entries.iter().any(|e| e.filter == Some(event_type))
+    }
+
+    /// Panics caught inside callbacks.
+    pub fn caught_panics(&self) -> usize {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Removes every callback, releasing each one's userdata once.
+    pub fn clear(&self) {
+        let entries = std::mem::take(&mut lock(&self.state).entries);
+        for e in entries {
+            e.removed.store(true, Ordering::SeqCst);
+            e.release();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

@@ -1,0 +1,74 @@
+//! The Rust core of the events layer: order, debounce, shutdown discards.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nodedev_events::events::{nde_event_type, EventData, Events};
+use nodedev_events::nde_result;
+
+unsafe extern "C" fn count_free(p: *mut std::ffi::c_void) {
+    // SAFETY: p is a leaked Arc<AtomicUsize> made below.
+    let c = unsafe { Arc::from_raw(p as *const AtomicUsize) };
+    c.fetch_add(1, Ordering::SeqCst);
+}
+
+fn counted(c: &Arc<AtomicUsize>) -> EventData {
+    EventData::new(Arc::into_raw(c.clone()) as *mut _, Some(count_free))
+}
+
+#[test]
+fn events_are_handled_in_order_and_data_freed_once() {
+    let ev = Events::new("rust-order").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    ev.register(None, Box::new(move |t, _| s2.lock().unwrap().push(t)), None).unwrap();
+    let freed = Arc::new(AtomicUsize::new(0));
+    let types = [nde_event_type::NDE_EVENT_UDEV_ADD, nde_event_type::NDE_EVENT_UDEV_REMOVE];
+    for i in 0..1000 {
+        ev.submit(types[i % 2], counted(&freed)).unwrap();
+    }
+    ev.wait_idle(-1).unwrap();
+    let expected: Vec<_> = (0..1000).map(|i| types[i % 2]).collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
+    assert_eq!(freed.load(Ordering::SeqCst), 1000);
+    assert_eq!(
+        ev.submit(nde_event_type::NDE_EVENT_LAST, counted(&freed)),
+        Err(nde_result::NDE_ERR_INVALID)
+    );
+    assert_eq!(freed.load(Ordering::SeqCst), 1001);
+}
+
+#[test]
+fn shutdown_wait_discards_queued_events_and_frees_their_data() {
+    let ev = Events::new("rust-shutdown").unwrap();
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let g2 = gate.clone();
+    ev.register(None, Box::new(move |_, _| drop(g2.lock().unwrap())), None).unwrap();
+    let freed = Arc::new(AtomicUsize::new(0));
+    for _ in 0..100 {
+        ev.submit(nde_event_type::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
+    }
+    ev.shutdown_prepare();
+    assert_eq!(ev.shutdown_wait(10), Err(nde_result::NDE_ERR_TIMEOUT));
+    drop(held);
+    ev.shutdown_wait(-1).unwrap();
+    assert_eq!(freed.load(Ordering::SeqCst), 100);
+    assert_eq!(ev.stats().completed + ev.stats().discarded, 100);
+}
+
+#[test]
+fn userdata_is_released_once_on_drop() {
+    let released = Arc::new(AtomicUsize::new(0));
+    {
+        let ev = Events::new("rust-release").unwrap();
+        for _ in 0..3 {
+            let r = released.clone();
+            ev.register(None, Box::new(|_, _| {}), Some(Box::new(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            })))
+            .unwrap();
+        }
+    }
+    assert_eq!(released.load(Ordering::SeqCst), 3);
+}
