@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Run the pool/events benchmark and write its report.
+
+Every repetition of every scenario for every implementation is a fresh
+process of bench/harness (see harness.c).  Repetitions are interleaved
+(rep 1 of everything, then rep 2, ...) so that slow drifts of the machine hit
+every implementation alike.  The report gives the median with min and max of
+each figure, as a Markdown table printed to the terminal and written to
+OUT_DIR/bench-<UTC date>.md, an SVG chart beside it, the raw runs as JSON,
+and copies named latest.{md,svg,json}.
+
+Python 3 standard library only.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+
+IMPLS = ["libvirt", "glib", "glib-exclusive", "glib-full",
+         "nde-pool", "nde-events", "inline"]
+PEERS = ["libvirt", "glib", "glib-exclusive", "glib-full"]
+OURS = ["nde-pool", "nde-events"]
+IMPL_NOTE = {
+    "libvirt": "libvirt 9.0 `virThreadPoolNewFull(1, 1, 0, ...)`",
+    "glib": "GLib `g_thread_pool_new(..., 1, exclusive=FALSE)`",
+    "glib-exclusive": "GLib `g_thread_pool_new(..., 1, exclusive=TRUE)`",
+    "glib-full": "GLib `g_thread_pool_new_full(..., item_free, 1, FALSE)`",
+    "nde-pool": "ours: `nde_pool_new_full(1, 1, 0, ...)` + `send_job_full`",
+    "nde-events": "ours: `nde_events` with one `NDE_EVENT_ANY` callback",
+    "inline": "no hand-off: the producer runs the job itself "
+              "(the harness's own ceiling; burst 1 only)",
+}
+
+FULL = dict(burst=1_000_000, latency=100_000, memory=1_000_000,
+            shutdown=100_000, idle_ms=1000, warm=1000, delay_ms=100, reps=5,
+            timeout=300)
+SMOKE = dict(burst=20_000, latency=2_000, memory=20_000, shutdown=2_000,
+             idle_ms=100, warm=100, delay_ms=20, reps=1, timeout=30)
+
+
+def scenarios(p):
+    """name -> harness arguments"""
+    w = ["--warm", str(p["warm"])]
+    return {
+        "burst1": ["--scenario", "burst", "--n", str(p["burst"]),
+                   "--producers", "1"] + w,
+        "burst4": ["--scenario", "burst", "--n", str(p["burst"]),
+                   "--producers", "4"] + w,
+        "latency": ["--scenario", "latency", "--n", str(p["latency"])] + w,
+        "memory": ["--scenario", "memory", "--n", str(p["memory"])] + w,
+        "shutdown": ["--scenario", "shutdown", "--n", str(p["shutdown"]),
+                     "--release-delay-ms", str(p["delay_ms"])] + w,
+        "idle": ["--scenario", "idle", "--idle-ms", str(p["idle_ms"])] + w,
+    }
+
+
+# (row label, scenario, metric, scale, decimals, better: "high"/"low"/None)
+def rows(p):
+    n_b, n_s = f"{p['burst']:,}".replace(",", " "), \
+        f"{p['shutdown']:,}".replace(",", " ")
+    return [
+        (f"(1) burst of {n_b} jobs, 1 producer: M jobs/s",
+         "burst1", "jobs_per_s", 1e-6, 2, "high"),
+        (f"(2) burst of {n_b} jobs, 4 producers: M jobs/s",
+         "burst4", "jobs_per_s", 1e-6, 2, "high"),
+        ("(3) ping-pong latency p50: µs", "latency", "p50_us", 1, 1, "low"),
+        ("(3) ping-pong latency p99: µs", "latency", "p99_us", 1, 1, "low"),
+        ("(3) ping-pong latency p99.9: µs", "latency", "p999_us", 1, 1,
+         "low"),
+        ("(4) memory per queued job: bytes", "memory", "bytes_per_job", 1, 1,
+         "low"),
+        (f"(5) shutdown, {n_s} queued: ran", "shutdown", "ran", 1, 0, None),
+        (f"(5) shutdown, {n_s} queued: dropped", "shutdown", "dropped", 1, 0,
+         None),
+        (f"(5) shutdown, {n_s} queued: leaked", "shutdown", "leaked", 1, 0,
+         "low"),
+        ("(5) shutdown: ms from the running job's end to return",
+         "shutdown", "ms_after_release", 1, 2, "low"),
+        ("(6) idle: CPU of the library's threads, µs per s", "idle",
+         "cpu_us_per_s", 1, 1, "low"),
+        ("(6) idle: wake-ups per s", "idle", "wakeups_per_s", 1, 1, "low"),
+        ("(7) CPU per job, 1 producer: ns", "burst1", "cpu_ns_per_job", 1, 0,
+         "low"),
+        ("(7) CPU per job, 4 producers: ns", "burst4", "cpu_ns_per_job", 1, 0,
+         "low"),
+    ]
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine_info(harness, lib):
+    info = {}
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem_kb = int(f.readline().split()[1])
+        info["memory"] = f"{mem_kb / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    info["cpu"] = f"{cpu} x {os.cpu_count()}"
+    info["kernel"] = platform.release()
+    virt = sh("systemd-detect-virt 2>/dev/null")
+    if virt:
+        info["virtualization"] = virt
+    osr = sh(". /etc/os-release 2>/dev/null && echo $PRETTY_NAME")
+    if osr:
+        info["os"] = osr
+    info["cc"] = sh("cc --version | head -n1")
+    info["rustc"] = sh("rustc --version")
+    try:
+        out = subprocess.run([harness, "--scenario", "version", "--lib", lib],
+                             capture_output=True, text=True, timeout=30)
+        info.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    except Exception as e:  # noqa: BLE001
+        info["versions"] = f"unknown ({e})"
+    commit = sh("git rev-parse --short HEAD")
+    if commit:
+        dirty = sh("git status --porcelain --untracked-files=no")
+        info["commit"] = commit + (" (+ uncommitted changes)" if dirty
+                                   else "")
+    return info
+
+
+def run_one(harness, lib, impl, args, timeout):
+    cmd = [harness, "--impl", impl, "--lib", lib] + args
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "fail", f"timed out after {timeout} s: {' '.join(cmd)}"
+    if r.returncode == 77:
+        return "skip", r.stderr.strip()
+    if r.returncode != 0:
+        how = (f"killed by signal {-r.returncode}" if r.returncode < 0
+               else f"exit {r.returncode}")
+        return "fail", f"{how}: {' '.join(cmd)}\n{r.stderr.strip()[-2000:]}"
+    for line in reversed(r.stdout.splitlines()):
+        if line.startswith("{"):
+            return "ok", json.loads(line)
+    return "fail", f"no result line: {' '.join(cmd)}"
+
+
+def fmt(v, dec):
+    if v is None:
+        return "–"
+    if dec == 0:
+        return f"{v:,.0f}".replace(",", " ")
+    return f"{v:.{dec}f}"
+
+
+def aggregate(results, scen, metric, impl, scale=1.0):
+    vals = [r[metric] * scale for r in results.get((scen, impl), [])
+            if metric in r]
+    if not vals:
+        return None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def cell(agg, dec, reps):
+    if agg is None:
+        return "–"
+    med, lo, hi = agg
+    if reps == 1 or (fmt(lo, dec) == fmt(hi, dec)):
+        return fmt(med, dec)
+    return f"{fmt(med, dec)} ({fmt(lo, dec)}–{fmt(hi, dec)})"
+
+
+def targets(results, impls):
+    """(target, measured, met) rows for the issue's targets."""
+    out = []
+
+    def med(scen, metric, impl):
+        a = aggregate(results, scen, metric, impl)
+        return a[0] if a else None
+
+    def best_peer(scen, metric, high):
+        vals = [(med(scen, metric, p), p) for p in PEERS if p in impls]
+        vals = [v for v in vals if v[0] is not None]
+        if not vals:
+            return None, None
+        return (max if high else min)(vals)
+
+    for scen, label in (("burst1", "1 producer"), ("burst4", "4 producers")):
+        bp, bpn = best_peer(scen, "jobs_per_s", True)
+        for impl, factor in (("nde-pool", 3), ("nde-events", 2)):
+            v = med(scen, "jobs_per_s", impl)
+            if v is None or bp is None:
+                continue
+            out.append((f"{impl} burst, {label}: >= {factor}x the best peer "
+                        f"({bpn}, {bp / 1e6:.2f} M/s)",
+                        f"{v / 1e6:.2f} M/s = {v / bp:.2f}x",
+                        v >= factor * bp))
+    bp, bpn = best_peer("latency", "p50_us", False)
+    for impl in OURS:
+        v = med("latency", "p50_us", impl)
+        if v is not None and bp is not None:
+            out.append((f"{impl} latency p50 <= best peer ({bpn}, "
+                        f"{bp:.1f} µs)", f"{v:.1f} µs", v <= bp))
+    for impl in OURS:
+        v = med("memory", "bytes_per_job", impl)
+        if v is not None:
+            out.append((f"{impl} memory per queued job <= 24 bytes",
+                        f"{v:.1f} bytes", v <= 24))
+    for impl in OURS:
+        v = med("idle", "cpu_us_per_s", impl)
+        if v is not None:
+            out.append((f"{impl} idle CPU < 1 ms per s", f"{v:.1f} µs/s",
+                        v < 1000))
+    for impl in OURS:
+        ran = med("shutdown", "ran", impl)
+        leaked = med("shutdown", "leaked", impl)
+        if ran is not None:
+            out.append((f"{impl} shutdown: ran 1, leaked 0",
+                        f"ran {ran:.0f}, leaked {leaked:.0f}",
+                        ran == 1 and leaked == 0))
+    return out
+
+
+# ---------------------------------------------------------------- SVG chart
+COLORS = {"libvirt": "#8c564b", "glib": "#7f7f7f",
+          "glib-exclusive": "#bcbd22", "glib-full": "#17becf",
+          "nde-pool": "#1f77b4", "nde-events": "#ff7f0e",
+          "inline": "#2ca02c"}
+
+
+def esc(s):
+    return (str(s).replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;"))
+
+
+def nice_max(v):
+    if v <= 0:
+        return 1.0
+    import math
+    e = 10 ** math.floor(math.log10(v))
+    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if m * e >= v:
+            return m * e
+    return 10 * e
+
+
+def svg_panel(x0, y0, w, h, title, groups, impls, data, dec):
+    """groups: [(label, scen, metric, scale)]; data(scen, metric, impl,
+    scale) -> (med, lo, hi) or None."""
+    out = [f'<text x="{x0}" y="{y0 + 14}" font-size="14" '
+           f'font-weight="bold">{esc(title)}</text>']
+    top, bottom, left = y0 + 30, y0 + h - 28, x0 + 50
+    right = x0 + w - 10
+    vals = [data(s, m, i, sc) for (_, s, m, sc) in groups for i in impls]
+    vmax = nice_max(max([v[2] for v in vals if v] or [1]))
+    ph = bottom - top
+    for k in range(6):  # grid + y labels
+        v = vmax * k / 5
+        y = bottom - ph * k / 5
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" '
+                   f'y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 5}" y="{y + 4:.1f}" font-size="10" '
+                   f'text-anchor="end">{v:g}</text>')
+    gw = (right - left) / len(groups)
+    bw = min(40, (gw - 20) / max(1, len(impls)))
+    for g, (label, scen, metric, sc) in enumerate(groups):
+        gx = left + g * gw + (gw - bw * len(impls)) / 2
+        out.append(f'<text x="{left + g * gw + gw / 2:.1f}" y="{bottom + 16}"'
+                   f' font-size="12" text-anchor="middle">{esc(label)}</text>')
+        for k, impl in enumerate(impls):
+            a = data(scen, metric, impl, sc)
+            x = gx + k * bw
+            if not a:
+                out.append(f'<text x="{x + bw / 2:.1f}" y="{bottom - 3}" '
+                           f'font-size="9" text-anchor="middle">n/a</text>')
+                continue
+            med, lo, hi = a
+            y = bottom - ph * med / vmax
+            out.append(f'<rect x="{x + 1:.1f}" y="{y:.1f}" '
+                       f'width="{bw - 2:.1f}" height="{bottom - y:.1f}" '
+                       f'fill="{COLORS.get(impl, "#999")}">'
+                       f'<title>{esc(impl)}: {med:.{dec}f} '
+                       f'({lo:.{dec}f}–{hi:.{dec}f})</title></rect>')
+            ylo, yhi = bottom - ph * lo / vmax, bottom - ph * hi / vmax
+            cx = x + bw / 2
+            out.append(f'<path d="M{cx:.1f} {ylo:.1f}V{yhi:.1f}M{cx - 4:.1f} '
+                       f'{yhi:.1f}h8M{cx - 4:.1f} {ylo:.1f}h8" '
+                       f'stroke="#000" stroke-width="1"/>')
+            out.append(f'<text x="{cx:.1f}" y="{yhi - 4:.1f}" font-size="9" '
+                       f'text-anchor="middle">{med:.{dec}f}</text>')
+    out.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" '
+               f'stroke="#000"/>')
+    return out
+
+
+def write_svg(path, results, impls, subtitle, n_memory):
+    def data(scen, metric, impl, sc):
+        return aggregate(results, scen, metric, impl, sc)
+
+    chart_impls = [i for i in impls if i != "inline"]
+    panels = [
+        ("Throughput, M jobs/s (higher is better)",
+         [("burst, 1 producer", "burst1", "jobs_per_s", 1e-6),
+          ("burst, 4 producers", "burst4", "jobs_per_s", 1e-6)], 1),
+        ("CPU per job, ns (lower is better)",
+         [("burst, 1 producer", "burst1", "cpu_ns_per_job", 1),
+          ("burst, 4 producers", "burst4", "cpu_ns_per_job", 1)], 0),
+        ("Ping-pong latency, µs (lower is better)",
+         [("p50", "latency", "p50_us", 1), ("p99", "latency", "p99_us", 1),
+          ("p99.9", "latency", "p999_us", 1)], 1),
+        ("Memory per queued job, bytes (lower is better)",
+         [(f"{n_memory:,} queued".replace(",", " "), "memory",
+           "bytes_per_job", 1)], 1),
+    ]
+    W, PH = 960, 270
+    H = 70 + PH * len(panels)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" '
+           f'height="{H}" viewBox="0 0 {W} {H}" '
+           f'font-family="sans-serif">',
+           f'<rect width="{W}" height="{H}" fill="#fff"/>',
+           '<text x="10" y="20" font-size="16" font-weight="bold">'
+           'nodedev-events vs libvirt virThreadPool and GLib GThreadPool '
+           '(one worker; median, whiskers min–max)</text>',
+           f'<text x="10" y="38" font-size="11">{esc(subtitle)}</text>']
+    lx = 10
+    for impl in chart_impls:  # legend
+        out.append(f'<rect x="{lx}" y="48" width="12" height="12" '
+                   f'fill="{COLORS.get(impl, "#999")}"/>')
+        out.append(f'<text x="{lx + 16}" y="58" font-size="12">'
+                   f'{esc(impl)}</text>')
+        lx += 30 + 7.5 * len(impl)
+    for k, (title, groups, dec) in enumerate(panels):
+        out += svg_panel(10, 70 + k * PH, W - 20, PH - 10, title, groups,
+                         chart_impls, data, dec)
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+# ------------------------------------------------------------ monitor hook
+def run_monitor_hook(smoke, out_dir):
+    """The monitor layer's figures come from its own benchmark: an
+    executable at $NDE_MONITOR_BENCH or bench/monitor/run.  It gets
+    BENCH_SMOKE=0/1 and BENCH_OUT_DIR, prints a Markdown fragment on stdout
+    and exits 0.  Returns (markdown, failed)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    hook = os.environ.get("NDE_MONITOR_BENCH",
+                          os.path.join(here, "monitor", "run"))
+    if not (os.path.isfile(hook) and os.access(hook, os.X_OK)):
+        return ("Not measured in this run: no monitor benchmark at "
+                f"`{os.path.relpath(hook)}` (set `NDE_MONITOR_BENCH` or add "
+                "an executable `bench/monitor/run` that prints a Markdown "
+                "fragment: storm rate, message-to-callback latency, bytes per "
+                "device, enumeration scaling, beside libvirt 9.0's node-device "
+                "driver where it can run).", False)
+    env = dict(os.environ, BENCH_SMOKE="1" if smoke else "0",
+               BENCH_OUT_DIR=os.path.abspath(out_dir))
+    print(f"bench: running the monitor benchmark {hook}", file=sys.stderr)
+    try:
+        r = subprocess.run([hook], capture_output=True, text=True, env=env,
+                           timeout=120 if smoke else 3600)
+    except subprocess.TimeoutExpired:
+        return f"The monitor benchmark `{hook}` timed out.", True
+    if r.returncode != 0:
+        return (f"The monitor benchmark `{hook}` failed (exit "
+                f"{r.returncode}):\n\n```\n{r.stderr.strip()[-2000:]}\n```",
+                True)
+    return r.stdout.strip(), False
+
+
+# ------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--harness", default="target/bench/harness")
+    ap.add_argument("--lib", default="target/release/libnodedev_events.so")
+    ap.add_argument("--out-dir", default="bench/results")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny N, one repetition (CI)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5)")
+    ap.add_argument("--impls", help="comma-separated subset of " +
+                    ",".join(IMPLS))
+    ap.add_argument("--scenarios", help="comma-separated subset of burst1,"
+                    "burst4,latency,memory,shutdown,idle")
+    ap.add_argument("--require-nde", action="store_true",
+                    help="fail when our library cannot be loaded")
+    ap.add_argument("--no-monitor", action="store_true",
+                    help="skip the monitor benchmark hook")
+    a = ap.parse_args()
+
+    p = dict(SMOKE if a.smoke else FULL)
+    if a.reps:
+        p["reps"] = a.reps
+    scen = scenarios(p)
+    impls = a.impls.split(",") if a.impls else IMPLS
+    names = a.scenarios.split(",") if a.scenarios else list(scen)
+    for i in impls:
+        if i not in IMPLS:
+            ap.error(f"unknown implementation {i}")
+    for s in names:
+        if s not in scen:
+            ap.error(f"unknown scenario {s}")
+    harness = os.path.abspath(a.harness)
+    lib = os.path.abspath(a.lib)
+    if not os.access(harness, os.X_OK):
+        sys.exit(f"bench: no harness at {harness} (make bench builds it)")
+    os.makedirs(a.out_dir, exist_ok=True)
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    info = machine_info(harness, lib)
+    results, failures, skipped = {}, [], {}
+    for rep in range(p["reps"]):
+        for s in names:
+            for impl in impls:
+                if impl in skipped:
+                    continue
+                if impl == "inline" and s != "burst1":
+                    continue
+                print(f"bench: rep {rep + 1}/{p['reps']} {s:9s} {impl}",
+                      file=sys.stderr, flush=True)
+                status, res = run_one(harness, lib, impl, scen[s],
+                                      p["timeout"])
+                if status == "ok":
+                    results.setdefault((s, impl), []).append(res)
+                elif status == "skip":
+                    skipped[impl] = res
+                    print(f"bench: {impl} not available: {res}",
+                          file=sys.stderr)
+                    if a.require_nde and impl in OURS:
+                        failures.append(f"{impl} not available: {res}")
+                else:
+                    failures.append(res)
+                    print(f"bench: FAILED {res}", file=sys.stderr)
+
+    monitor_md, monitor_failed = ("Skipped (`--no-monitor`).", False) \
+        if a.no_monitor else run_monitor_hook(a.smoke, a.out_dir)
+    if monitor_failed:
+        failures.append("monitor benchmark failed")
+
+    # --------------------------------------------------------- the report
+    shown = [i for i in impls if i not in skipped]
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    mode = "smoke (tiny N, not for comparison)" if a.smoke else "full"
+    cmd = "make bench-smoke" if a.smoke else "make bench"
+    md = [f"# Benchmark: nodedev-events vs libvirt and GLib ({mode})", "",
+          f"Run {started.strftime('%Y-%m-%d %H:%M UTC')} with `{cmd}` "
+          f"(`{' '.join(['bench/run.py'] + sys.argv[1:])}`), "
+          f"{p['reps']} repetition(s) of each scenario, each in a fresh "
+          "process, interleaved. Cells: median (min–max).", "",
+          "| machine | |", "|---|---|"]
+    for k, v in info.items():
+        md.append(f"| {k} | {v} |")
+    md += ["", "Implementations, all with one worker:", ""]
+    for i in shown:
+        md.append(f"- `{i}`: {IMPL_NOTE[i]}")
+    for i, why in skipped.items():
+        md.append(f"- `{i}`: not available in this run ({why.splitlines()[0] if why else '?'})")
+    md += ["", "| scenario | " + " | ".join(shown) + " |",
+           "|---|" + "---:|" * len(shown)]
+    for label, s, metric, scale, dec, _ in rows(p):
+        if s not in names:
+            continue
+        cells = [cell(aggregate(results, s, metric, i, scale), dec,
+                      p["reps"]) for i in shown]
+        md.append(f"| {label} | " + " | ".join(cells) + " |")
+    md += ["", "How each figure is taken (bench/harness.c): job data is a "
+           "16-byte `malloc`'d object allocated before the timed part and "
+           "freed exactly once by whoever runs or discards it (a trampoline "
+           "for the peers, `free_fn` for ours; checked per job). (1)(2) time "
+           "from the first send until the last job's data is freed; (7) is "
+           "the process CPU time over the same span divided by N (both "
+           "threads, so it can exceed wall time per job). (3) one job in "
+           "flight, the job posts a semaphore the producer waits on. (4) RSS "
+           "delta while the worker is blocked in a job and N more are "
+           "queued. (5) the worker is blocked in a job, N more are queued, "
+           "the library's shutdown/free call starts and the running job is "
+           f"released {p['delay_ms']} ms later; ran counts the running job; "
+           "leaked = jobs whose data was never freed. (6) per-thread CPU "
+           "clocks of every thread but the main one, over "
+           f"{p['idle_ms']} ms starting when the last warm-up job was freed, "
+           "scaled to 1 s.", ""]
+    tg = targets(results, shown)
+    if tg and not a.smoke:
+        md += ["## Targets (issue 6)", "", "| target | measured | met |",
+               "|---|---|---|"]
+        for t, m, ok in tg:
+            md.append(f"| {t} | {m} | {'yes' if ok else '**no**'} |")
+        md.append("")
+    md += ["## Monitor layer", "", monitor_md, ""]
+    if failures:
+        md += ["## Failures", ""] + [f"- {f.splitlines()[0]}"
+                                     for f in failures] + [""]
+    text = "\n".join(md)
+
+    base = os.path.join(a.out_dir, f"bench-{stamp}")
+    subtitle = (f"{started.strftime('%Y-%m-%d %H:%M UTC')}; "
+                f"{info.get('cpu', '')}; libvirt {info.get('libvirt', '?')}, "
+                f"GLib {info.get('glib', '?')}, nodedev-events "
+                f"{info.get('nde', '?')} ({info.get('commit', '')}); "
+                f"{p['reps']} reps")
+    text = text.replace("## Monitor layer",
+                        f"![chart](bench-{stamp}.svg)\n\n## Monitor layer", 1)
+    with open(base + ".md", "w") as f:
+        f.write(text)
+    write_svg(base + ".svg", results, shown, subtitle, p["memory"])
+    with open(base + ".json", "w") as f:
+        json.dump({"started": started.isoformat(), "params": p,
+                   "machine": info, "skipped": skipped,
+                   "failures": failures,
+                   "runs": [r for k in sorted(results) for r in results[k]]},
+                  f, indent=1)
+    for ext in ("md", "svg", "json"):
+        dst = os.path.join(a.out_dir, "latest." + ext)
+        shutil.copyfile(base + "." + ext, dst)
+    # latest.md must point at latest.svg
+    with open(os.path.join(a.out_dir, "latest.md"), "w") as f:
+        f.write(text.replace(f"bench-{stamp}.svg", "latest.svg"))
+    print(text)
+    print(f"bench: wrote {base}.md, .svg, .json (and latest.*)",
+          file=sys.stderr)
+    if failures:
+        print(f"bench: {len(failures)} failure(s)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
