@@ -155,6 +155,10 @@ static _Atomic uint64_t target_freed = UINT64_MAX;
 static _Atomic uint32_t bad_job;
 static volatile uint64_t sink;
 static sem_t done_sem, gate_sem, gate_started_sem, pong_sem;
+/* latency: the producer spins on this instead of sleeping on pong_sem
+ * (--pong spin, the default), so only the library's wake-up is measured */
+static _Atomic uint64_t pong;
+static int pong_spin = 1;
 
 static inline uint64_t bump(_Atomic uint64_t *c)
 {
@@ -193,7 +197,10 @@ static inline void do_work(struct item *it)
             ;
         break;
     case K_PING:
-        sem_post(&pong_sem);
+        if (pong_spin)
+            atomic_store_explicit(&pong, it->seq + 1, memory_order_release);
+        else
+            sem_post(&pong_sem);
         break;
     default:
         atomic_store(&bad_job, 1);
@@ -592,7 +599,12 @@ static void scen_latency(size_t n, size_t warm)
     for (size_t i = 0; i < total; i++) {
         uint64_t t0 = MONO();
         submit_or_die(items[i]);
-        sem_wait_intr(&pong_sem);
+        if (pong_spin) {
+            while (atomic_load_explicit(&pong, memory_order_acquire) != i + 1)
+                __builtin_ia32_pause();
+        } else {
+            sem_wait_intr(&pong_sem);
+        }
         uint64_t t1 = MONO();
         if (i >= warm)
             lat[i - warm] = t1 - t0;
@@ -844,6 +856,7 @@ static void usage(void)
             "burst|latency|memory|shutdown|idle|version\n"
             "               [--n N] [--producers P] [--idle-ms MS] "
             "[--warm W] [--lib PATH]\n"
+            "               [--release-delay-ms MS] [--pong spin|sem]\n"
             "IMPL:");
     for (size_t i = 0; i < sizeof impls / sizeof *impls; i++)
         fprintf(stderr, " %s", impls[i].name);
@@ -867,6 +880,7 @@ int main(int argc, char **argv)
         {"warm", required_argument, NULL, 'w'},
         {"release-delay-ms", required_argument, NULL, 'd'},
         {"lib", required_argument, NULL, 'l'},
+        {"pong", required_argument, NULL, 'g'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -879,6 +893,7 @@ int main(int argc, char **argv)
         case 'w': warm = strtoull(optarg, NULL, 10); break;
         case 'd': release_delay_ms = (unsigned)atoi(optarg); break;
         case 'l': nde_lib_path = optarg; break;
+        case 'g': pong_spin = strcmp(optarg, "sem") != 0; break;
         default: usage();
         }
     }
