@@ -499,6 +499,30 @@ static long rss_bytes(void)
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* Profiling only the timed part: bench/profile.sh runs the harness under
+ * `perf record -D -1 --control fifo:CTL,ACK` and passes the two fifos in
+ * BENCH_PERF_CTL / BENCH_PERF_ACK. */
+static void perf_ctl(const char *cmd)
+{
+    static FILE *ctl, *ack;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        const char *c = getenv("BENCH_PERF_CTL"), *a = getenv("BENCH_PERF_ACK");
+        if (c && a) {
+            ctl = fopen(c, "w");
+            ack = fopen(a, "r");
+        }
+    }
+    if (!ctl || !ack)
+        return;
+    char buf[16];
+    fprintf(ctl, "%s\n", cmd);
+    fflush(ctl);
+    if (!fgets(buf, sizeof buf, ack))
+        fprintf(stderr, "harness: no ack from perf\n");
+}
+
 static void print_head(const char *scenario, size_t n)
 {
     printf("{\"impl\":\"%s\",\"scenario\":\"%s\",\"n\":%zu", impl->name,
@@ -534,6 +558,7 @@ static void scen_burst(size_t n, unsigned producers, size_t warm)
     atomic_store(&target_freed, n);
 
     uint64_t t0, c0, t_sub;
+    perf_ctl("enable");
     if (producers <= 1) {
         c0 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
         t0 = MONO();
@@ -562,6 +587,7 @@ static void scen_burst(size_t n, unsigned producers, size_t warm)
     sem_wait_intr(&done_sem);
     uint64_t t1 = MONO();
     uint64_t c1 = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+    perf_ctl("disable");
 
     impl->release(pool);
     check_all_freed_once();
