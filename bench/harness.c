@@ -160,6 +160,15 @@ static sem_t done_sem, gate_sem, gate_started_sem, pong_sem;
 static _Atomic uint64_t pong;
 static int pong_spin = 1;
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static inline uint64_t bump(_Atomic uint64_t *c)
 {
     uint64_t v = atomic_load_explicit(c, memory_order_relaxed) + 1;
@@ -627,7 +636,7 @@ static void scen_latency(size_t n, size_t warm)
         submit_or_die(items[i]);
         if (pong_spin) {
             while (atomic_load_explicit(&pong, memory_order_acquire) != i + 1)
-                __builtin_ia32_pause();
+                cpu_relax();
         } else {
             sem_wait_intr(&pong_sem);
         }

@@ -95,6 +95,8 @@ def rows(p):
         ("(6) idle: CPU of the library's threads, µs per s", "idle",
          "cpu_us_per_s", 1, 1, "low"),
         ("(6) idle: wake-ups per s", "idle", "wakeups_per_s", 1, 1, "low"),
+        ("(6) idle: utime+stime from /proc (10 ms ticks), ms per s", "idle",
+         "stat_ms_per_s", 1, 1, "low"),
         ("(7) CPU per job, 1 producer: ns", "burst1", "cpu_ns_per_job", 1, 0,
          "low"),
         ("(7) CPU per job, 4 producers: ns", "burst4", "cpu_ns_per_job", 1, 0,
