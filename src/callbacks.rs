@@ -7,7 +7,7 @@
 //! again; from inside a callback it returns at once, and a callback that
 //! removes itself has its userdata released right after it returns.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::result::{nde_result, Error};
@@ -24,6 +24,8 @@ struct Entry {
     callback: Mutex<Callback>,
     on_remove: Mutex<Option<OnRemove>>,
     removed: AtomicBool,
+    /// It removed itself while running: dispatch releases it on return.
+    release_after_return: AtomicBool,
 }
 
 impl Entry {
@@ -37,16 +39,21 @@ impl Entry {
 }
 
 struct State {
-    entries: Vec<Arc<Entry>>,
+    /// Copy-on-write: dispatch takes the current list with one Arc clone.
+    entries: Arc<Vec<Arc<Entry>>>,
     next_id: i32,
-    /// The callback running now on the dispatch thread.
-    running: Option<i32>,
 }
+
+const NOT_RUNNING: i64 = -1;
 
 /// Callbacks of one events object.
 pub struct Registry {
     state: Mutex<State>,
-    /// Signalled when a callback returns (deregister waits on it).
+    /// The id of the callback running now on the dispatch thread.
+    running: AtomicI64,
+    /// Deregistering threads waiting for `running` to change.
+    waiters: AtomicUsize,
+    wait_lock: Mutex<()>,
     returned: Condvar,
     panics: AtomicUsize,
 }
@@ -64,7 +71,10 @@ impl Default for Registry {
 impl Registry {
     pub fn new() -> Self {
         Registry {
-            state: Mutex::new(State { entries: Vec::new(), next_id: 0, running: None }),
+            state: Mutex::new(State { entries: Arc::new(Vec::new()), next_id: 0 }),
+            running: AtomicI64::new(NOT_RUNNING),
+            waiters: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
             returned: Condvar::new(),
             panics: AtomicUsize::new(0),
         }
@@ -82,67 +92,80 @@ impl Registry {
         }
         let id = st.next_id;
         st.next_id += 1;
-        st.entries.push(Arc::new(Entry {
+        let mut entries = Vec::clone(&st.entries);
+        entries.push(Arc::new(Entry {
             id,
             filter,
             callback: Mutex::new(callback),
             on_remove: Mutex::new(on_remove),
             removed: AtomicBool::new(false),
+            release_after_return: AtomicBool::new(false),
         }));
+        st.entries = Arc::new(entries);
         Ok(id)
     }
 
     /// Removes callback `id`. `on_dispatch_thread` tells whether the caller
     /// is the thread that runs callbacks (then it must not wait).
     pub fn deregister(&self, id: i32, on_dispatch_thread: bool) -> Result<(), Error> {
-        let mut st = lock(&self.state);
-        let Some(pos) = st.entries.iter().position(|e| e.id == id) else {
-            return Err(nde_result::NDE_ERR_NOT_FOUND);
+        let entry = {
+            let mut st = lock(&self.state);
+            let Some(pos) = st.entries.iter().position(|e| e.id == id) else {
+                return Err(nde_result::NDE_ERR_NOT_FOUND);
+            };
+            let mut entries = Vec::clone(&st.entries);
+            let entry = entries.remove(pos);
+            st.entries = Arc::new(entries);
+            entry
         };
-        let entry = st.entries.remove(pos);
+        // Paired with dispatch: it publishes `running` and then reads
+        // `removed`; we publish `removed` and then read `running`
+        // (sequentially consistent), so it skips the callback or we see it
+        // running.
         entry.removed.store(true, Ordering::SeqCst);
+        let id = id as i64;
         if on_dispatch_thread {
-            if st.running == Some(id) {
+            if self.running.load(Ordering::SeqCst) == id {
                 // Removing itself: released by dispatch right after it returns.
+                entry.release_after_return.store(true, Ordering::SeqCst);
                 return Ok(());
             }
-        } else {
-            while st.running == Some(id) {
-                st = self.returned.wait(st).unwrap_or_else(|p| p.into_inner());
+        } else if self.running.load(Ordering::SeqCst) == id {
+            let mut g = lock(&self.wait_lock);
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            while self.running.load(Ordering::SeqCst) == id {
+                g = self.returned.wait(g).unwrap_or_else(|p| p.into_inner());
             }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
-        drop(st);
         entry.release();
         Ok(())
     }
 
     /// Runs, in registration order, every callback registered now whose
-    /// filter matches `event_type`.
+    /// filter matches `event_type`. Called from one thread only.
     pub fn dispatch(&self, event_type: i32, data: *mut std::ffi::c_void) {
-        let snapshot: Vec<Arc<Entry>> = lock(&self.state)
-            .entries
-            .iter()
-            .filter(|e| e.filter.is_none_or(|t| t == event_type))
-            .cloned()
-            .collect();
-        for entry in snapshot {
-            {
-                let mut st = lock(&self.state);
-                if entry.removed.load(Ordering::SeqCst) {
-                    continue;
+        let snapshot = Arc::clone(&lock(&self.state).entries);
+        for entry in snapshot.iter() {
+            if entry.filter.is_some_and(|t| t != event_type) {
+                continue;
+            }
+            self.running.store(entry.id as i64, Ordering::SeqCst);
+            if !entry.removed.load(Ordering::SeqCst) {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut cb = lock(&entry.callback);
+                    (*cb)(event_type, data)
+                }));
+                if result.is_err() {
+                    self.panics.fetch_add(1, Ordering::Relaxed);
                 }
-                st.running = Some(entry.id);
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut cb = lock(&entry.callback);
-                (*cb)(event_type, data)
-            }));
-            if result.is_err() {
-                self.panics.fetch_add(1, Ordering::Relaxed);
+            self.running.store(NOT_RUNNING, Ordering::SeqCst);
+            if self.waiters.load(Ordering::SeqCst) > 0 {
+                let _g = lock(&self.wait_lock);
+                self.returned.notify_all();
             }
-            lock(&self.state).running = None;
-            self.returned.notify_all();
-            if entry.removed.load(Ordering::SeqCst) {
+            if entry.release_after_return.load(Ordering::SeqCst) {
                 entry.release();
             }
         }
@@ -169,8 +192,8 @@ impl Registry {
 
     /// Removes every callback, releasing each one's userdata once.
     pub fn clear(&self) {
-        let entries = std::mem::take(&mut lock(&self.state).entries);
-        for e in entries {
+        let entries = std::mem::replace(&mut lock(&self.state).entries, Arc::new(Vec::new()));
+        for e in entries.iter() {
             e.removed.store(true, Ordering::SeqCst);
             e.release();
         }

@@ -72,6 +72,29 @@ impl<T> JobQueue<T> {
         Some(job)
     }
 
+    /// Moves up to `max` of the oldest jobs into `batch`, stopping before the
+    /// first priority job (which must stay visible to priority workers).
+    /// Returns how many were moved.
+    pub fn take_ordinary_batch(&mut self, batch: &mut VecDeque<T>, max: usize) -> usize {
+        let before_priority = match self.priority.front() {
+            Some(&(ordinary_before, _)) => (ordinary_before - self.ordinary_taken) as usize,
+            None => self.ordinary.len(),
+        };
+        let n = before_priority.min(max).min(self.ordinary.len());
+        batch.extend(self.ordinary.drain(..n));
+        self.ordinary_taken += n as u64;
+        n
+    }
+
+    /// Puts jobs taken by `take_ordinary_batch` and not started back at the
+    /// front, in their order.
+    pub fn return_ordinary_batch(&mut self, batch: &mut VecDeque<T>) {
+        while let Some(job) = batch.pop_back() {
+            self.ordinary.push_front(job);
+            self.ordinary_taken -= 1;
+        }
+    }
+
     /// Takes the oldest priority job (what a priority worker runs).
     pub fn pop_priority(&mut self) -> Option<T> {
         self.priority.pop_front().map(|(_, job)| job)
@@ -140,6 +163,26 @@ mod tests {
         assert_eq!(q.pop_priority(), None);
         assert_eq!(q.pop_oldest(), Some(5));
         assert_eq!(q.pop_oldest(), None);
+    }
+
+    #[test]
+    fn batches_stop_at_priority_jobs_and_return_in_order() {
+        let mut q = JobQueue::new();
+        for (job, prio) in [(1, 0), (2, 0), (3, 7), (4, 0), (5, 0)] {
+            q.push(job, prio);
+        }
+        let mut batch = VecDeque::new();
+        assert_eq!(q.take_ordinary_batch(&mut batch, 10), 2);
+        assert_eq!(batch, [1, 2]);
+        batch.pop_front();
+        q.return_ordinary_batch(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(q.pop_oldest(), Some(2));
+        assert_eq!(q.take_ordinary_batch(&mut batch, 10), 0); // 3 is next
+        assert_eq!(q.pop_oldest(), Some(3));
+        assert_eq!(q.take_ordinary_batch(&mut batch, 1), 1);
+        assert_eq!(batch, [4]);
+        assert_eq!(q.pop_oldest(), Some(5));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! releases the data exactly once.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,31 @@ struct Shared<T> {
     prio_name: String,
     /// Panics caught in handlers (the worker carries on).
     panics: AtomicUsize,
+    /// Queue length as last seen under the lock, for spinning workers.
+    /// Written by producers, so kept on a cache line of its own.
+    queued_hint: CachePadded<AtomicUsize>,
+    /// Mirrors `State::quit` for workers running a batch without the lock.
+    quit_hint: CachePadded<AtomicBool>,
+    /// Jobs in the lone worker's batch not started yet (for the depth getter;
+    /// only a lone worker takes batches, so plain stores suffice).
+    unstarted_in_batch: CachePadded<AtomicUsize>,
 }
+
+/// Keeps a hot atomic away from the fields other threads write.
+#[repr(align(64))]
+struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Most jobs a worker takes from the queue at once.
+const MAX_BATCH: usize = 1024;
+/// How long an idle worker waits for more work before it sleeps.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
 /// A pool of worker threads running jobs of type `T`.
 pub struct Pool<T: Send + 'static> {
@@ -169,6 +194,9 @@ impl<T: Send + 'static> Pool<T> {
             name: name.to_owned(),
             prio_name: format!("prio-{name}"),
             panics: AtomicUsize::new(0),
+            queued_hint: CachePadded(AtomicUsize::new(0)),
+            quit_hint: CachePadded(AtomicBool::new(false)),
+            unstarted_in_batch: CachePadded(AtomicUsize::new(0)),
         });
         let pool = Pool { shared };
         {
@@ -208,7 +236,13 @@ impl<T: Send + 'static> Pool<T> {
             }
         }
         st.stats.submitted += 1;
-        st.stats.queue_high_water = st.stats.queue_high_water.max(st.queue.len() as u64);
+        let depth = st.queue.len();
+        st.stats.queue_high_water = st.stats.queue_high_water.max(depth as u64);
+        if depth == 1 {
+            // Only the empty -> non-empty change matters to a spinning
+            // worker; writing on every send would bounce the cache line.
+            shared.queued_hint.store(1, Ordering::Relaxed);
+        }
         if st.sleeping > 0 {
             shared.work_ready.notify_one();
         }
@@ -336,7 +370,8 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Jobs queued and not yet started.
     pub fn queue_depth(&self) -> usize {
-        lock(&self.shared.state).queue.len()
+        let st = lock(&self.shared.state);
+        st.queue.len() + self.shared.unstarted_in_batch.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -381,6 +416,7 @@ impl<T: Send + 'static> Shared<T> {
     fn stop_locked(&self, st: &mut State<T>) {
         if !st.quit {
             st.quit = true;
+            self.quit_hint.store(true, Ordering::Release);
             self.work_ready.notify_all();
             self.prio_ready.notify_all();
             self.progress.notify_all();
@@ -408,32 +444,62 @@ impl<T: Send + 'static> Shared<T> {
     fn worker_loop(self: Arc<Self>, kind: WorkerKind) {
         CURRENT_POOL.with(|c| c.set(self.id()));
         let ordinary = kind == WorkerKind::Ordinary;
+        // Jobs taken from the queue under one lock and run without it.
+        let mut batch: VecDeque<T> = VecDeque::new();
+        let mut spun = false;
         let mut st = lock(&self.state);
         loop {
             if st.quit || self.surplus(&st, kind) {
                 break;
             }
-            let job = if ordinary {
-                st.queue.pop_oldest()
-            } else {
-                st.queue.pop_priority()
-            };
-            let Some(job) = job else {
-                st = self.sleep(st, ordinary);
+            // A lone ordinary worker takes a batch: the order is the same,
+            // and the lock is taken once per batch instead of once per job.
+            if ordinary && st.limits.max_workers == 1 && st.workers == 1 && st.prio_workers == 0 {
+                st.queue.take_ordinary_batch(&mut batch, MAX_BATCH);
+            }
+            if batch.is_empty() {
+                let job = if ordinary {
+                    st.queue.pop_oldest()
+                } else {
+                    st.queue.pop_priority()
+                };
+                batch.extend(job);
+            }
+            if batch.is_empty() {
+                if spun {
+                    spun = false;
+                    st = self.sleep(st, ordinary);
+                } else {
+                    // In a burst the next job is usually a moment away:
+                    // waiting briefly is far cheaper than sleeping and
+                    // being woken by a system call.
+                    spun = true;
+                    drop(st);
+                    self.spin_for_work();
+                    st = lock(&self.state);
+                }
                 continue;
-            };
+            }
+            spun = false;
+            self.queued_hint.store(st.queue.len(), Ordering::Relaxed);
+            let taken = batch.len();
             if ordinary {
                 st.free_workers -= 1;
             }
-            st.running += 1;
+            st.running += taken;
             drop(st);
-            let handler = &self.handler;
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(job))).is_err() {
-                self.panics.fetch_add(1, Ordering::Relaxed);
-            }
+            let ran = self.run_batch(&mut batch);
             st = lock(&self.state);
-            st.running -= 1;
-            st.stats.completed += 1;
+            if !batch.is_empty() {
+                // Stopped mid-batch: the rest stays queued, as libvirt's
+                // workers leave queued jobs for drain.
+                st.queue.return_ordinary_batch(&mut batch);
+            }
+            if taken > 1 {
+                self.unstarted_in_batch.store(0, Ordering::Relaxed);
+            }
+            st.running -= taken;
+            st.stats.completed += ran as u64;
             if ordinary {
                 st.free_workers += 1;
             }
@@ -464,6 +530,43 @@ impl<T: Send + 'static> Shared<T> {
             self.progress.notify_all();
         }
         CURRENT_POOL.with(|c| c.set(0));
+    }
+
+    /// Runs the jobs of `batch` in order; stops early (leaving the rest in
+    /// `batch`) once the pool is stopped. Returns how many ran.
+    fn run_batch(&self, batch: &mut VecDeque<T>) -> usize {
+        let mut ran = 0;
+        let counted = batch.len() > 1;
+        while let Some(job) = batch.pop_front() {
+            if counted {
+                self.unstarted_in_batch.store(batch.len(), Ordering::Relaxed);
+            }
+            let handler = &self.handler;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(job))).is_err() {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+            }
+            ran += 1;
+            if !batch.is_empty() && self.quit_hint.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        ran
+    }
+
+    /// Spins a few microseconds waiting for a job (or a stop), then returns.
+    fn spin_for_work(&self) {
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if self.queued_hint.load(Ordering::Relaxed) > 0 || self.quit_hint.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= SPIN_BEFORE_SLEEP {
+                return;
+            }
+        }
     }
 
     /// True when this worker should exit because the pool shrank.
