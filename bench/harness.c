@@ -144,6 +144,11 @@ struct item {
 };
 
 static struct item **items;
+/* --data malloc (default): one malloc per job, free() in item_free.
+ * --data slab: the jobs live in one array and item_free only marks them:
+ * shows what the allocator costs, which every implementation pays. */
+static int data_slab;
+static struct item *slab;
 static uint8_t *freed_flag;     /* per item: how many times it was freed */
 static size_t n_items;
 
@@ -183,8 +188,10 @@ static void alloc_items(size_t n, uint32_t kind)
     freed_flag = calloc(n, 1);
     if (!items || !freed_flag)
         die(EXIT_LIB, "out of memory");
+    if (data_slab && !(slab = calloc(n, sizeof *slab)))
+        die(EXIT_LIB, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        struct item *it = malloc(sizeof *it);
+        struct item *it = data_slab ? &slab[i] : malloc(sizeof *it);
         if (!it)
             die(EXIT_LIB, "out of memory");
         it->seq = i;
@@ -222,7 +229,8 @@ static void item_free(void *p)
 {
     struct item *it = p;
     freed_flag[it->idx]++;
-    free(it);
+    if (!data_slab)
+        free(it);
     if (bump(&freed_cnt) == atomic_load_explicit(&target_freed,
                                                  memory_order_relaxed))
         sem_post(&done_sem);
@@ -891,7 +899,8 @@ static void usage(void)
             "burst|latency|memory|shutdown|idle|version\n"
             "               [--n N] [--producers P] [--idle-ms MS] "
             "[--warm W] [--lib PATH]\n"
-            "               [--release-delay-ms MS] [--pong spin|sem]\n"
+            "               [--release-delay-ms MS] [--pong spin|sem] "
+            "[--data malloc|slab]\n"
             "IMPL:");
     for (size_t i = 0; i < sizeof impls / sizeof *impls; i++)
         fprintf(stderr, " %s", impls[i].name);
@@ -916,6 +925,7 @@ int main(int argc, char **argv)
         {"release-delay-ms", required_argument, NULL, 'd'},
         {"lib", required_argument, NULL, 'l'},
         {"pong", required_argument, NULL, 'g'},
+        {"data", required_argument, NULL, 'D'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -929,6 +939,7 @@ int main(int argc, char **argv)
         case 'd': release_delay_ms = (unsigned)atoi(optarg); break;
         case 'l': nde_lib_path = optarg; break;
         case 'g': pong_spin = strcmp(optarg, "sem") != 0; break;
+        case 'D': data_slab = !strcmp(optarg, "slab"); break;
         default: usage();
         }
     }
