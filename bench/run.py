@@ -37,7 +37,7 @@ IMPL_NOTE = {
 }
 
 FULL = dict(burst=1_000_000, latency=100_000, memory=1_000_000,
-            shutdown=100_000, idle_ms=1000, warm=1000, delay_ms=100, reps=5,
+            shutdown=100_000, idle_ms=1000, warm=1000, delay_ms=100, reps=7,
             timeout=300)
 SMOKE = dict(burst=20_000, latency=2_000, memory=20_000, shutdown=2_000,
              idle_ms=100, warm=100, delay_ms=20, reps=1, timeout=15)
@@ -409,7 +409,7 @@ def main():
     ap.add_argument("--out-dir", default="bench/results")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny N, one repetition (CI)")
-    ap.add_argument("--reps", type=int, help="repetitions (default 5)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 7)")
     ap.add_argument("--impls", help="comma-separated subset of " +
                     ",".join(IMPLS))
     ap.add_argument("--scenarios", help="comma-separated subset of burst1,"

@@ -3,7 +3,7 @@
 # RELEASE_DIR and the `lib` target).
 #
 #   make bench         build, install the peers when missing, run every
-#                      scenario for every implementation (5 repetitions),
+#                      scenario for every implementation (7 repetitions),
 #                      write bench/results/bench-<date>.{md,svg,json}
 #   make bench-smoke   the same with tiny N and one repetition, results under
 #                      target/bench/smoke; exits non-zero if a harness fails
