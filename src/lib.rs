@@ -15,6 +15,7 @@
 pub mod callbacks;
 pub mod debounce;
 pub mod events;
+pub mod intake;
 pub mod job_queue;
 pub mod monitor;
 pub mod pool;

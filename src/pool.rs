@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::intake::Intake;
 use crate::job_queue::JobQueue;
 use crate::result::{nde_result, Error};
 use crate::thread::{self, Thread};
@@ -105,6 +106,17 @@ struct Shared<T> {
     /// Jobs in the lone worker's batch not started yet (for the depth getter;
     /// only a lone worker takes batches, so plain stores suffice).
     unstarted_in_batch: CachePadded<AtomicUsize>,
+    /// Lock-free front door for sends; drained into `queue` under the lock.
+    intake: Intake<T>,
+    /// True while sends may use the intake: no priority workers and no
+    /// worker left to start (growth needs the lock).
+    fast_path: CachePadded<AtomicBool>,
+    /// Ordinary workers asleep (mirror of `State::sleeping` for the fast
+    /// path's wake-up check).
+    sleepers: CachePadded<AtomicUsize>,
+    /// A wake-up was sent and the woken worker has not run yet: waking it
+    /// again would only cost another system call per send.
+    wake_pending: CachePadded<AtomicBool>,
 }
 
 /// Keeps a hot atomic away from the fields other threads write.
@@ -197,6 +209,10 @@ impl<T: Send + 'static> Pool<T> {
             queued_hint: CachePadded(AtomicUsize::new(0)),
             quit_hint: CachePadded(AtomicBool::new(false)),
             unstarted_in_batch: CachePadded(AtomicUsize::new(0)),
+            intake: Intake::new(),
+            fast_path: CachePadded(AtomicBool::new(false)),
+            sleepers: CachePadded(AtomicUsize::new(0)),
+            wake_pending: CachePadded(AtomicBool::new(false)),
         });
         let pool = Pool { shared };
         {
@@ -207,6 +223,7 @@ impl<T: Send + 'static> Pool<T> {
             for _ in 0..limits.prio_workers {
                 Shared::start_worker(&pool.shared, &mut st, WorkerKind::Priority)?;
             }
+            pool.shared.update_fast_path(&st);
         }
         // On error above, dropping `pool` drains and joins what started.
         Ok(pool)
@@ -214,13 +231,33 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Queues `job`. On failure the job is handed back so the caller decides
     /// (the C layer drops it, which frees its data before returning).
-    pub fn send(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
+    pub fn send(&self, priority: u32, mut job: T) -> Result<(), (Error, T)> {
         let shared = &self.shared;
+        if shared.fast_path.load(Ordering::Acquire) {
+            match shared.intake.push(job) {
+                Ok(()) => {
+                    // Paired with `sleep`: the push is visible before we look
+                    // for sleepers, so either the worker sees the job or we
+                    // see the worker.
+                    if shared.sleepers.load(Ordering::SeqCst) > 0
+                        && !shared.wake_pending.swap(true, Ordering::SeqCst)
+                    {
+                        let _st = lock(&shared.state);
+                        shared.work_ready.notify_one();
+                    }
+                    return Ok(());
+                }
+                // Closed by stop: the locked path below reports it.
+                Err(j) => job = j,
+            }
+        }
         let mut st = lock(&shared.state);
         if st.quit {
             st.stats.rejected += 1;
             return Err((nde_result::NDE_ERR_STOPPED, job));
         }
+        // Jobs that came through the intake were accepted earlier.
+        shared.absorb_intake(&mut st);
         st.queue.push(job, priority);
         let depth = st.queue.len();
         // Grow while queued jobs outnumber idle workers.
@@ -243,7 +280,7 @@ impl<T: Send + 'static> Pool<T> {
             // worker; writing on every send would bounce the cache line.
             shared.queued_hint.store(1, Ordering::Relaxed);
         }
-        if st.sleeping > 0 {
+        if st.sleeping > 0 && !shared.wake_pending.swap(true, Ordering::SeqCst) {
             shared.work_ready.notify_one();
         }
         if priority != 0 && st.sleeping_prio > 0 {
@@ -284,6 +321,7 @@ impl<T: Send + 'static> Pool<T> {
                     return Err(nde_result::NDE_ERR_TIMEOUT);
                 }
             }
+            shared.absorb_intake(&mut st);
             let jobs = st.queue.take_all();
             st.stats.discarded += jobs.len() as u64;
             (std::mem::take(&mut st.threads), jobs)
@@ -302,12 +340,14 @@ impl<T: Send + 'static> Pool<T> {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
         let deadline = deadline_after(timeout_ms);
+        let intake = &self.shared.intake;
         let mut st = lock(&self.shared.state);
         loop {
-            if st.queue.is_empty() && st.running == 0 {
+            let queued = !st.queue.is_empty() || !intake.is_empty();
+            if !queued && st.running == 0 {
                 return Ok(());
             }
-            if st.quit && !st.queue.is_empty() && st.running == 0 {
+            if st.quit && queued && st.running == 0 {
                 return Err(nde_result::NDE_ERR_STOPPED);
             }
             let (g, timed_out) = wait_until(&self.shared.progress, st, deadline);
@@ -336,6 +376,7 @@ impl<T: Send + 'static> Pool<T> {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         st.limits = new;
+        shared.update_fast_path(&st);
         // Surplus workers notice the new limits when they next look for work.
         shared.work_ready.notify_all();
         shared.prio_ready.notify_all();
@@ -345,6 +386,7 @@ impl<T: Send + 'static> Pool<T> {
         while st.prio_workers < new.prio_workers {
             Shared::start_worker(shared, &mut st, WorkerKind::Priority)?;
         }
+        shared.update_fast_path(&st);
         Ok(())
     }
 
@@ -371,11 +413,13 @@ impl<T: Send + 'static> Pool<T> {
     /// Jobs queued and not yet started.
     pub fn queue_depth(&self) -> usize {
         let st = lock(&self.shared.state);
-        st.queue.len() + self.shared.unstarted_in_batch.load(Ordering::Relaxed)
+        st.queue.len() + self.shared.intake.len() + self.shared.unstarted_in_batch.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> PoolStats {
-        lock(&self.shared.state).stats
+        let mut stats = lock(&self.shared.state).stats;
+        stats.submitted += self.shared.intake.pushed() as u64;
+        stats
     }
 
     /// Panics caught inside job handlers.
@@ -417,6 +461,8 @@ impl<T: Send + 'static> Shared<T> {
         if !st.quit {
             st.quit = true;
             self.quit_hint.store(true, Ordering::Release);
+            self.intake.close();
+            self.fast_path.store(false, Ordering::Release);
             self.work_ready.notify_all();
             self.prio_ready.notify_all();
             self.progress.notify_all();
@@ -438,7 +484,28 @@ impl<T: Send + 'static> Shared<T> {
             }
             WorkerKind::Priority => st.prio_workers += 1,
         }
+        this.update_fast_path(st);
         Ok(())
+    }
+
+    /// Sends may skip the lock only when nothing but queueing is needed: no
+    /// priority workers to consider and no worker left to start.
+    fn update_fast_path(&self, st: &State<T>) {
+        let fast = !st.quit
+            && st.limits.prio_workers == 0
+            && st.prio_workers == 0
+            && st.workers >= st.limits.max_workers;
+        self.fast_path.store(fast, Ordering::Release);
+    }
+
+    /// Moves every job of the intake into the queue, in order.
+    fn absorb_intake(&self, st: &mut State<T>) {
+        // SAFETY: we hold the state lock, so we are the only consumer.
+        while let Some(job) = unsafe { self.intake.pop() } {
+            st.queue.push(job, 0);
+        }
+        let depth = st.queue.len() as u64;
+        st.stats.queue_high_water = st.stats.queue_high_water.max(depth);
     }
 
     fn worker_loop(self: Arc<Self>, kind: WorkerKind) {
@@ -454,10 +521,19 @@ impl<T: Send + 'static> Shared<T> {
             }
             // A lone ordinary worker takes a batch: the order is the same,
             // and the lock is taken once per batch instead of once per job.
+            let depth = (st.queue.len() + self.intake.len()) as u64;
+            st.stats.queue_high_water = st.stats.queue_high_water.max(depth);
             if ordinary && st.limits.max_workers == 1 && st.workers == 1 && st.prio_workers == 0 {
-                st.queue.take_ordinary_batch(&mut batch, MAX_BATCH);
+                if st.queue.is_empty() {
+                    // SAFETY: we hold the state lock: the only consumer.
+                    unsafe { self.intake.take_into(&mut batch, MAX_BATCH) };
+                } else {
+                    self.absorb_intake(&mut st);
+                    st.queue.take_ordinary_batch(&mut batch, MAX_BATCH);
+                }
             }
             if batch.is_empty() {
+                self.absorb_intake(&mut st);
                 let job = if ordinary {
                     st.queue.pop_oldest()
                 } else {
@@ -482,6 +558,10 @@ impl<T: Send + 'static> Shared<T> {
             }
             spun = false;
             self.queued_hint.store(st.queue.len(), Ordering::Relaxed);
+            if st.sleeping > 0 && !st.queue.is_empty() && !self.wake_pending.swap(true, Ordering::SeqCst) {
+                // More work than this worker takes: pass the wake-up on.
+                self.work_ready.notify_one();
+            }
             let taken = batch.len();
             if ordinary {
                 st.free_workers -= 1;
@@ -503,7 +583,7 @@ impl<T: Send + 'static> Shared<T> {
             if ordinary {
                 st.free_workers += 1;
             }
-            if st.queue.is_empty() {
+            if st.queue.is_empty() && self.intake.is_empty() {
                 st.queue.shrink_if_empty();
                 if st.running == 0 {
                     self.progress.notify_all();
@@ -516,10 +596,12 @@ impl<T: Send + 'static> Shared<T> {
         } else {
             st.prio_workers -= 1;
         }
+        self.update_fast_path(&st);
         let last = st.workers + st.prio_workers == 0;
         if last && st.release_when_idle {
             // The owner released the pool from inside a job: nobody is left
             // to join, so finish the release here.
+            self.absorb_intake(&mut st);
             let jobs = st.queue.take_all();
             st.stats.discarded += jobs.len() as u64;
             let threads = std::mem::take(&mut st.threads);
@@ -558,7 +640,10 @@ impl<T: Send + 'static> Shared<T> {
         let start = Instant::now();
         loop {
             for _ in 0..64 {
-                if self.queued_hint.load(Ordering::Relaxed) > 0 || self.quit_hint.load(Ordering::Relaxed) {
+                if self.queued_hint.load(Ordering::Relaxed) > 0
+                    || self.quit_hint.load(Ordering::Relaxed)
+                    || !self.intake.is_empty()
+                {
                     return;
                 }
                 std::hint::spin_loop();
@@ -584,7 +669,17 @@ impl<T: Send + 'static> Shared<T> {
     ) -> MutexGuard<'a, State<T>> {
         if ordinary {
             st.sleeping += 1;
-            st = self.work_ready.wait(st).unwrap_or_else(|p| p.into_inner());
+            // Paired with the fast path of `send`: announce the sleep, then
+            // look at the intake once more.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            // Any wake-up sent before this point was for an earlier sleep.
+            self.wake_pending.store(false, Ordering::SeqCst);
+            if self.intake.is_empty() {
+                st = self.work_ready.wait(st).unwrap_or_else(|p| p.into_inner());
+                // Awake: the next send or a busy worker may wake another.
+                self.wake_pending.store(false, Ordering::SeqCst);
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
             st.sleeping -= 1;
         } else {
             st.sleeping_prio += 1;

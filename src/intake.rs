@@ -1,0 +1,303 @@
+//! The pool's lock-free front door: producers append jobs without taking
+//! the pool's lock; whoever holds that lock moves them into the queue.
+//!
+//! It is an unbounded multi-producer, single-consumer list of blocks (the
+//! segmented design of crossbeam's list channel, written for this one use):
+//! a producer claims a position with one compare-and-swap on the tail index,
+//! writes its job into that slot and marks it ready. One position per block
+//! is a sentinel while the producer that took the block's last slot links the
+//! next block. Bit 0 of the tail index closes the intake: a push either
+//! claimed its position before the close (and is taken by drain) or fails.
+//! A job costs its own size plus one ready byte; no allocation per job.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+/// Slots per block.
+const BLOCK_CAP: usize = 255;
+/// Positions per block: the slots plus the sentinel.
+const LAP: usize = BLOCK_CAP + 1;
+/// Bit 0 of the tail index is the closed mark; positions count from bit 1.
+const SHIFT: usize = 1;
+const CLOSED: usize = 1;
+
+struct Block<T> {
+    next: AtomicPtr<Block<T>>,
+    ready: [AtomicBool; BLOCK_CAP],
+    values: [UnsafeCell<MaybeUninit<T>>; BLOCK_CAP],
+}
+
+impl<T> Block<T> {
+    fn new() -> *mut Block<T> {
+        // All-zero is a valid empty block: null next, no slot ready.
+        let b: Box<MaybeUninit<Block<T>>> = Box::new_zeroed();
+        // SAFETY: every field is valid when zeroed (see above).
+        Box::into_raw(unsafe { b.assume_init() })
+    }
+
+    /// Waits until the producer that links the next block has done so.
+    fn wait_next(&self) -> *mut Block<T> {
+        loop {
+            let next = self.next.load(Ordering::Acquire);
+            if !next.is_null() {
+                return next;
+            }
+            backoff();
+        }
+    }
+}
+
+fn backoff() {
+    std::hint::spin_loop();
+    // SAFETY: sched_yield has no preconditions; it lets a preempted
+    // producer finish the few instructions we wait for.
+    unsafe { libc::sched_yield() };
+}
+
+/// Padded so producers' and the consumer's hot words do not share a line.
+#[repr(align(64))]
+struct Padded<T>(T);
+
+/// Unbounded lock-free MPSC intake of jobs.
+pub struct Intake<T> {
+    tail_index: Padded<AtomicUsize>,
+    tail_block: Padded<AtomicPtr<Block<T>>>,
+    /// Consumer side: only changed by the one consumer (the pool's lock
+    /// holder); atomics so that getters may read it.
+    head_index: Padded<AtomicUsize>,
+    head_block: AtomicPtr<Block<T>>,
+}
+
+// SAFETY: values move between threads through the slots (T: Send); the
+// protocol above gives each slot one writer and one reader.
+unsafe impl<T: Send> Send for Intake<T> {}
+unsafe impl<T: Send> Sync for Intake<T> {}
+
+/// Number of jobs stored before position `pos`.
+fn items_before(pos: usize) -> usize {
+    (pos / LAP) * BLOCK_CAP + (pos % LAP).min(BLOCK_CAP)
+}
+
+impl<T> Default for Intake<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Intake<T> {
+    pub fn new() -> Self {
+        let first = Block::new();
+        Intake {
+            tail_index: Padded(AtomicUsize::new(0)),
+            tail_block: Padded(AtomicPtr::new(first)),
+            head_index: Padded(AtomicUsize::new(0)),
+            head_block: AtomicPtr::new(first),
+        }
+    }
+
+    /// Appends `value`; gives it back when the intake is closed.
+    pub fn push(&self, value: T) -> Result<(), T> {
+        let mut next_block: *mut Block<T> = ptr::null_mut();
+        let mut tail = self.tail_index.0.load(Ordering::Acquire);
+        let mut block = self.tail_block.0.load(Ordering::Acquire);
+        let result = loop {
+            if tail & CLOSED != 0 {
+                break Err(value);
+            }
+            let offset = (tail >> SHIFT) % LAP;
+            if offset == BLOCK_CAP {
+                // Another producer is linking the next block.
+                backoff();
+                tail = self.tail_index.0.load(Ordering::Acquire);
+                block = self.tail_block.0.load(Ordering::Acquire);
+                continue;
+            }
+            if offset + 1 == BLOCK_CAP && next_block.is_null() {
+                next_block = Block::new();
+            }
+            let new_tail = tail + (1 << SHIFT);
+            match self.tail_index.0.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => {
+                    // SAFETY: the CAS gave us slot `offset` of `block`; the
+                    // block lives until the consumer has read that slot,
+                    // which needs our ready mark first.
+                    unsafe {
+                        if offset + 1 == BLOCK_CAP {
+                            // Took the last slot: link the next block, then
+                            // move the tail past the sentinel (fetch_add keeps
+                            // a concurrent close mark).
+                            let nb = std::mem::replace(&mut next_block, ptr::null_mut());
+                            self.tail_block.0.store(nb, Ordering::Release);
+                            self.tail_index.0.fetch_add(1 << SHIFT, Ordering::Release);
+                            (*block).next.store(nb, Ordering::Release);
+                        }
+                        (*(*block).values[offset].get()).write(value);
+                        (*block).ready[offset].store(true, Ordering::SeqCst);
+                    }
+                    break Ok(());
+                }
+                Err(t) => {
+                    tail = t;
+                    block = self.tail_block.0.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+            }
+        };
+        if !next_block.is_null() {
+            // SAFETY: allocated above and never published.
+            drop(unsafe { Box::from_raw(next_block) });
+        }
+        result
+    }
+
+    /// Closes the intake: every later push fails. Idempotent.
+    pub fn close(&self) {
+        self.tail_index.0.fetch_or(CLOSED, Ordering::SeqCst);
+    }
+
+    /// Jobs pushed so far (accepted ones only).
+    pub fn pushed(&self) -> usize {
+        items_before(self.tail_index.0.load(Ordering::Acquire) >> SHIFT)
+    }
+
+    /// Jobs pushed and not yet taken (some may still be being written).
+    pub fn len(&self) -> usize {
+        let tail = self.tail_index.0.load(Ordering::SeqCst) >> SHIFT;
+        let head = self.head_index.0.load(Ordering::Acquire) >> SHIFT;
+        items_before(tail).saturating_sub(items_before(head))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the oldest job, waiting for its producer to finish writing it.
+    ///
+    /// # Safety
+    /// Only one thread at a time may take (the pool calls this under its
+    /// lock).
+    pub unsafe fn pop(&self) -> Option<T> {
+        let mut out = Vec::with_capacity(1);
+        self.take_into(&mut out, 1);
+        out.pop()
+    }
+
+    /// Moves up to `max` of the oldest jobs into `out`; returns how many.
+    /// The tail is read once: producers write it on every push, so reading
+    /// it per job would cost a cache miss per job.
+    ///
+    /// # Safety
+    /// As for [`Intake::pop`].
+    pub unsafe fn take_into<E: Extend<T>>(&self, out: &mut E, max: usize) -> usize {
+        let tail = self.tail_index.0.load(Ordering::Acquire) >> SHIFT;
+        let mut head = self.head_index.0.load(Ordering::Relaxed) >> SHIFT;
+        let mut block = self.head_block.load(Ordering::Relaxed);
+        let mut n = 0;
+        while head != tail && n < max {
+            let offset = head % LAP;
+            if offset == BLOCK_CAP {
+                // The tail moved past the sentinel: the next block exists.
+                let next = (*block).wait_next();
+                drop(Box::from_raw(block));
+                block = next;
+                head += 1;
+                continue;
+            }
+            while !(*block).ready[offset].load(Ordering::Acquire) {
+                backoff();
+            }
+            out.extend(Some((*(*block).values[offset].get()).assume_init_read()));
+            head += 1;
+            n += 1;
+        }
+        self.head_block.store(block, Ordering::Relaxed);
+        self.head_index.0.store(head << SHIFT, Ordering::Release);
+        n
+    }
+}
+
+impl<T> Drop for Intake<T> {
+    fn drop(&mut self) {
+        // SAFETY: &mut self: no producer or other consumer is left.
+        unsafe {
+            while self.pop().is_some() {}
+            let block = self.head_block.load(Ordering::Relaxed);
+            drop(Box::from_raw(block));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn fifo_across_blocks_and_len() {
+        let q = Intake::new();
+        for i in 0..1000 {
+            q.push(i).unwrap();
+        }
+        assert_eq!(q.len(), 1000);
+        assert_eq!(q.pushed(), 1000);
+        for i in 0..1000 {
+            assert_eq!(unsafe { q.pop() }, Some(i));
+        }
+        assert_eq!(unsafe { q.pop() }, None);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn close_rejects_later_pushes_and_keeps_earlier_ones() {
+        let q = Intake::new();
+        q.push(1).unwrap();
+        q.close();
+        assert_eq!(q.push(2), Err(2));
+        assert_eq!(unsafe { q.pop() }, Some(1));
+        assert_eq!(unsafe { q.pop() }, None);
+        assert_eq!(q.pushed(), 1);
+    }
+
+    #[test]
+    fn concurrent_producers_keep_per_producer_order_and_lose_nothing() {
+        let q = Arc::new(Intake::new());
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50_000usize {
+                        q.push((p, i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0usize; 4];
+        let mut got = 0;
+        while got < 200_000 {
+            if let Some((p, i)) = unsafe { q.pop() } {
+                assert_eq!(i, next[p]);
+                next[p] += 1;
+                got += 1;
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(unsafe { q.pop() }, None);
+    }
+
+    #[test]
+    fn values_left_inside_are_dropped_once() {
+        let counter = Arc::new(());
+        {
+            let q = Intake::new();
+            for _ in 0..600 {
+                q.push(counter.clone()).unwrap();
+            }
+            unsafe { q.pop() };
+        }
+        assert_eq!(Arc::strong_count(&counter), 1);
+    }
+}
