@@ -2,7 +2,8 @@
 #
 #   make run      build and run the demo (installs missing packages as root)
 #   make check    every test: Rust, C (linked, static, dlopen, ASan/UBSan,
-#                 valgrind) and the header checks
+#                 valgrind), the header checks, and a smoke pass of the
+#                 benchmark (so it never rots; it asserts no time)
 #   make bench    the benchmark against libvirt and GLib (mk/bench.mk)
 #   make install  PREFIX=/usr/local DESTDIR= (mk/install.mk)
 
@@ -36,6 +37,7 @@ run: deps all
 check: deps
 	$(CARGO) build --release
 	$(CARGO) test --release
+	$(MAKE) bench-smoke
 
 header:
 	NDE_UPDATE_HEADER=1 $(CARGO) test --release --test header
