@@ -336,24 +336,27 @@ def write_svg(path, results, impls, subtitle, n_memory):
         ("CPU per job, ns (lower is better)",
          [("burst, 1 producer", "burst1", "cpu_ns_per_job", 1),
           ("burst, 4 producers", "burst4", "cpu_ns_per_job", 1)], 0),
-        ("Ping-pong latency, µs (lower is better)",
-         [("p50, producer spins", "latency", "p50_us", 1),
-          ("p99, producer spins", "latency", "p99_us", 1),
-          ("p50, producer sleeps", "latency-sleep", "p50_us", 1),
-          ("p99, producer sleeps", "latency-sleep", "p99_us", 1)], 1),
+        ("Ping-pong latency, producer spins: send to job run, µs "
+         "(lower is better)",
+         [("p50", "latency", "p50_us", 1), ("p99", "latency", "p99_us", 1)],
+         2),
+        ("Ping-pong latency, producer sleeps between round trips, µs "
+         "(lower is better)",
+         [("p50", "latency-sleep", "p50_us", 1),
+          ("p99", "latency-sleep", "p99_us", 1)], 1),
         ("Memory per queued job, bytes (lower is better)",
          [(f"{n_memory:,} queued".replace(",", " "), "memory",
            "bytes_per_job", 1)], 1),
     ]
-    W, PH = 960, 270
+    W, PH = 960, 250
     H = 70 + PH * len(panels)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" '
            f'height="{H}" viewBox="0 0 {W} {H}" '
            f'font-family="sans-serif">',
            f'<rect width="{W}" height="{H}" fill="#fff"/>',
-           '<text x="10" y="20" font-size="16" font-weight="bold">'
-           'nodedev-events vs libvirt virThreadPool and GLib GThreadPool '
-           '(one worker; median, whiskers min–max)</text>',
+           '<text x="10" y="20" font-size="14" font-weight="bold">'
+           'nodedev-events vs libvirt virThreadPool and GLib GThreadPool, '
+           'one worker (bars: median; whiskers: min–max)</text>',
            f'<text x="10" y="38" font-size="11">{esc(subtitle)}</text>']
     lx = 10
     for impl in chart_impls:  # legend
