@@ -174,11 +174,28 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static void sem_wait_intr(sem_t *s)
+{
+    while (sem_wait(s) < 0 && errno == EINTR)
+        ;
+}
+
 static inline uint64_t bump(_Atomic uint64_t *c)
 {
     uint64_t v = atomic_load_explicit(c, memory_order_relaxed) + 1;
     atomic_store_explicit(c, v, memory_order_relaxed);
     return v;
+}
+
+static struct item *new_item(size_t i, uint32_t kind)
+{
+    struct item *it = malloc(sizeof *it);
+    if (!it)
+        die(EXIT_LIB, "out of memory");
+    it->seq = i;
+    it->idx = (uint32_t)i;
+    it->kind = kind;
+    return it;
 }
 
 static void alloc_items(size_t n, uint32_t kind)
@@ -191,13 +208,12 @@ static void alloc_items(size_t n, uint32_t kind)
     if (data_slab && !(slab = calloc(n, sizeof *slab)))
         die(EXIT_LIB, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        struct item *it = data_slab ? &slab[i] : malloc(sizeof *it);
-        if (!it)
-            die(EXIT_LIB, "out of memory");
-        it->seq = i;
-        it->idx = (uint32_t)i;
-        it->kind = kind;
-        items[i] = it;
+        if (data_slab) {
+            slab[i] = (struct item){.seq = i, .idx = (uint32_t)i, .kind = kind};
+            items[i] = &slab[i];
+        } else {
+            items[i] = new_item(i, kind);
+        }
     }
 }
 
@@ -209,8 +225,7 @@ static inline void do_work(struct item *it)
         break;
     case K_GATE:
         sem_post(&gate_started_sem);
-        while (sem_wait(&gate_sem) < 0 && errno == EINTR)
-            ;
+        sem_wait_intr(&gate_sem);
         break;
     case K_PING:
         if (pong_spin)
@@ -259,12 +274,6 @@ static void tramp_nde_event(void *userdata, unsigned int type, void *data)
     (void)userdata;
     (void)type;
     do_work(data);
-}
-
-static void sem_wait_intr(sem_t *s)
-{
-    while (sem_wait(s) < 0 && errno == EINTR)
-        ;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -472,12 +481,8 @@ static void warm_up(size_t warm)
     struct item **w = malloc(warm * sizeof *w);
     if (!wflags || !w)
         die(EXIT_LIB, "out of memory");
-    for (size_t i = 0; i < warm; i++) {
-        w[i] = malloc(sizeof(struct item));
-        w[i]->seq = i;
-        w[i]->idx = (uint32_t)i;
-        w[i]->kind = K_WORK;
-    }
+    for (size_t i = 0; i < warm; i++)
+        w[i] = new_item(i, K_WORK);
     freed_flag = wflags;
     atomic_store(&freed_cnt, 0);
     atomic_store(&target_freed, warm);
@@ -487,6 +492,9 @@ static void warm_up(size_t warm)
     for (size_t i = 0; i < warm; i++)
         if (wflags[i] != 1)
             die(EXIT_CHECK, "warm-up job %zu freed %u times", i, wflags[i]);
+    if (data_slab) /* item_free only marked them */
+        for (size_t i = 0; i < warm; i++)
+            free(w[i]);
     /* The worker's last store happened before its sem_post. */
     atomic_store(&target_freed, UINT64_MAX);
     atomic_store(&freed_cnt, 0);

@@ -442,6 +442,7 @@ def main():
     os.makedirs(a.out_dir, exist_ok=True)
 
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = os.getloadavg()
     info = machine_info(harness, lib)
     results, failures, skipped = {}, [], {}
     for rep in range(p["reps"]):
@@ -469,6 +470,10 @@ def main():
                     if status == "timeout":  # keep the run's time bounded
                         skipped[impl] = "hung: " + res
 
+    load_end = os.getloadavg()
+    info["load average (1 min) at start / end"] = \
+        f"{load_start[0]:.2f} / {load_end[0]:.2f} (other work on the " \
+        "machine during the run skews every figure)"
     monitor_md, monitor_failed = ("Skipped (`--no-monitor`).", False) \
         if a.no_monitor else run_monitor_hook(a.smoke, a.out_dir)
     if monitor_failed:
