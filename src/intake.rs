@@ -30,7 +30,7 @@ struct Block<T> {
 }
 
 impl<T> Block<T> {
-    fn new() -> *mut Block<T> {
+    fn alloc() -> *mut Block<T> {
         // All-zero is a valid empty block: null next, no slot ready.
         let b: Box<MaybeUninit<Block<T>>> = Box::new_zeroed();
         // SAFETY: every field is valid when zeroed (see above).
@@ -60,6 +60,10 @@ fn backoff() {
 #[repr(align(64))]
 struct Padded<T>(T);
 
+/// Blocks kept for reuse: in steady state no push allocates and no take
+/// frees, so neither glibc's consolidation nor page faults hit the hot path.
+const SPARE_BLOCKS: usize = 16;
+
 /// Unbounded lock-free MPSC intake of jobs.
 pub struct Intake<T> {
     tail_index: Padded<AtomicUsize>,
@@ -68,7 +72,13 @@ pub struct Intake<T> {
     /// holder); atomics so that getters may read it.
     head_index: Padded<AtomicUsize>,
     head_block: AtomicPtr<Block<T>>,
+    /// Emptied blocks for reuse (taken once per block, not per job).
+    spare: std::sync::Mutex<Vec<SendPtr<Block<T>>>>,
 }
+
+struct SendPtr<B>(*mut B);
+// SAFETY: a spare block is owned by the list, handed to one thread at a time.
+unsafe impl<B> Send for SendPtr<B> {}
 
 // SAFETY: values move between threads through the slots (T: Send); the
 // protocol above gives each slot one writer and one reader.
@@ -88,13 +98,38 @@ impl<T> Default for Intake<T> {
 
 impl<T> Intake<T> {
     pub fn new() -> Self {
-        let first = Block::new();
+        let first = Block::alloc();
         Intake {
             tail_index: Padded(AtomicUsize::new(0)),
             tail_block: Padded(AtomicPtr::new(first)),
             head_index: Padded(AtomicUsize::new(0)),
             head_block: AtomicPtr::new(first),
+            spare: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// An empty block: a spare one or a new one.
+    fn new_block(&self) -> *mut Block<T> {
+        let spare = self.spare.lock().ok().and_then(|mut v| v.pop());
+        spare.map_or_else(Block::alloc, |b| b.0)
+    }
+
+    /// Keeps an emptied block for reuse, or frees it.
+    ///
+    /// # Safety
+    /// Every slot of `block` was taken and no producer refers to it any more.
+    unsafe fn recycle(&self, block: *mut Block<T>) {
+        (*block).next.store(ptr::null_mut(), Ordering::Relaxed);
+        for r in (*block).ready.iter() {
+            r.store(false, Ordering::Relaxed);
+        }
+        if let Ok(mut v) = self.spare.lock() {
+            if v.len() < SPARE_BLOCKS {
+                v.push(SendPtr(block));
+                return;
+            }
+        }
+        drop(Box::from_raw(block));
     }
 
     /// Appends `value`; gives it back when the intake is closed.
@@ -115,7 +150,7 @@ impl<T> Intake<T> {
                 continue;
             }
             if offset + 1 == BLOCK_CAP && next_block.is_null() {
-                next_block = Block::new();
+                next_block = self.new_block();
             }
             let new_tail = tail + (1 << SHIFT);
             match self.tail_index.0.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Acquire) {
@@ -146,8 +181,8 @@ impl<T> Intake<T> {
             }
         };
         if !next_block.is_null() {
-            // SAFETY: allocated above and never published.
-            drop(unsafe { Box::from_raw(next_block) });
+            // SAFETY: taken above and never published.
+            unsafe { self.recycle(next_block) };
         }
         result
     }
@@ -200,7 +235,7 @@ impl<T> Intake<T> {
             if offset == BLOCK_CAP {
                 // The tail moved past the sentinel: the next block exists.
                 let next = (*block).wait_next();
-                drop(Box::from_raw(block));
+                self.recycle(block);
                 block = next;
                 head += 1;
                 continue;
@@ -225,6 +260,11 @@ impl<T> Drop for Intake<T> {
             while self.pop().is_some() {}
             let block = self.head_block.load(Ordering::Relaxed);
             drop(Box::from_raw(block));
+            if let Ok(mut v) = self.spare.lock() {
+                for b in v.drain(..) {
+                    drop(Box::from_raw(b.0));
+                }
+            }
         }
     }
 }
