@@ -40,6 +40,22 @@
 #define NDE_EVENT_ANY -1
 
 /**
+ * The device is defined (persistent) in mdevctl.
+ */
+#define FLAG_PERSISTENT 1
+
+/**
+ * mdevctl reports the device active (it may have no udev syspath yet).
+ */
+#define FLAG_MDEV_ACTIVE 2
+
+/**
+ * The ABI version of the function table this header describes; pass it to
+ * `nde_get_api`.
+ */
+#define NDE_API_VERSION 1
+
+/**
  * Event types of the seed driver.
  */
 typedef enum nde_event_type {
@@ -140,11 +156,10 @@ typedef struct nde_events nde_events;
 typedef struct nde_pool nde_pool;
 
 /**
- * An event callback: `userdata` as registered, the event's type and data.
- * The data belongs to the event: do not free it, and do not keep it after
- * the callback returns.
+ * The function a pool runs for each job, called on a worker thread with the
+ * job's data and the pool's `opaque` (libvirt's argument order).
  */
-typedef void (*nde_event_cb)(void *userdata, enum nde_event_type event_type, void *data);
+typedef void (*nde_job_fn)(void *jobdata, void *opaque);
 
 /**
  * A function that releases data handed to the library. The library calls
@@ -179,14 +194,88 @@ typedef struct nde_pool_stats {
 } nde_pool_stats;
 
 /**
- * The function a pool runs for each job, called on a worker thread with the
- * job's data and the pool's `opaque` (libvirt's argument order).
+ * An event callback: `userdata` as registered, the event's type and data.
+ * The data belongs to the event: do not free it, and do not keep it after
+ * the callback returns.
  */
-typedef void (*nde_job_fn)(void *jobdata, void *opaque);
+typedef void (*nde_event_cb)(void *userdata, enum nde_event_type event_type, void *data);
+
+/**
+ * The function table of ABI version 1, returned by `nde_get_api(1)`.
+ *
+ * Every member is the exported function of the same name with the `nde_`
+ * prefix dropped (`api->pool_new_full` is `nde_pool_new_full`), with the
+ * same contract. Members are only ever appended: use a member only when
+ * `offsetof(nde_api, member) + sizeof(void (*)(void)) <= api->size`; every
+ * member within `size` is non-NULL.
+ */
+typedef struct nde_api {
+  /**
+   * The version this table implements (the one asked for).
+   */
+  uint32_t abi_version;
+  /**
+   * `sizeof` the library's table, in bytes: members beyond it are absent.
+   */
+  uint32_t size;
+  const char *(*result_str)(int code);
+  const char *(*version)(void);
+  struct nde_pool *(*pool_new_full)(size_t min_workers,
+                                    size_t max_workers,
+                                    size_t prio_workers,
+                                    nde_job_fn func,
+                                    const char *name,
+                                    void *opaque);
+  int (*pool_send_job)(struct nde_pool *pool, unsigned int priority, void *jobdata);
+  int (*pool_send_job_full)(struct nde_pool *pool,
+                            unsigned int priority,
+                            void *jobdata,
+                            nde_free_fn free_fn);
+  void (*pool_stop)(struct nde_pool *pool);
+  int (*pool_drain)(struct nde_pool *pool);
+  int (*pool_wait_idle)(struct nde_pool *pool, int timeout_ms);
+  void (*pool_free)(struct nde_pool *pool);
+  size_t (*pool_get_min_workers)(struct nde_pool *pool);
+  size_t (*pool_get_max_workers)(struct nde_pool *pool);
+  size_t (*pool_get_priority_workers)(struct nde_pool *pool);
+  size_t (*pool_get_current_workers)(struct nde_pool *pool);
+  size_t (*pool_get_free_workers)(struct nde_pool *pool);
+  size_t (*pool_get_job_queue_depth)(struct nde_pool *pool);
+  int (*pool_set_parameters)(struct nde_pool *pool,
+                             long long min_workers,
+                             long long max_workers,
+                             long long prio_workers);
+  int (*pool_get_stats)(struct nde_pool *pool, struct nde_pool_stats *out);
+  struct nde_events *(*events_new)(const char *name);
+  int (*events_register)(struct nde_events *ev,
+                         int event_type,
+                         nde_event_cb cb,
+                         void *userdata,
+                         nde_free_fn userdata_free);
+  int (*events_deregister)(struct nde_events *ev, int callback_id);
+  int (*events_submit)(struct nde_events *ev, int event_type, void *data, nde_free_fn data_free);
+  int (*events_schedule)(struct nde_events *ev, int event_type, unsigned int delay_ms);
+  int (*events_wait_idle)(struct nde_events *ev, int timeout_ms);
+  int (*events_shutdown_prepare)(struct nde_events *ev);
+  int (*events_shutdown_wait)(struct nde_events *ev, int timeout_ms);
+  void (*events_free)(struct nde_events *ev);
+  int (*events_get_stats)(struct nde_events *ev, struct nde_pool_stats *out);
+} nde_api;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The static function table for ABI version `abi_version` (pass
+ * `NDE_API_VERSION`), or NULL when this library does not provide that
+ * version. The table lives as long as the library is loaded; do not free
+ * it. Check `api->size` before using members that a newer header added
+ * (see `nde_api`).
+ *
+ * This is the one symbol a plugin host needs to resolve with `dlsym`.
+ */
+const struct nde_api *nde_get_api(uint32_t abi_version);
 
 /**
  * Static text describing `code`, for any `int` (unknown codes get a text

@@ -16,6 +16,7 @@ macro_rules! ffi_guard {
     };
 }
 
+pub mod api_table;
 pub mod common;
 pub mod events;
 pub mod pool;
