@@ -350,15 +350,21 @@ impl Table {
             if stop() {
                 break;
             }
-            if let Some(d) = t.make_device(&spec) {
-                if let Some(old) = t.get_by_syspath(d.syspath()).cloned() {
-                    t.remove_raw(&old);
-                }
-                t.put(d.clone());
-                order.push(d);
-            }
+            t.push_enumerated(&spec, &mut order);
         }
         (t, order)
+    }
+
+    /// One step of [`Table::build`]: adds an enumerated device (a later
+    /// record for the same syspath or name replaces the earlier one).
+    pub fn push_enumerated(&mut self, spec: &DeviceSpec<'_>, order: &mut Vec<Arc<Device>>) {
+        if let Some(d) = self.make_device(spec) {
+            if let Some(old) = self.get_by_syspath(d.syspath()).cloned() {
+                self.remove_raw(&old);
+            }
+            self.put(d.clone());
+            order.push(d);
+        }
     }
 
     /// Makes the table equal to a fresh enumeration (`fresh` and `order`

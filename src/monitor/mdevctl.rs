@@ -1,0 +1,469 @@
+//! mdevctl: the config-directory watch, the `mdevctl list` refresh, its
+//! JSON, and the diff into DEFINED / UNDEFINED / UPDATED.
+//!
+//! - Watch: inotify on `mdevctl_dir` and every directory below it (new
+//!   subdirectories are added as they appear). A missing or unreadable
+//!   directory is logged and not watched. Changes are debounced on the
+//!   watcher thread (a quiet period of `debounce`, re-armed by every change,
+//!   the seed's 100 ms timer) and then a refresh is queued with
+//!   `Events::schedule(MDEVCTL_CONFIG_CHANGED, 0)` **only if none is queued
+//!   already** (the handler clears the flag when it starts): never two
+//!   refreshes queued at once.
+//! - Refresh: `mdevctl list --defined --dumpjson` then `mdevctl list
+//!   --dumpjson`, when `mdevctl` is on `PATH` (else one logged line says
+//!   why nothing happens). Both outputs are parsed before the table is
+//!   touched: a failing `mdevctl`, a timeout (10 s) or bad JSON is logged
+//!   and the table stays as it was.
+//! - JSON: a list of `{ "<parent>": [ { "<uuid>": { "mdev_type": ...,
+//!   "start": ..., "attrs": [...] } } ] }`.
+//! - Records: an mdev mdevctl knows carries `MDEVCTL_PARENT`,
+//!   `MDEVCTL_TYPE`, `MDEVCTL_START` and `MDEVCTL_ATTRS` (compact JSON)
+//!   properties; defined ones carry the persistent flag. A defined device
+//!   that is not active has an empty syspath.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::device::{Device, DeviceFields, FLAG_MDEV_ACTIVE, FLAG_PERSISTENT};
+use super::log;
+use super::naming::{self, DeviceKind, ROOT_NAME};
+use super::table::{Changes, Table, CREATED, DEFINED, DELETED, UNDEFINED, UPDATED};
+use crate::result::{nde_result, Error};
+use crate::thread::Thread;
+
+/// One mdev as mdevctl describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MdevEntry {
+    pub parent: String,
+    pub uuid: String,
+    pub mdev_type: String,
+    pub start: String,
+    /// The `attrs` array as compact JSON (`[]` when absent).
+    pub attrs: String,
+}
+
+impl MdevEntry {
+    pub fn name(&self) -> String {
+        naming::mdev_name(&self.uuid, &self.parent)
+    }
+}
+
+/// Parses `mdevctl list --dumpjson` output. Empty output is an empty list.
+pub fn parse(json: &str) -> Result<Vec<MdevEntry>, String> {
+    if json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
+    let top = v.as_array().ok_or("not a JSON list")?;
+    let mut out = Vec::new();
+    for item in top {
+        let obj = item.as_object().ok_or("list item is not an object")?;
+        for (parent, devs) in obj {
+            let devs = devs.as_array().ok_or_else(|| format!("devices of parent {parent:?} are not a list"))?;
+            for d in devs {
+                let d = d.as_object().ok_or("device entry is not an object")?;
+                for (uuid, cfg) in d {
+                    let cfg = cfg.as_object().ok_or_else(|| format!("config of {uuid} is not an object"))?;
+                    let s = |k: &str| cfg.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+                    let mdev_type = s("mdev_type");
+                    if mdev_type.is_empty() {
+                        return Err(format!("{uuid}: no mdev_type"));
+                    }
+                    let attrs = match cfg.get("attrs") {
+                        None | Some(serde_json::Value::Null) => "[]".to_owned(),
+                        Some(a @ serde_json::Value::Array(_)) => a.to_string(),
+                        Some(_) => return Err(format!("{uuid}: attrs is not a list")),
+                    };
+                    if parent.is_empty() || uuid.is_empty() {
+                        return Err("empty parent or uuid".into());
+                    }
+                    out.push(MdevEntry { parent: parent.clone(), uuid: uuid.clone(), mdev_type, start: s("start"), attrs });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `mdevctl` on `PATH`, if any.
+pub fn find_mdevctl() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join("mdevctl");
+        if let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) {
+            // SAFETY: NUL-terminated path.
+            if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Runs `mdevctl list [--defined] --dumpjson`, with a 10 s limit; `stop`
+/// ends it early (the child is killed).
+pub fn run_list(bin: &Path, defined: bool, stop: &AtomicBool) -> Result<String, String> {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("list");
+    if defined {
+        cmd.arg("--defined");
+    }
+    cmd.arg("--dumpjson");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let mut out = child.stdout.take().unwrap();
+    // Read on this thread, with a non-blocking pipe polled against the
+    // deadline (no helper thread).
+    let fd = out.as_raw_fd();
+    // SAFETY: fcntl on our pipe.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(if stop.load(Ordering::SeqCst) { "stopped".into() } else { "mdevctl timed out".into() });
+        }
+        match out.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 64 << 20 {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("mdevctl output larger than 64 MiB".into());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 50) };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("reading mdevctl output: {e}"));
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("mdevctl list{} failed: {status}", if defined { " --defined" } else { "" }));
+    }
+    String::from_utf8(buf).map_err(|_| "mdevctl output is not UTF-8".into())
+}
+
+/// Runs both listings; `Ok(None)` when mdevctl is not on PATH.
+pub fn query(stop: &AtomicBool) -> Result<Option<(Vec<MdevEntry>, Vec<MdevEntry>)>, String> {
+    let Some(bin) = find_mdevctl() else {
+        return Ok(None);
+    };
+    let defined = parse(&run_list(&bin, true, stop)?)?;
+    let active = parse(&run_list(&bin, false, stop)?)?;
+    Ok(Some((defined, active)))
+}
+
+fn mdev_props(e: &MdevEntry) -> [(&str, &str); 4] {
+    [
+        ("MDEVCTL_PARENT", e.parent.as_str()),
+        ("MDEVCTL_TYPE", e.mdev_type.as_str()),
+        ("MDEVCTL_START", e.start.as_str()),
+        ("MDEVCTL_ATTRS", e.attrs.as_str()),
+    ]
+}
+
+/// Applies mdevctl's view to the table, libvirt's way
+/// (`nodeDeviceUpdateMediatedDevices`): DEFINED for a newly defined
+/// device, UNDEFINED for one no longer defined (removed when not active),
+/// CREATED for an active device not known yet, UPDATED when the config of
+/// a known one changed, DELETED for a transient one mdevctl no longer
+/// lists and udev does not know.
+pub fn apply(table: &mut Table, defined: &[MdevEntry], active: &[MdevEntry], out: &mut Changes) {
+    // Parent names: the device whose sysname is the parent address.
+    let mut parents: HashMap<String, String> = HashMap::new();
+    if !defined.is_empty() || !active.is_empty() {
+        let want: HashSet<&str> = defined.iter().chain(active).map(|e| e.parent.as_str()).collect();
+        for d in table.iter() {
+            let s = naming::sysname(d.syspath());
+            if want.contains(s) {
+                parents.insert(s.to_owned(), d.name().to_owned());
+            }
+        }
+    }
+    let parent_of = |e: &MdevEntry| parents.get(&e.parent).cloned().unwrap_or_else(|| ROOT_NAME.to_owned());
+    let defined_names: HashSet<String> = defined.iter().map(MdevEntry::name).collect();
+    let active_names: HashSet<String> = active.iter().map(MdevEntry::name).collect();
+
+    // No longer defined.
+    let undefined: Vec<Arc<Device>> =
+        table.iter().filter(|d| d.is_persistent() && !defined_names.contains(d.name())).cloned().collect();
+    for d in undefined {
+        let still_active = !d.syspath().is_empty() || (d.flags() & FLAG_MDEV_ACTIVE != 0 && active_names.contains(d.name()));
+        if still_active {
+            let n = d.with_changes(None, None, d.flags() & !FLAG_PERSISTENT, &[]);
+            table.put(n.clone());
+            out.push((UNDEFINED, n));
+        } else {
+            table.take(d.name());
+            out.push((UNDEFINED, d));
+        }
+    }
+    let mut upsert = |e: &MdevEntry, flag: u8, new_ev, out: &mut Changes| {
+        let name = e.name();
+        let props = mdev_props(e);
+        match table.get(&name).cloned() {
+            None => {
+                let parent = parent_of(e);
+                let d = Device::new(
+                    &DeviceFields {
+                        name: &name,
+                        syspath: "",
+                        subsystem: "mdev",
+                        devtype: None,
+                        driver: None,
+                        devnode: None,
+                        parent: &parent,
+                        kind: DeviceKind::Mdev,
+                        flags: flag,
+                    },
+                    &props,
+                );
+                table.put(d.clone());
+                out.push((new_ev, d));
+            }
+            Some(old) => {
+                let n = old.with_changes(None, None, old.flags() | flag, &props);
+                if old.same_content(&n) {
+                    return;
+                }
+                table.put(n.clone());
+                let ev = if flag == FLAG_PERSISTENT && !old.is_persistent() { DEFINED } else { UPDATED };
+                out.push((ev, n));
+            }
+        }
+    };
+    for e in defined {
+        upsert(e, FLAG_PERSISTENT, DEFINED, out);
+    }
+    for e in active {
+        upsert(e, FLAG_MDEV_ACTIVE, CREATED, out);
+    }
+    // Transient devices mdevctl reported active before and no longer does.
+    let gone: Vec<Arc<Device>> = table
+        .iter()
+        .filter(|d| d.flags() & FLAG_MDEV_ACTIVE != 0 && !active_names.contains(d.name()))
+        .cloned()
+        .collect();
+    for d in gone {
+        if d.syspath().is_empty() && !d.is_persistent() {
+            table.take(d.name());
+            out.push((DELETED, d));
+        } else {
+            table.put(d.with_changes(None, None, d.flags() & !FLAG_MDEV_ACTIVE, &[]));
+        }
+    }
+}
+
+/// The inotify watcher thread.
+pub struct Watcher {
+    thread: Option<Thread>,
+    stop: OwnedFd,
+}
+
+const MASK: u32 = libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MODIFY
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_ATTRIB
+    | libc::IN_DELETE_SELF;
+
+fn add_tree(ino: i32, dir: &Path, wds: &mut HashMap<i32, PathBuf>) {
+    let Ok(c) = CString::new(dir.as_os_str().as_encoded_bytes()) else { return };
+    // SAFETY: valid fd and path.
+    let wd = unsafe { libc::inotify_add_watch(ino, c.as_ptr(), MASK | libc::IN_ONLYDIR) };
+    if wd < 0 {
+        log::warn(&format!("mdevctl: cannot watch {}: {}", dir.display(), std::io::Error::last_os_error()));
+        return;
+    }
+    wds.insert(wd, dir.to_owned());
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                add_tree(ino, &e.path(), wds);
+            }
+        }
+    }
+}
+
+impl Watcher {
+    /// Watches `dir` recursively; `on_change` runs on the watcher thread
+    /// after each quiet period of `debounce` following changes. A missing
+    /// directory is logged and gives `NDE_ERR_NOT_FOUND`.
+    pub fn start(dir: &Path, debounce: Duration, thread_name: &str, on_change: Box<dyn Fn() + Send>) -> Result<Watcher, Error> {
+        if !dir.is_dir() {
+            log::info(&format!("mdevctl: {} does not exist: not watched", dir.display()));
+            return Err(nde_result::NDE_ERR_NOT_FOUND);
+        }
+        // SAFETY: plain syscalls creating fds we own.
+        let (ino, stop) = unsafe {
+            let ino = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            if ino < 0 {
+                return Err(nde_result::NDE_ERR_OS);
+            }
+            let ino = OwnedFd::from_raw_fd(ino);
+            let s = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            if s < 0 {
+                return Err(nde_result::NDE_ERR_OS);
+            }
+            (ino, OwnedFd::from_raw_fd(s))
+        };
+        let mut wds = HashMap::new();
+        add_tree(ino.as_raw_fd(), dir, &mut wds);
+        let stop_fd = stop.as_raw_fd();
+        let thread = crate::thread::spawn(thread_name, move || {
+            watch_loop(ino, stop_fd, wds, debounce, on_change);
+        })?;
+        Ok(Watcher { thread: Some(thread), stop })
+    }
+
+    pub fn stop(&mut self) {
+        let one: u64 = 1;
+        // SAFETY: 8-byte write to our eventfd.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(t) = self.thread.take() {
+            t.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn watch_loop(ino: OwnedFd, stop_fd: i32, mut wds: HashMap<i32, PathBuf>, debounce: Duration, on_change: Box<dyn Fn() + Send>) {
+    let mut due: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let timeout = match due {
+            None => -1,
+            Some(d) => d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32,
+        };
+        let mut fds = [
+            libc::pollfd { fd: ino.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: stop_fd, events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        if fds[1].revents != 0 {
+            return;
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: reading into our buffer.
+            let n = unsafe { libc::read(ino.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let mut off = 0usize;
+                let n = n as usize;
+                while off + std::mem::size_of::<libc::inotify_event>() <= n {
+                    // SAFETY: the kernel wrote whole events; read unaligned.
+                    let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+                    let name_at = off + std::mem::size_of::<libc::inotify_event>();
+                    let name_end = (name_at + ev.len as usize).min(n);
+                    let raw = &buf[name_at..name_end];
+                    let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+                    if ev.mask & libc::IN_ISDIR != 0 && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
+                        if let Some(parent) = wds.get(&ev.wd).cloned() {
+                            let p = parent.join(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(name));
+                            add_tree(ino.as_raw_fd(), &p, &mut wds);
+                        }
+                    }
+                    if ev.mask & libc::IN_IGNORED != 0 {
+                        wds.remove(&ev.wd);
+                    }
+                    off = name_end;
+                }
+                due = Some(Instant::now() + debounce);
+            }
+        }
+        if let Some(d) = due {
+            if Instant::now() >= d {
+                due = None;
+                on_change();
+            }
+        }
+    }
+}
+
+trait OsStrExt2 {
+    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr;
+}
+impl OsStrExt2 for std::ffi::OsStr {
+    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFINED_JSON: &str = r#"[
+      {"0000:00:02.0": [
+        {"4b20d080-1b54-4048-85b3-a6a62d165c01": {"mdev_type": "i915-GVTg_V5_4", "start": "manual", "attrs": []}},
+        {"4b20d080-1b54-4048-85b3-a6a62d165c02": {"mdev_type": "i915-GVTg_V5_8", "start": "auto", "attrs": [{"foo": "1"}]}}
+      ]}
+    ]"#;
+
+    #[test]
+    fn parses_mdevctl_json() {
+        let v = parse(DEFINED_JSON).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].parent, "0000:00:02.0");
+        assert_eq!(v[1].attrs, r#"[{"foo":"1"}]"#);
+        assert_eq!(v[0].name(), "mdev_4b20d080_1b54_4048_85b3_a6a62d165c01_0000_00_02_0");
+        assert!(parse("").unwrap().is_empty());
+        assert!(parse("[]").unwrap().is_empty());
+        for bad in ["{", "{}", "[1]", r#"[{"p": 3}]"#, r#"[{"p": [{"u": {"start": "auto"}}]}]"#, r#"[{"p": [{"u": {"mdev_type": "t", "attrs": 7}}]}]"#, "\u{0}\u{1}", "[{\"p\": [{\"u\": {\"mdev_type\": \"t\"}}]}]x"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn diff_defined_undefined_updated() {
+        let mut t = Table::new();
+        let mut out = Changes::new();
+        let d = parse(DEFINED_JSON).unwrap();
+        apply(&mut t, &d, &[], &mut out);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![DEFINED, DEFINED]);
+        out.clear();
+        apply(&mut t, &d, &[], &mut out);
+        assert!(out.is_empty(), "unchanged: no events");
+        let mut d2 = d.clone();
+        d2[1].start = "manual".into();
+        apply(&mut t, &d2[1..], &[], &mut out);
+        let ev: Vec<_> = out.iter().map(|x| (x.0, x.1.name().to_owned())).collect();
+        assert_eq!(ev, vec![(UNDEFINED, d[0].name()), (UPDATED, d[1].name())]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(&d[1].name()).unwrap().property("MDEVCTL_START"), Some("manual"));
+        out.clear();
+        // active transient device appears then goes
+        apply(&mut t, &d2[1..], &d[..1], &mut out);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![CREATED]);
+        out.clear();
+        apply(&mut t, &d2[1..], &[], &mut out);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![DELETED]);
+    }
+}

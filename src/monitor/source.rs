@@ -1,0 +1,515 @@
+//! The netlink uevent source: a libudev monitor read by one thread.
+//!
+//! - Group: the udev group by default when `/run/udev/control` exists,
+//!   else the kernel group; the config flags force one.
+//! - Receive buffer: `udev_monitor_set_receive_buffer_size` (128 MiB by
+//!   default; it uses `SO_RCVBUFFORCE`, so it needs root; failing is
+//!   logged, not fatal).
+//! - The reader thread polls the socket and an eventfd (stop, settle,
+//!   returned devices), and **drains the socket on each wake-up**. Each
+//!   `add`/`remove`/`change`/`move` becomes one `NDE_EVENT_UDEV_*` event
+//!   whose data is the `struct udev_device *` (the event owns it). Other
+//!   actions (`bind`, `unbind`, `online`...) are dropped, as libvirt does.
+//! - Errors: `udev_monitor_receive_device` is called directly so errno can
+//!   be read. `ENOBUFS` (the socket overflowed: events were lost) is
+//!   counted and answered with a resync: one `NDE_EVENT_INIT` (a fresh
+//!   `struct udev *`) is queued, at most one pending at a time; the built-in
+//!   handler re-enumerates and emits only the differences. Any other error
+//!   is counted and the reader carries on; it never dies of an error.
+//! - libudev objects are thread-bound. Each received device is created on
+//!   the reader, handed to the events worker through the queue (the worker
+//!   is then its only user), and when the event is done its free function
+//!   hands it **back to the reader**, which unrefs it on its next wake-up:
+//!   libudev's ~27 allocations per device are freed on the thread that made
+//!   them (freeing them on the worker costs about 2.5x, see testing.md).
+//!   After the reader has ended, devices are unref'd where they are freed.
+//! - Settle: every submitted event increments `submitted`; every event's
+//!   free function (it runs after all callbacks of that event returned, or
+//!   when it is discarded) increments `handled`. `settle` asks the reader
+//!   to drain the socket, takes the `submitted` count the reader reports
+//!   after that drain, and waits until `handled` reaches it.
+
+use std::ffi::{c_void, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use udev::ffi;
+
+use super::log;
+use crate::events::{nde_event_type, EventData, Events};
+use crate::result::{nde_result, Error};
+use crate::thread::Thread;
+
+/// Which netlink group to listen to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Group {
+    Udev,
+    Kernel,
+}
+
+impl Group {
+    /// udev when a udevd runs (its control socket exists), else kernel.
+    pub fn detect() -> Group {
+        if std::path::Path::new("/run/udev/control").exists() {
+            Group::Udev
+        } else {
+            Group::Kernel
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct SettleState {
+    /// Highest settle request the reader answered.
+    ack: u64,
+    /// `submitted` when it answered.
+    target: u64,
+}
+
+struct GiveBack {
+    list: Vec<usize>,
+    reader_alive: bool,
+}
+
+/// Counters and hand-over state shared by the reader, the free functions
+/// and the monitor. Its address is the `userdata` of the reader's
+/// `struct udev` (and of every INIT context), which is how the C free
+/// functions find it.
+pub struct SourceShared {
+    pub submitted: AtomicU64,
+    pub handled: AtomicU64,
+    pub overflows: AtomicU64,
+    pub receive_errors: AtomicU64,
+    pub ignored: AtomicU64,
+    pub received: AtomicU64,
+    pub resyncs_queued: AtomicU64,
+    pub resync_pending: AtomicBool,
+    stop: AtomicBool,
+    settle_req: AtomicU64,
+    settle: Mutex<SettleState>,
+    settle_cv: Condvar,
+    handled_waiters: AtomicUsize,
+    handled_mx: Mutex<()>,
+    handled_cv: Condvar,
+    giveback: Mutex<GiveBack>,
+    wake: OwnedFd,
+}
+
+impl SourceShared {
+    pub fn new() -> Result<Arc<SourceShared>, Error> {
+        // SAFETY: plain eventfd creation.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(nde_result::NDE_ERR_OS);
+        }
+        Ok(Arc::new(SourceShared {
+            submitted: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+            receive_errors: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            resyncs_queued: AtomicU64::new(0),
+            resync_pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            settle_req: AtomicU64::new(0),
+            settle: Mutex::new(SettleState::default()),
+            settle_cv: Condvar::new(),
+            handled_waiters: AtomicUsize::new(0),
+            handled_mx: Mutex::new(()),
+            handled_cv: Condvar::new(),
+            giveback: Mutex::new(GiveBack { list: Vec::new(), reader_alive: false }),
+            // SAFETY: a fresh fd we own.
+            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+        }))
+    }
+
+    fn wake_reader(&self) {
+        let one: u64 = 1;
+        // SAFETY: 8-byte write to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn note_handled(&self) {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        if self.handled_waiters.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.handled_mx);
+            self.handled_cv.notify_all();
+        }
+    }
+
+    /// A received device is done with: back to the reader, or unref'd here
+    /// when the reader is gone.
+    fn release_device(&self, dev: *mut ffi::udev_device) {
+        let mut g = lock(&self.giveback);
+        if g.reader_alive {
+            let was_empty = g.list.is_empty();
+            g.list.push(dev as usize);
+            drop(g);
+            if was_empty {
+                self.wake_reader();
+            }
+        } else {
+            drop(g);
+            // SAFETY: the event owned this reference; the reader is gone,
+            // so this thread is the device's only user.
+            unsafe { ffi::udev_device_unref(dev) };
+        }
+        self.note_handled();
+    }
+
+    fn free_returned(&self) {
+        let list = std::mem::take(&mut lock(&self.giveback).list);
+        for p in list {
+            // SAFETY: handed back by the event that owned it; nobody else
+            // uses it any more.
+            unsafe { ffi::udev_device_unref(p as *mut ffi::udev_device) };
+        }
+    }
+
+    /// Asks the reader to drain and report; waits until every event that
+    /// was submitted by then has been freed (handled).
+    pub fn settle(&self, timeout: Option<Duration>, reader_running: bool) -> Result<(), Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let left = |d: Option<Instant>| -> Result<Option<Duration>, Error> {
+            match d {
+                None => Ok(None),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        Err(nde_result::NDE_ERR_TIMEOUT)
+                    } else {
+                        Ok(Some(d - now))
+                    }
+                }
+            }
+        };
+        let target = if reader_running {
+            let req = self.settle_req.fetch_add(1, Ordering::SeqCst) + 1;
+            self.wake_reader();
+            let mut g = lock(&self.settle);
+            while g.ack < req {
+                if self.stop.load(Ordering::SeqCst) {
+                    return Err(nde_result::NDE_ERR_STOPPED);
+                }
+                let l = left(deadline)?.unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
+                g = self.settle_cv.wait_timeout(g, l).unwrap_or_else(|p| p.into_inner()).0;
+            }
+            g.target
+        } else {
+            self.submitted.load(Ordering::SeqCst)
+        };
+        self.handled_waiters.fetch_add(1, Ordering::SeqCst);
+        let r = (|| {
+            let mut g = lock(&self.handled_mx);
+            while self.handled.load(Ordering::SeqCst) < target {
+                let l = left(deadline)?.unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
+                g = self.handled_cv.wait_timeout(g, l).unwrap_or_else(|p| p.into_inner()).0;
+            }
+            Ok(())
+        })();
+        self.handled_waiters.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+/// Free function of `NDE_EVENT_UDEV_*` data made by the reader.
+///
+/// # Safety
+/// `p` is a `struct udev_device *` whose reference the event owned.
+pub unsafe extern "C" fn free_udev_device(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    let dev = p as *mut ffi::udev_device;
+    let sh = ffi::udev_get_userdata(ffi::udev_device_get_udev(dev)) as *const SourceShared;
+    if sh.is_null() {
+        ffi::udev_device_unref(dev);
+    } else {
+        (*sh).release_device(dev);
+    }
+}
+
+/// Free function of `NDE_EVENT_INIT` data (a `struct udev *` made for it).
+///
+/// # Safety
+/// `p` is a `struct udev *` whose reference the event owned.
+pub unsafe extern "C" fn free_udev_ctx(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    let u = p as *mut ffi::udev;
+    let sh = ffi::udev_get_userdata(u) as *const SourceShared;
+    ffi::udev_unref(u);
+    if !sh.is_null() {
+        (*sh).note_handled();
+    }
+}
+
+/// Queues an INIT (initial enumeration or resync) carrying a new
+/// `struct udev *`.
+pub fn submit_init(events: &Events, shared: &Arc<SourceShared>) -> Result<(), Error> {
+    // SAFETY: a new context, owned by the event from here on.
+    let u = unsafe { ffi::udev_new() };
+    if u.is_null() {
+        return Err(nde_result::NDE_ERR_NO_MEMORY);
+    }
+    // SAFETY: the shared state outlives every event (the monitor joins the
+    // worker and frees the queue before dropping it).
+    unsafe { ffi::udev_set_userdata(u, Arc::as_ptr(shared) as *mut c_void) };
+    shared.submitted.fetch_add(1, Ordering::SeqCst);
+    events.submit(nde_event_type::NDE_EVENT_INIT, EventData::new(u.cast(), Some(free_udev_ctx)))
+}
+
+/// Source settings.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub group: Group,
+    pub subsystems: Option<Vec<String>>,
+    pub receive_buffer_bytes: usize,
+    pub thread_name: String,
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: moved to the reader thread, which becomes its only user.
+unsafe impl<T> Send for SendPtr<T> {}
+
+/// An open netlink monitor (before the reader starts) and, once started,
+/// its reader thread.
+pub struct Source {
+    udev: *mut ffi::udev,
+    monitor: Option<SendPtr<ffi::udev_monitor>>,
+    thread: Option<Thread>,
+    shared: Arc<SourceShared>,
+}
+
+// SAFETY: the raw pointers are used by one thread at a time: the opener,
+// then the reader; `udev` is only freed after the reader and the worker
+// are gone.
+unsafe impl Send for Source {}
+unsafe impl Sync for Source {}
+
+impl Source {
+    /// Opens and binds the netlink monitor (receiving starts now: events
+    /// queue in the socket until the reader runs).
+    pub fn open(cfg: &SourceConfig, shared: Arc<SourceShared>) -> Result<Source, Error> {
+        // SAFETY: libudev calls on objects created and used here only.
+        unsafe {
+            let udev = ffi::udev_new();
+            if udev.is_null() {
+                return Err(nde_result::NDE_ERR_NO_MEMORY);
+            }
+            ffi::udev_set_userdata(udev, Arc::as_ptr(&shared) as *mut c_void);
+            let name = CString::new(match cfg.group {
+                Group::Udev => "udev",
+                Group::Kernel => "kernel",
+            })
+            .unwrap();
+            let mon = ffi::udev_monitor_new_from_netlink(udev, name.as_ptr());
+            if mon.is_null() {
+                log::error(&format!("cannot open the {:?} netlink monitor: {}", cfg.group, std::io::Error::last_os_error()));
+                ffi::udev_unref(udev);
+                return Err(nde_result::NDE_ERR_OS);
+            }
+            if let Some(subs) = &cfg.subsystems {
+                for s in subs {
+                    if let Ok(c) = CString::new(s.as_str()) {
+                        ffi::udev_monitor_filter_add_match_subsystem_devtype(mon, c.as_ptr(), std::ptr::null());
+                    }
+                }
+            }
+            let size = cfg.receive_buffer_bytes.min(i32::MAX as usize) as i32;
+            if size > 0 && ffi::udev_monitor_set_receive_buffer_size(mon, size) < 0 {
+                log::warn(&format!(
+                    "cannot set a {} byte receive buffer (needs CAP_NET_ADMIN): {}",
+                    size,
+                    std::io::Error::last_os_error()
+                ));
+            }
+            if ffi::udev_monitor_enable_receiving(mon) < 0 {
+                log::error(&format!("cannot bind the netlink monitor: {}", std::io::Error::last_os_error()));
+                ffi::udev_monitor_unref(mon);
+                ffi::udev_unref(udev);
+                return Err(nde_result::NDE_ERR_OS);
+            }
+            Ok(Source { udev, monitor: Some(SendPtr(mon)), thread: None, shared })
+        }
+    }
+
+    /// Starts the reader thread.
+    pub fn start(&mut self, cfg: &SourceConfig, events: Arc<Events>) -> Result<(), Error> {
+        let mon = self.monitor.take().ok_or(nde_result::NDE_ERR_INVALID)?;
+        let raw = mon.0;
+        let shared = self.shared.clone();
+        lock(&shared.giveback).reader_alive = true;
+        let sh2 = shared.clone();
+        let t = crate::thread::spawn(&cfg.thread_name, move || {
+            let mon = mon;
+            reader_loop(mon.0, &sh2, &events);
+            // SAFETY: the monitor was used by this thread only.
+            unsafe { ffi::udev_monitor_unref(mon.0) };
+            lock(&sh2.giveback).reader_alive = false;
+            sh2.free_returned();
+        });
+        match t {
+            Ok(t) => {
+                self.thread = Some(t);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&shared.giveback).reader_alive = false;
+                // The closure was dropped without running: the monitor is
+                // still ours.
+                // SAFETY: no thread ever used it.
+                unsafe { ffi::udev_monitor_unref(raw) };
+                Err(e)
+            }
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Stops and joins the reader (idempotent). Must not be called from
+    /// the reader itself (it never calls user code).
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake_reader();
+        {
+            let _g = lock(&self.shared.settle);
+            self.shared.settle_cv.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join();
+        }
+        if let Some(m) = self.monitor.take() {
+            // SAFETY: never handed to a reader.
+            unsafe { ffi::udev_monitor_unref(m.0) };
+        }
+    }
+
+    /// Frees the context. Call only once no event can be freed any more
+    /// (the events worker was joined and its queue discarded).
+    pub fn release_context(&mut self) {
+        self.stop();
+        self.shared.free_returned();
+        if !self.udev.is_null() {
+            // SAFETY: nothing refers to the context any more.
+            unsafe { ffi::udev_unref(self.udev) };
+            self.udev = std::ptr::null_mut();
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn set_errno(v: i32) {
+    // SAFETY: errno location of this thread.
+    unsafe { *libc::__errno_location() = v };
+}
+
+fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
+    // SAFETY: mon is ours.
+    let mon_fd = unsafe { ffi::udev_monitor_get_fd(mon) };
+    let wake_fd = sh.wake.as_raw_fd();
+    let mut last_ack = 0u64;
+    loop {
+        let mut fds = [
+            libc::pollfd { fd: mon_fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: wake_fd, events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 && errno() != libc::EINTR {
+            sh.receive_errors.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if fds[1].revents != 0 {
+            let mut v: u64 = 0;
+            // SAFETY: 8-byte read from our eventfd.
+            unsafe { libc::read(wake_fd, (&mut v as *mut u64).cast(), 8) };
+        }
+        if sh.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let req = sh.settle_req.load(Ordering::SeqCst);
+        drain(mon, sh, events);
+        sh.free_returned();
+        if req > last_ack {
+            last_ack = req;
+            let mut g = lock(&sh.settle);
+            g.ack = req;
+            g.target = sh.submitted.load(Ordering::SeqCst);
+            sh.settle_cv.notify_all();
+        }
+    }
+}
+
+fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
+    let mut errors = 0u32;
+    let mut n = 0u32;
+    loop {
+        set_errno(0);
+        // SAFETY: mon is used by this thread only.
+        let dev = unsafe { ffi::udev_monitor_receive_device(mon) };
+        if dev.is_null() {
+            let e = errno();
+            match e {
+                libc::EAGAIN => break,
+                libc::EINTR => continue,
+                libc::ENOBUFS => {
+                    let c = sh.overflows.fetch_add(1, Ordering::Relaxed) + 1;
+                    log::warn(&format!("netlink receive buffer overflowed (ENOBUFS #{c}): events were lost, resyncing"));
+                    if !sh.resync_pending.swap(true, Ordering::SeqCst) {
+                        sh.resyncs_queued.fetch_add(1, Ordering::Relaxed);
+                        if submit_init(events, sh).is_err() {
+                            sh.resync_pending.store(false, Ordering::SeqCst);
+                        }
+                    }
+                }
+                _ => {
+                    sh.receive_errors.fetch_add(1, Ordering::Relaxed);
+                    errors += 1;
+                    if errors > 64 {
+                        // Persistent failure: do not spin; poll again later.
+                        log::error(&format!("netlink receive keeps failing (errno {e}); retrying"));
+                        std::thread::sleep(Duration::from_millis(10));
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        sh.received.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: dev is a live device made by this thread.
+        let t = match unsafe { super::udev_parse::action(dev) } {
+            Some("add") => nde_event_type::NDE_EVENT_UDEV_ADD,
+            Some("remove") => nde_event_type::NDE_EVENT_UDEV_REMOVE,
+            Some("change") => nde_event_type::NDE_EVENT_UDEV_CHANGE,
+            Some("move") => nde_event_type::NDE_EVENT_UDEV_MOVE,
+            _ => {
+                sh.ignored.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: ours, unused from here on.
+                unsafe { ffi::udev_device_unref(dev) };
+                continue;
+            }
+        };
+        sh.submitted.fetch_add(1, Ordering::SeqCst);
+        // On failure (stopping) the data is freed (and counted) at once.
+        let _ = events.submit(t, EventData::new(dev.cast(), Some(free_udev_device)));
+        n += 1;
+        if n % 4096 == 0 {
+            // Long storms: give devices back to libudev as we go.
+            sh.free_returned();
+        }
+    }
+}

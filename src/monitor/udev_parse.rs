@@ -1,0 +1,100 @@
+//! Reading a libudev `struct udev_device` into a [`DeviceSpec`].
+//!
+//! The only place (with `source.rs` and `enumerate.rs`) that calls libudev.
+//! Strings are borrowed from the device, which must outlive the spec.
+//! Non-UTF-8 keys or values are skipped (a syspath or subsystem that is not
+//! UTF-8 makes the device unusable: `None`).
+//!
+//! `DRIVER` is read from the properties, never with
+//! `udev_device_get_driver`: for a received device without a `DRIVER`
+//! property libudev would go and read the sysfs `driver` link.
+
+use std::ffi::{c_char, CStr};
+
+use udev::ffi;
+
+use super::table::{is_event_key, DeviceSpec};
+
+/// `ptr` as a UTF-8 string borrowed for `'a`.
+///
+/// # Safety
+/// `ptr` is NULL or a NUL-terminated string valid for `'a`.
+pub unsafe fn cstr<'a>(ptr: *const c_char) -> Option<&'a str> {
+    if ptr.is_null() {
+        return None;
+    }
+    std::str::from_utf8(CStr::from_ptr(ptr).to_bytes()).ok()
+}
+
+/// The raw `ACTION` of a received device (the crate maps `move` to
+/// Unknown, so we never use its enum).
+///
+/// # Safety
+/// `dev` is a live device used by this thread only.
+pub unsafe fn action<'a>(dev: *mut ffi::udev_device) -> Option<&'a str> {
+    cstr(ffi::udev_device_get_action(dev))
+}
+
+/// A property value.
+///
+/// # Safety
+/// `dev` is a live device used by this thread only.
+pub unsafe fn property<'a>(dev: *mut ffi::udev_device, key: &CStr) -> Option<&'a str> {
+    cstr(ffi::udev_device_get_property_value(dev, key.as_ptr()))
+}
+
+/// Fills a spec from `dev` (without `mac`, see [`read_mac`]).
+///
+/// # Safety
+/// `dev` is a live device used by this thread only, and outlives `'a`.
+pub unsafe fn spec_from_device<'a>(dev: *mut ffi::udev_device) -> Option<DeviceSpec<'a>> {
+    let syspath = cstr(ffi::udev_device_get_syspath(dev))?;
+    let mut spec = DeviceSpec {
+        syspath,
+        subsystem: cstr(ffi::udev_device_get_subsystem(dev)),
+        devtype: cstr(ffi::udev_device_get_devtype(dev)),
+        driver: None,
+        devnode: cstr(ffi::udev_device_get_devnode(dev)),
+        mac: None,
+        props: Vec::with_capacity(16),
+    };
+    let mut e = ffi::udev_device_get_properties_list_entry(dev);
+    let mut n = 0usize;
+    while !e.is_null() {
+        n += 1;
+        if n > 4096 {
+            break; // hostile property lists: keep a sane bound
+        }
+        let k = cstr(ffi::udev_list_entry_get_name(e));
+        let v = cstr(ffi::udev_list_entry_get_value(e));
+        if let (Some(k), Some(v)) = (k, v) {
+            if k == "DRIVER" {
+                spec.driver = Some(v);
+            } else if !is_event_key(k) {
+                spec.props.push((k, v));
+            }
+        }
+        e = ffi::udev_list_entry_get_next(e);
+    }
+    Some(spec)
+}
+
+/// The net device's MAC address from sysfs (`<syspath>/address`), read
+/// with one `read` and no libudev cache; `None` when it cannot be read
+/// (device gone, injected device).
+pub fn read_mac(syspath: &str, out: &mut String) -> bool {
+    out.clear();
+    let mut p = String::with_capacity(syspath.len() + 8);
+    p.push_str(syspath);
+    p.push_str("/address");
+    match std::fs::read(&p) {
+        Ok(b) => match std::str::from_utf8(&b) {
+            Ok(s) => {
+                out.push_str(s.trim());
+                !out.is_empty()
+            }
+            Err(_) => false,
+        },
+        Err(_) => false,
+    }
+}
