@@ -1,0 +1,123 @@
+//! Real kernel uevents (kernel netlink group, no udevd), each test in its
+//! own network + mount namespace with sysfs remounted, so the devices and
+//! their sysfs entries are the namespace's own and nothing outlives it.
+
+mod support;
+
+use nodedev_events::monitor::table::{CREATED, DELETED, UPDATED};
+use nodedev_events::monitor::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
+use support::*;
+
+fn kernel_monitor() -> Monitor {
+    Monitor::new(MonitorConfig {
+        flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        name: "nde-test".into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn veth_add_rename_delete_tap_bridge_and_change() {
+    if !in_child("veth_add_rename_delete_tap_bridge_and_change", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    let mon = kernel_monitor();
+    let rec = Recorder::default();
+    rec.attach(&mon, None);
+    mon.start().unwrap();
+    mon.wait_initialized(30_000).unwrap();
+    let lo = net_name("lo", &mac_of("lo"));
+    // Initial inventory arrives as CREATED to listeners registered before start.
+    assert!(rec.has(CREATED, "computer"));
+    assert!(rec.has(CREATED, &lo), "{:?}", rec.events());
+    let lo_dev = mon.lookup(&lo).unwrap();
+    assert_eq!(lo_dev.parent(), "computer");
+    assert_eq!(lo_dev.subsystem(), "net");
+    assert_eq!(mon.lookup_by_syspath("/sys/devices/virtual/net/lo").unwrap().name(), lo);
+    rec.clear();
+
+    // veth pair: two CREATED.
+    sh("ip link add a0 type veth peer name a1");
+    let (a0, a1) = (net_name("a0", &mac_of("a0")), net_name("a1", &mac_of("a1")));
+    mon.settle(10_000).unwrap();
+    assert!(rec.has(CREATED, &a0) && rec.has(CREATED, &a1), "{:?}", rec.events());
+    assert_eq!(mon.lookup(&a0).unwrap().property("INTERFACE"), Some("a0"));
+    let held = mon.lookup(&a0).unwrap();
+
+    // rename = move: DELETED(old name) then CREATED(new name), in that order.
+    rec.clear();
+    sh("ip link set a0 name b0");
+    mon.settle(10_000).unwrap();
+    let b0 = net_name("b0", &mac_of("b0"));
+    let ev = rec.events();
+    let del = ev.iter().position(|e| *e == (DELETED, a0.clone()));
+    let cre = ev.iter().position(|e| *e == (CREATED, b0.clone()));
+    assert!(del.is_some() && cre.is_some() && del < cre, "{ev:?}");
+    assert!(mon.lookup(&a0).is_none());
+    assert_eq!(held.name(), a0, "a reference outlives the device");
+
+    // change written to uevent: UPDATED, carrying the synthetic arguments.
+    rec.clear();
+    sh("echo 'change 3d1e5c7a-0000-4000-8000-000000000001 TESTID=7' > /sys/class/net/lo/uevent");
+    mon.settle(10_000).unwrap();
+    assert!(rec.has(UPDATED, &lo), "{:?}", rec.events());
+    assert_eq!(mon.lookup(&lo).unwrap().property("SYNTH_ARG_TESTID"), Some("7"));
+
+    // tap and bridge.
+    rec.clear();
+    sh("ip tuntap add dev t0 mode tap");
+    sh("ip link add br0 type bridge");
+    mon.settle(10_000).unwrap();
+    let t0 = net_name("t0", &mac_of("t0"));
+    let br0 = net_name("br0", &mac_of("br0"));
+    assert!(rec.has(CREATED, &t0), "{:?}", rec.events());
+    assert!(rec.has(CREATED, &br0), "{:?}", rec.events());
+    assert_eq!(mon.lookup(&br0).unwrap().devtype(), Some("bridge"));
+
+    // delete: DELETED for both ends of the pair, and the tap.
+    rec.clear();
+    sh("ip link del b0");
+    sh("ip tuntap del dev t0 mode tap");
+    sh("ip link del br0");
+    mon.settle(10_000).unwrap();
+    for n in [&b0, &a1, &t0, &br0] {
+        assert!(rec.has(DELETED, n), "{n}: {:?}", rec.events());
+        assert!(mon.lookup(n).is_none());
+    }
+    // `queues` kobjects and other unknown types never became devices.
+    assert!(mon.snapshot().iter().all(|d| d.subsystem() != "queues"));
+    mon.stop(10_000).unwrap();
+    let st = mon.stats();
+    assert_eq!(st.submitted, st.handled, "every raw event released: {st:?}");
+    assert_eq!(st.overflows, 0);
+}
+
+#[test]
+fn per_device_listener_and_deregister() {
+    if !in_child("per_device_listener_and_deregister", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    let mon = kernel_monitor();
+    mon.start().unwrap();
+    mon.wait_initialized(30_000).unwrap();
+    let lo = net_name("lo", &mac_of("lo"));
+    let only_lo = Recorder::default();
+    let id = only_lo.attach(&mon, Some(&lo));
+    let all = Recorder::default();
+    all.attach(&mon, None);
+    // Registered after INIT: no inventory replay.
+    assert_eq!(only_lo.len(), 0);
+    sh("ip link add c0 type veth peer name c1");
+    sh("echo change > /sys/class/net/lo/uevent");
+    mon.settle(10_000).unwrap();
+    assert_eq!(only_lo.events(), vec![(UPDATED, lo.clone())]);
+    assert!(all.len() >= 3);
+    mon.deregister(id).unwrap();
+    assert!(mon.deregister(id).is_err());
+    sh("echo change > /sys/class/net/lo/uevent");
+    mon.settle(10_000).unwrap();
+    assert_eq!(only_lo.len(), 1, "no call after deregister");
+    sh("ip link del c0");
+    mon.stop(10_000).unwrap();
+}
