@@ -1,0 +1,102 @@
+# mk/install.mk: installation and the C examples (included by the top-level
+# Makefile, which provides RELEASE_DIR, CARGO, CC and the `lib` target).
+#
+#   make install    build, then install under $(DESTDIR)$(PREFIX):
+#                     lib/libnodedev_events.so.X.Y.Z (+ .so.X and .so links)
+#                     lib/libnodedev_events.a
+#                     include/nodedev_events.h, include/nodedev_events_virt.h
+#                     lib/pkgconfig/nodedev-events.pc (from nodedev-events.pc.in)
+#                     bin/nodedev-monitor, share/man/man1/nodedev-monitor.1
+#                     (when they have been built / exist)
+#   make uninstall  remove exactly those files (same variables)
+#   make examples   build examples/*.c (target/release/libvirt-port)
+#   make check-examples  build and run the examples' self tests
+#
+# Variables: PREFIX (/usr/local), DESTDIR (empty), LIBDIR ($(PREFIX)/lib),
+# INCLUDEDIR ($(PREFIX)/include), BINDIR ($(PREFIX)/bin), MANDIR
+# ($(PREFIX)/share/man), PKGCONFIGDIR ($(LIBDIR)/pkgconfig).
+# LDCONFIG (ldconfig) runs after a root install without DESTDIR, so that
+# the loader finds the new soname in ld.so.conf directories such as
+# /usr/local/lib; LDCONFIG=true skips it. NDE_INSTALL_DEPS (lib, plus the
+# monitor tool when its source exists) is what `install` builds first;
+# empty installs what is already built.
+
+RELEASE_DIR ?= target/release
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+LDCONFIG ?= ldconfig
+
+# The package version, from Cargo.toml: the file name of the installed
+# library carries it, its soname the major number (as build.rs sets it).
+NDE_VERSION := $(shell sed -n 's/^version = "\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+NDE_SOVERSION := $(firstword $(subst ., ,$(NDE_VERSION)))
+NDE_SO_REAL := libnodedev_events.so.$(NDE_VERSION)
+NDE_SO_NAME := libnodedev_events.so.$(NDE_SOVERSION)
+NDE_HEADERS := include/nodedev_events.h include/nodedev_events_virt.h
+NDE_TOOL := $(RELEASE_DIR)/nodedev-monitor
+NDE_TOOL_SRC := $(firstword $(wildcard tools/nodedev-monitor.c examples/nodedev-monitor.c))
+NDE_MAN := man/nodedev-monitor.1
+NDE_INSTALL_DEPS ?= lib $(if $(NDE_TOOL_SRC),$(NDE_TOOL))
+
+# pkg-config paths relative to ${prefix} where possible, so that
+# `pkg-config --define-prefix` can relocate a staged tree.
+nde_pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+.PHONY: install uninstall examples check-examples
+
+install: $(NDE_INSTALL_DEPS)
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 0755 $(RELEASE_DIR)/libnodedev_events.so $(DESTDIR)$(LIBDIR)/$(NDE_SO_REAL)
+	ln -sfn $(NDE_SO_REAL) $(DESTDIR)$(LIBDIR)/$(NDE_SO_NAME)
+	ln -sfn $(NDE_SO_NAME) $(DESTDIR)$(LIBDIR)/libnodedev_events.so
+	$(INSTALL) -m 0644 $(RELEASE_DIR)/libnodedev_events.a $(DESTDIR)$(LIBDIR)/libnodedev_events.a
+	$(INSTALL) -m 0644 $(NDE_HEADERS) $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	    -e 's|@LIBDIR@|$(call nde_pc_rel,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call nde_pc_rel,$(INCLUDEDIR))|g' \
+	    -e 's|@VERSION@|$(NDE_VERSION)|g' \
+	    nodedev-events.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/nodedev-events.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/nodedev-events.pc
+	@if [ -x $(NDE_TOOL) ]; then \
+	    echo "$(INSTALL) -D -m 0755 $(NDE_TOOL) $(DESTDIR)$(BINDIR)/nodedev-monitor"; \
+	    $(INSTALL) -D -m 0755 $(NDE_TOOL) $(DESTDIR)$(BINDIR)/nodedev-monitor; \
+	fi
+	@if [ -f $(NDE_MAN) ]; then \
+	    echo "$(INSTALL) -D -m 0644 $(NDE_MAN) $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1"; \
+	    $(INSTALL) -D -m 0644 $(NDE_MAN) $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
+	    echo "$(LDCONFIG)"; $(LDCONFIG); \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(NDE_SO_REAL) \
+	      $(DESTDIR)$(LIBDIR)/$(NDE_SO_NAME) \
+	      $(DESTDIR)$(LIBDIR)/libnodedev_events.so \
+	      $(DESTDIR)$(LIBDIR)/libnodedev_events.a \
+	      $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(NDE_HEADERS))) \
+	      $(DESTDIR)$(PKGCONFIGDIR)/nodedev-events.pc \
+	      $(DESTDIR)$(BINDIR)/nodedev-monitor \
+	      $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
+	    echo "$(LDCONFIG)"; $(LDCONFIG); \
+	fi
+
+# ---- examples --------------------------------------------------------------
+
+NDE_EXAMPLE_CFLAGS ?= -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
+NDE_EXAMPLE_LIBS = -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -ludev -lpthread
+
+$(RELEASE_DIR)/libvirt-port: examples/libvirt_port.c include/nodedev_events.h lib
+	$(CC) $(NDE_EXAMPLE_CFLAGS) $< -o $@ $(NDE_EXAMPLE_LIBS)
+
+examples: $(RELEASE_DIR)/libvirt-port
+
+check-examples: examples
+	$(RELEASE_DIR)/libvirt-port --self-test

@@ -1,0 +1,314 @@
+//! `make install` / `make uninstall` (mk/install.mk) into temporary
+//! prefixes, then C and C++ clients built the way users build them:
+//! `pkg-config --cflags --libs nodedev-events` against the installed tree,
+//! linked to the installed `.so` and, with `pkg-config --static`, to the
+//! installed `.a`. Also builds and runs examples/libvirt_port.c against the
+//! installed library.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::{profile_dir, root};
+
+/// The two scenarios share the build directory's soname link: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const MAJOR: &str = env!("CARGO_PKG_VERSION_MAJOR");
+
+/// A C client using both installed headers: version, the pool, the dlopen
+/// table and the libvirt names.
+const CLIENT: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <nodedev_events.h>
+#include <nodedev_events_virt.h>
+
+static int total;
+static void add(void *jobdata, void *opaque)
+{
+    (void)opaque;
+    total += *(int *)jobdata;
+}
+
+int main(void)
+{
+    if (strcmp(nde_version(), NDE_VERSION_STRING) != 0) {
+        fprintf(stderr, "library %s, header %s\n", nde_version(), NDE_VERSION_STRING);
+        return 1;
+    }
+    const nde_api *api = nde_get_api(NDE_API_VERSION);
+    if (!api || api->abi_version != NDE_API_VERSION || api->size < sizeof(nde_api))
+        return 2;
+    virThreadPool *pool = virThreadPoolNewFull(1, 1, 0, add, "client", NULL, NULL);
+    if (!pool)
+        return 3;
+    static int data[10];
+    for (int i = 0; i < 10; i++) {
+        data[i] = i + 1;
+        if (virThreadPoolSendJob(pool, 0, &data[i]) < 0)
+            return 4;
+    }
+    if (api->pool_wait_idle(pool, -1) != NDE_OK)
+        return 5;
+    virThreadPoolFree(pool);
+    if (total != 55)
+        return 6;
+    printf("client ok: nodedev-events %s\n", nde_version());
+    return 0;
+}
+"#;
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed ({}):\n{text}", out.status);
+    text
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = profile_dir().join("install-test").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `make <target> VARS...` in the repository. In the release profile
+/// `install` builds the library itself, as a user's `make install` does; in
+/// other profiles it installs what this test profile built.
+fn make(target: &str, vars: &[(&str, String)]) -> String {
+    let mut cmd = Command::new("make");
+    cmd.arg("-C").arg(root()).arg("--no-print-directory").arg(target);
+    let release = profile_dir().file_name().map(|n| n == "release").unwrap_or(false);
+    if !release {
+        cmd.arg(format!("RELEASE_DIR={}", profile_dir().display()));
+        cmd.arg("NDE_INSTALL_DEPS=");
+    }
+    cmd.arg("LDCONFIG=true");
+    for (k, v) in vars {
+        cmd.arg(format!("{k}={v}"));
+    }
+    run(&mut cmd, &format!("make {target}"))
+}
+
+/// Everything `make install` puts under `lib` and `include`.
+fn installed_files(libdir: &Path, includedir: &Path) -> Vec<PathBuf> {
+    vec![
+        libdir.join(format!("libnodedev_events.so.{VERSION}")),
+        libdir.join(format!("libnodedev_events.so.{MAJOR}")),
+        libdir.join("libnodedev_events.so"),
+        libdir.join("libnodedev_events.a"),
+        libdir.join("pkgconfig/nodedev-events.pc"),
+        includedir.join("nodedev_events.h"),
+        includedir.join("nodedev_events_virt.h"),
+    ]
+}
+
+fn check_installed(libdir: &Path, includedir: &Path) {
+    for f in installed_files(libdir, includedir) {
+        assert!(f.symlink_metadata().is_ok(), "{} not installed", f.display());
+    }
+    let real = libdir.join(format!("libnodedev_events.so.{VERSION}"));
+    assert!(real.symlink_metadata().unwrap().file_type().is_file());
+    let link = |name: &str| std::fs::read_link(libdir.join(name)).unwrap();
+    assert_eq!(link(&format!("libnodedev_events.so.{MAJOR}")), PathBuf::from(format!("libnodedev_events.so.{VERSION}")));
+    assert_eq!(link("libnodedev_events.so"), PathBuf::from(format!("libnodedev_events.so.{MAJOR}")));
+    let dynamic = run(Command::new("readelf").arg("-d").arg(&real), "readelf");
+    assert!(
+        dynamic.contains(&format!("[libnodedev_events.so.{MAJOR}]")),
+        "soname of the installed library:\n{dynamic}"
+    );
+    // The installed headers are the tree's.
+    for h in ["nodedev_events.h", "nodedev_events_virt.h"] {
+        assert_eq!(
+            std::fs::read(includedir.join(h)).unwrap(),
+            std::fs::read(root().join("include").join(h)).unwrap(),
+            "{h}"
+        );
+    }
+}
+
+fn check_uninstalled(libdir: &Path, includedir: &Path, bindir: &Path, mandir: &Path) {
+    let mut all = installed_files(libdir, includedir);
+    all.push(bindir.join("nodedev-monitor"));
+    all.push(mandir.join("man1/nodedev-monitor.1"));
+    for f in all {
+        assert!(f.symlink_metadata().is_err(), "{} left behind by make uninstall", f.display());
+    }
+}
+
+/// pkg-config with the installed tree first on its path.
+fn pkg_config(pc_dir: &Path, sysroot: Option<&Path>, args: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("pkg-config");
+    cmd.env("PKG_CONFIG_PATH", pc_dir).args(args);
+    if let Some(s) = sysroot {
+        cmd.env("PKG_CONFIG_SYSROOT_DIR", s);
+    }
+    run(&mut cmd, &format!("pkg-config {args:?}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Builds and runs the client (C, C++, static) and the libvirt port example
+/// against the installed tree.
+fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Path) {
+    assert_eq!(pkg_config(pc_dir, sysroot, &["--modversion", "nodedev-events"]), vec![VERSION.to_string()]);
+    let cflags = pkg_config(pc_dir, sysroot, &["--cflags", "nodedev-events"]);
+    let libs = pkg_config(pc_dir, sysroot, &["--libs", "nodedev-events"]);
+    let flags = pkg_config(pc_dir, sysroot, &["--cflags", "--libs", "nodedev-events"]);
+    assert!(
+        flags.iter().any(|f| f.starts_with("-I") && Path::new(&f[2..]).join("nodedev_events_virt.h").exists()),
+        "pkg-config --cflags does not point at the installed headers: {flags:?}"
+    );
+    let ld_path = libdir.display().to_string();
+
+    // C, linked to the installed .so
+    let src = work.join("client.c");
+    std::fs::write(&src, CLIENT).unwrap();
+    let exe = work.join("client");
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .args(&flags),
+        "building the client with pkg-config",
+    );
+    let ldd = run(Command::new("ldd").arg(&exe).env("LD_LIBRARY_PATH", &ld_path), "ldd client");
+    assert!(
+        ldd.contains(&format!("libnodedev_events.so.{MAJOR} => {}", libdir.join(format!("libnodedev_events.so.{MAJOR}")).display())),
+        "the client does not load the installed library:\n{ldd}"
+    );
+    let out = run(Command::new(&exe).env("LD_LIBRARY_PATH", &ld_path), "running the client");
+    assert!(out.contains(&format!("client ok: nodedev-events {VERSION}")), "{out}");
+
+    // C++, same source: both headers are C++-clean.
+    let cxx_src = work.join("client.cpp");
+    std::fs::write(&cxx_src, CLIENT).unwrap();
+    let cxx_exe = work.join("client-cxx");
+    run(
+        Command::new("c++")
+            .args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .arg(&cxx_src)
+            .arg("-o")
+            .arg(&cxx_exe)
+            .args(&cflags)
+            .args(&libs),
+        "building the C++ client",
+    );
+    run(Command::new(&cxx_exe).env("LD_LIBRARY_PATH", &ld_path), "running the C++ client");
+
+    // Static: the installed .a plus what `pkg-config --static` lists privately.
+    let static_libs: Vec<String> = pkg_config(pc_dir, sysroot, &["--static", "--libs", "nodedev-events"])
+        .into_iter()
+        .map(|f| if f == "-lnodedev_events" { "-l:libnodedev_events.a".to_string() } else { f })
+        .collect();
+    let static_exe = work.join("client-static");
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&static_exe)
+            .args(&cflags)
+            .args(&static_libs),
+        "building the client against the installed .a",
+    );
+    let ldd = run(Command::new("ldd").arg(&static_exe), "ldd static client");
+    assert!(!ldd.contains("libnodedev_events"), "static client links the .so:\n{ldd}");
+    run(&mut Command::new(&static_exe), "running the static client");
+
+    // The libvirt port example, built like a driver would build it.
+    let example = root().join("examples/libvirt_port.c");
+    if example.exists() {
+        let exe = work.join("libvirt-port");
+        let both = pkg_config(pc_dir, sysroot, &["--cflags", "--libs", "nodedev-events", "libudev"]);
+        run(
+            Command::new("cc")
+                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"])
+                .arg(&example)
+                .arg("-o")
+                .arg(&exe)
+                .args(&both)
+                .arg("-lpthread"),
+            "building examples/libvirt_port.c",
+        );
+        let out = run(
+            Command::new(&exe).arg("--self-test").env("LD_LIBRARY_PATH", &ld_path),
+            "libvirt-port --self-test",
+        );
+        assert!(out.contains("self-test: ok"), "{out}");
+    }
+}
+
+#[test]
+fn install_into_a_prefix_build_clients_with_pkg_config_and_uninstall() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::build_c_libraries();
+    let work = scratch("prefix");
+    let prefix = work.join("prefix");
+    let vars = [("PREFIX", prefix.display().to_string())];
+    make("install", &vars);
+
+    let libdir = prefix.join("lib");
+    let includedir = prefix.join("include");
+    check_installed(&libdir, &includedir);
+    let pc = std::fs::read_to_string(libdir.join("pkgconfig/nodedev-events.pc")).unwrap();
+    assert!(pc.contains(&format!("prefix={}\n", prefix.display())), "{pc}");
+    assert!(pc.contains("libdir=${prefix}/lib\n"), "{pc}");
+    assert!(pc.contains("Requires.private: libudev"), "{pc}");
+    assert!(pc.contains(&format!("Version: {VERSION}\n")), "{pc}");
+
+    build_clients(&work, &libdir.join("pkgconfig"), None, &libdir);
+
+    // A second install over the first is fine (links are replaced).
+    make("install", &vars);
+    check_installed(&libdir, &includedir);
+
+    make("uninstall", &vars);
+    check_uninstalled(&libdir, &includedir, &prefix.join("bin"), &prefix.join("share/man"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn staged_install_with_destdir_and_custom_directories() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::build_c_libraries();
+    let work = scratch("destdir");
+    let stage = work.join("stage");
+    let vars = [
+        ("DESTDIR", stage.display().to_string()),
+        ("PREFIX", "/opt/nde".to_string()),
+        ("LIBDIR", "/opt/nde/lib64".to_string()),
+        ("INCLUDEDIR", "/opt/nde/include/nde".to_string()),
+    ];
+    make("install", &vars);
+    assert!(!Path::new("/opt/nde/lib64/libnodedev_events.a").exists(), "DESTDIR ignored");
+
+    let libdir = stage.join("opt/nde/lib64");
+    let includedir = stage.join("opt/nde/include/nde");
+    check_installed(&libdir, &includedir);
+    // The .pc describes the final location, not the staging directory.
+    let pc = std::fs::read_to_string(libdir.join("pkgconfig/nodedev-events.pc")).unwrap();
+    assert!(pc.contains("prefix=/opt/nde\n"), "{pc}");
+    assert!(pc.contains("libdir=${prefix}/lib64\n"), "{pc}");
+    assert!(pc.contains("includedir=${prefix}/include/nde\n"), "{pc}");
+    assert!(!pc.contains(&stage.display().to_string()), "{pc}");
+
+    // Build against the staged tree the way a distribution build does.
+    build_clients(&work, &libdir.join("pkgconfig"), Some(&stage), &libdir);
+
+    make("uninstall", &vars);
+    check_uninstalled(&libdir, &includedir, &stage.join("opt/nde/bin"), &stage.join("opt/nde/share/man"));
+    let _ = std::fs::remove_dir_all(&work);
+}
