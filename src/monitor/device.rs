@@ -166,8 +166,11 @@ impl Device {
     }
 
     fn str_at(&self, at: usize) -> &str {
-        // Built from &str without NULs: valid UTF-8 by construction.
-        std::str::from_utf8(self.cstr_at(at).to_bytes()).unwrap_or("")
+        let b = self.cstr_at(at).to_bytes();
+        // SAFETY: the arena is built only from `&str` values, each cut at
+        // its first NUL (a one-byte character), so every string in it is
+        // valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(b) }
     }
 
     fn opt(&self, i: usize) -> Option<&CStr> {

@@ -24,6 +24,7 @@ pub mod naming;
 pub mod source;
 pub mod table;
 pub mod udev_parse;
+pub mod uevent;
 
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
@@ -90,6 +91,11 @@ pub struct MonitorStats {
     pub submitted: u64,
     /// Raw events done with (handled or discarded).
     pub handled: u64,
+    /// Datagrams refused by the parser (untrusted sender, bad header,
+    /// missing ACTION/DEVPATH/SUBSYSTEM, truncated).
+    pub rejected: u64,
+    /// uevents that took the fast path (no libudev object).
+    pub fast_path: u64,
     /// uevents with another action (bind, unbind, ...), dropped.
     pub ignored: u64,
     /// `ENOBUFS` seen on the socket.
@@ -361,6 +367,8 @@ impl Monitor {
             submitted: s.submitted.load(Ordering::Relaxed),
             handled: s.handled.load(Ordering::Relaxed),
             ignored: s.ignored.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            fast_path: s.fast.load(Ordering::Relaxed),
             overflows: s.overflows.load(Ordering::Relaxed),
             receive_errors: s.receive_errors.load(Ordering::Relaxed),
             resyncs: self.shared.resyncs.load(Ordering::Relaxed),
@@ -395,6 +403,7 @@ impl Monitor {
             s.stop();
         }
         self.events.shutdown_wait(timeout_ms)?;
+        self.shared.src.drop_batches();
         if let Some(mut s) = th.source.take() {
             s.release_context();
         }
@@ -439,6 +448,18 @@ fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, data: *mut c_void
         }
         NDE_EVENT_UDEV_ADD | NDE_EVENT_UDEV_CHANGE | NDE_EVENT_UDEV_REMOVE | NDE_EVENT_UDEV_MOVE => {
             if data.is_null() {
+                // A fast-path batch marker (see source.rs).
+                if let Some(b) = sh.src.take_batch() {
+                    handle_batch(sh, &b, &mut out);
+                    mdev_touched = out.iter().any(|(_, d)| d.subsystem() == "mdev");
+                    sh.listeners.dispatch(&out);
+                    sh.src.batch_done(b.len());
+                    if mdev_touched && sh.mdev_enabled.load(Ordering::Relaxed) {
+                        if let Some(ev) = ev {
+                            request_mdev_refresh(sh, ev);
+                        }
+                    }
+                }
                 return;
             }
             let dev = data as *mut ffi::udev_device;
@@ -454,6 +475,11 @@ fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, data: *mut c_void
         NDE_EVENT_LAST => {}
     }
     sh.listeners.dispatch(&out);
+    if t == NDE_EVENT_INIT {
+        // After the inventory was dispatched: a listener registered once
+        // wait_initialized returned never sees it replayed.
+        mark_initialized(sh);
+    }
     if mdev_touched && sh.mdev_enabled.load(Ordering::Relaxed) {
         if let Some(ev) = ev {
             request_mdev_refresh(sh, ev);
@@ -498,6 +524,9 @@ fn handle_init(sh: &Shared, udev: *mut ffi::udev, out: &mut Changes) {
     if sh.mdev_enabled.load(Ordering::Relaxed) && !sh.stopping.load(Ordering::Relaxed) {
         mdev_refresh(sh, out);
     }
+}
+
+fn mark_initialized(sh: &Shared) {
     let mut r = lock(&sh.run);
     if !r.initialized {
         r.initialized = true;
@@ -539,6 +568,36 @@ unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_devi
     }
     drop(tbl);
     let _: &DeviceSpec = &spec;
+}
+
+/// A batch of parsed uevents (fast path), applied under one lock.
+fn handle_batch(sh: &Shared, b: &uevent::Batch, out: &mut Changes) {
+    let mut tbl = sh.table.write().unwrap_or_else(|p| p.into_inner());
+    let mut mac = String::new();
+    for u in b.iter() {
+        match u.action() {
+            uevent::Action::Remove => tbl.remove(u.syspath(), out),
+            a => {
+                let mut spec = u.spec();
+                if spec.subsystem == Some("net") && spec.mac.is_none() {
+                    // Device already gone or injected: keep the MAC we knew.
+                    mac.clear();
+                    if let Some(m) = tbl.get_by_syspath(spec.syspath).and_then(|d| d.property("ADDRESS")) {
+                        mac.push_str(m);
+                    }
+                    if !mac.is_empty() {
+                        spec.mac = Some(&mac);
+                        spec.props.push(("ADDRESS", &mac));
+                    }
+                }
+                if a == uevent::Action::Move {
+                    tbl.move_device(u.old_syspath().as_deref(), &spec, out);
+                } else {
+                    tbl.add_or_change(&spec, out);
+                }
+            }
+        }
+    }
 }
 
 fn mdev_refresh(sh: &Shared, out: &mut Changes) {

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use udev::ffi;
 
 use super::log;
+use super::uevent::{self, Batch, Reject, Sender};
 use crate::events::{nde_event_type, EventData, Events};
 use crate::result::{nde_result, Error};
 use crate::thread::Thread;
@@ -88,7 +89,14 @@ pub struct SourceShared {
     pub receive_errors: AtomicU64,
     pub ignored: AtomicU64,
     pub received: AtomicU64,
+    /// Datagrams refused by the fast-path parser (bad header, missing
+    /// fields, untrusted sender, ...).
+    pub rejected: AtomicU64,
+    /// uevents that went through the fast path.
+    pub fast: AtomicU64,
     pub resyncs_queued: AtomicU64,
+    /// Parsed batches waiting for their marker event (fast path).
+    batches: Mutex<std::collections::VecDeque<Batch>>,
     pub resync_pending: AtomicBool,
     stop: AtomicBool,
     settle_req: AtomicU64,
@@ -115,6 +123,9 @@ impl SourceShared {
             receive_errors: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            fast: AtomicU64::new(0),
+            batches: Mutex::new(std::collections::VecDeque::new()),
             resyncs_queued: AtomicU64::new(0),
             resync_pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -170,6 +181,28 @@ impl SourceShared {
             // SAFETY: handed back by the event that owned it; nobody else
             // uses it any more.
             unsafe { ffi::udev_device_unref(p as *mut ffi::udev_device) };
+        }
+    }
+
+    /// The next batch of the fast path (called by the handler for each
+    /// batch marker, in order).
+    pub fn take_batch(&self) -> Option<Batch> {
+        lock(&self.batches).pop_front()
+    }
+
+    /// A batch is done with: its uevents count as handled.
+    pub fn batch_done(&self, n: usize) {
+        self.handled.fetch_add(n as u64 - 1, Ordering::SeqCst);
+        self.note_handled();
+    }
+
+    /// Batches whose marker was discarded (stop): counted, dropped.
+    pub fn drop_batches(&self) {
+        let v: Vec<Batch> = lock(&self.batches).drain(..).collect();
+        for b in v {
+            if !b.is_empty() {
+                self.batch_done(b.len());
+            }
         }
     }
 
@@ -349,9 +382,10 @@ impl Source {
         let shared = self.shared.clone();
         lock(&shared.giveback).reader_alive = true;
         let sh2 = shared.clone();
+        let subs = cfg.subsystems.clone();
         let t = crate::thread::spawn(&cfg.thread_name, move || {
             let mon = mon;
-            reader_loop(mon.0, &sh2, &events);
+            reader_loop(mon.0, &sh2, &events, subs.as_deref());
             // SAFETY: the monitor was used by this thread only.
             unsafe { ffi::udev_monitor_unref(mon.0) };
             lock(&sh2.giveback).reader_alive = false;
@@ -417,7 +451,17 @@ fn set_errno(v: i32) {
     unsafe { *libc::__errno_location() = v };
 }
 
-fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
+/// True when a C user registered a raw handler for a `UDEV_*` type: then
+/// every uevent goes through libudev and carries its `struct udev_device *`.
+fn raw_wanted(events: &Events) -> bool {
+    use nde_event_type::*;
+    [NDE_EVENT_UDEV_ADD, NDE_EVENT_UDEV_REMOVE, NDE_EVENT_UDEV_CHANGE, NDE_EVENT_UDEV_MOVE]
+        .into_iter()
+        .any(|t| events.has_callback_for(t))
+}
+
+fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events, subs: Option<&[String]>) {
+    let mut fast = FastReader::new();
     // SAFETY: mon is ours.
     let mon_fd = unsafe { ffi::udev_monitor_get_fd(mon) };
     let wake_fd = sh.wake.as_raw_fd();
@@ -442,7 +486,11 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Eve
             break;
         }
         let req = sh.settle_req.load(Ordering::SeqCst);
-        drain(mon, sh, events);
+        if raw_wanted(events) {
+            drain(mon, sh, events);
+        } else {
+            fast.drain(mon_fd, sh, events, subs);
+        }
         sh.free_returned();
         if req > last_ack {
             last_ack = req;
@@ -466,16 +514,7 @@ fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
             match e {
                 libc::EAGAIN => break,
                 libc::EINTR => continue,
-                libc::ENOBUFS => {
-                    let c = sh.overflows.fetch_add(1, Ordering::Relaxed) + 1;
-                    log::warn(&format!("netlink receive buffer overflowed (ENOBUFS #{c}): events were lost, resyncing"));
-                    if !sh.resync_pending.swap(true, Ordering::SeqCst) {
-                        sh.resyncs_queued.fetch_add(1, Ordering::Relaxed);
-                        if submit_init(events, sh).is_err() {
-                            sh.resync_pending.store(false, Ordering::SeqCst);
-                        }
-                    }
-                }
+                libc::ENOBUFS => overflowed(sh, events),
                 _ => {
                     sh.receive_errors.fetch_add(1, Ordering::Relaxed);
                     errors += 1;
@@ -511,5 +550,134 @@ fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
             // Long storms: give devices back to libudev as we go.
             sh.free_returned();
         }
+    }
+}
+
+/// `ENOBUFS`: count it and queue one resync (at most one pending).
+fn overflowed(sh: &Arc<SourceShared>, events: &Events) {
+    let c = sh.overflows.fetch_add(1, Ordering::Relaxed) + 1;
+    log::warn(&format!("netlink receive buffer overflowed (ENOBUFS #{c}): events were lost, resyncing"));
+    if !sh.resync_pending.swap(true, Ordering::SeqCst) {
+        sh.resyncs_queued.fetch_add(1, Ordering::Relaxed);
+        if submit_init(events, sh).is_err() {
+            sh.resync_pending.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The fast path: `recvmsg` on the monitor's socket, our own parser
+/// (uevent.rs), the fields copied into one arena per batch, no libudev
+/// object at all. Used while no C raw `UDEV_*` handler is registered.
+/// The socket filter libudev installed still applies (udev group); the
+/// subsystem filter is applied again here (the kernel group has none).
+/// A batch is queued in `SourceShared` and announced by one
+/// `NDE_EVENT_UDEV_ADD` event with NULL data (handlers registered by C
+/// for `NDE_EVENT_ANY` see such markers and must ignore NULL data).
+struct FastReader {
+    buf: Vec<u8>,
+    mac: String,
+}
+
+const FAST_BATCH: usize = 512;
+
+impl FastReader {
+    fn new() -> FastReader {
+        FastReader { buf: vec![0u8; 16 * 1024], mac: String::new() }
+    }
+
+    fn flush(batch: &mut Batch, sh: &Arc<SourceShared>, events: &Events) {
+        if batch.is_empty() {
+            return;
+        }
+        let b = std::mem::replace(batch, Batch::with_capacity(FAST_BATCH));
+        sh.submitted.fetch_add(b.len() as u64, Ordering::SeqCst);
+        sh.fast.fetch_add(b.len() as u64, Ordering::Relaxed);
+        lock(&sh.batches).push_back(b);
+        if events.submit(nde_event_type::NDE_EVENT_UDEV_ADD, EventData::none()).is_err() {
+            // Stopping: the monitor counts and drops what is left.
+        }
+    }
+
+    fn drain(&mut self, fd: i32, sh: &Arc<SourceShared>, events: &Events, subs: Option<&[String]>) {
+        let mut batch = Batch::with_capacity(FAST_BATCH);
+        let mut errors = 0u32;
+        loop {
+            // SAFETY: zeroed C structs filled by recvmsg below.
+            let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let mut cbuf = [0u64; 8];
+            let mut iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: self.buf.len() };
+            // SAFETY: as above.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = (&mut addr as *mut libc::sockaddr_nl).cast();
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&cbuf);
+            // SAFETY: every pointer in msg is valid for the call.
+            let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                match errno() {
+                    libc::EAGAIN => break,
+                    libc::EINTR => continue,
+                    libc::ENOBUFS => {
+                        // Keep order: what was read before the loss first.
+                        Self::flush(&mut batch, sh, events);
+                        overflowed(sh, events);
+                    }
+                    e => {
+                        sh.receive_errors.fetch_add(1, Ordering::Relaxed);
+                        errors += 1;
+                        if errors > 64 {
+                            log::error(&format!("netlink receive keeps failing (errno {e}); retrying"));
+                            std::thread::sleep(Duration::from_millis(10));
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            sh.received.fetch_add(1, Ordering::Relaxed);
+            if msg.msg_flags & libc::MSG_TRUNC != 0 {
+                sh.rejected.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut uid = None;
+            // SAFETY: walking the control messages recvmsg wrote.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                        let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                        uid = Some(cred.uid);
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+            let sender = Sender { groups: addr.nl_groups, pid: addr.nl_pid, uid };
+            match uevent::parse(&self.buf[..n as usize], sender, subs) {
+                Ok(p) => {
+                    let mac = if p.subsystem == "net" && p.action != uevent::Action::Remove {
+                        let sp = format!("/sys{}", p.devpath);
+                        super::udev_parse::read_mac(&sp, &mut self.mac).then_some(self.mac.as_str())
+                    } else {
+                        None
+                    };
+                    batch.push(&p, mac);
+                    if batch.len() >= FAST_BATCH {
+                        Self::flush(&mut batch, sh, events);
+                    }
+                }
+                Err(Reject::OtherAction) => {
+                    sh.ignored.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Reject::Filtered) => {}
+                Err(r) => {
+                    sh.rejected.fetch_add(1, Ordering::Relaxed);
+                    log::debug(&format!("uevent refused: {r:?}"));
+                }
+            }
+        }
+        Self::flush(&mut batch, sh, events);
     }
 }

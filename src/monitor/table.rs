@@ -108,7 +108,15 @@ impl Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // murmur3's fmix64: Fx alone leaves the low bits (hashbrown's
+        // bucket index) depending only on the low bits of each word, so
+        // paths that differ in a few middle bytes would all collide.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 type Fx = BuildHasherDefault<FxHasher>;
