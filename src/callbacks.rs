@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use crate::pool::tsan;
 use crate::result::{nde_result, Error};
 
 /// A callback: gets the event type (as its C value) and the raw data.
@@ -82,6 +83,9 @@ impl Registry {
 
     /// Adds a callback; returns its id (>= 0).
     pub fn register(&self, filter: Option<i32>, callback: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        // The registering thread's writes (userdata) happen before the
+        // callback runs (ThreadSanitizer annotation; a no-op otherwise).
+        tsan::release(self.sync_addr());
         let mut st = lock(&self.state);
         if st.next_id == i32::MAX {
             drop(st);
@@ -108,6 +112,7 @@ impl Registry {
     /// Removes callback `id`. `on_dispatch_thread` tells whether the caller
     /// is the thread that runs callbacks (then it must not wait).
     pub fn deregister(&self, id: i32, on_dispatch_thread: bool) -> Result<(), Error> {
+        tsan::release(self.sync_addr());
         let entry = {
             let mut st = lock(&self.state);
             let Some(pos) = st.entries.iter().position(|e| e.id == id) else {
@@ -138,6 +143,9 @@ impl Registry {
             }
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
+        // The callback's last run happens before its userdata is released
+        // and before deregister returns.
+        tsan::acquire(self.sync_addr());
         entry.release();
         Ok(())
     }
@@ -146,6 +154,7 @@ impl Registry {
     /// filter matches `event_type`. Called from one thread only.
     pub fn dispatch(&self, event_type: i32, data: *mut std::ffi::c_void) {
         let snapshot = Arc::clone(&lock(&self.state).entries);
+        tsan::acquire(self.sync_addr());
         for entry in snapshot.iter() {
             if entry.filter.is_some_and(|t| t != event_type) {
                 continue;
@@ -160,6 +169,7 @@ impl Registry {
                     self.panics.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            tsan::release(self.sync_addr());
             self.running.store(NOT_RUNNING, Ordering::SeqCst);
             if self.waiters.load(Ordering::SeqCst) > 0 {
                 let _g = lock(&self.wait_lock);
@@ -169,6 +179,11 @@ impl Registry {
                 entry.release();
             }
         }
+    }
+
+    /// The address this registry's ThreadSanitizer annotations use.
+    fn sync_addr(&self) -> *const () {
+        self as *const Self as *const ()
     }
 
     /// Number of callbacks registered.
@@ -193,6 +208,7 @@ impl Registry {
     /// Removes every callback, releasing each one's userdata once.
     pub fn clear(&self) {
         let entries = std::mem::replace(&mut lock(&self.state).entries, Arc::new(Vec::new()));
+        tsan::acquire(self.sync_addr());
         for e in entries.iter() {
             e.removed.store(true, Ordering::SeqCst);
             e.release();

@@ -168,6 +168,9 @@ impl Events {
         if self.core.stopping.load(Ordering::SeqCst) {
             return Err(nde_result::NDE_ERR_STOPPED);
         }
+        // The timer thread submits the event: what the caller did so far
+        // must still happen before its callbacks (for ThreadSanitizer).
+        self.core.pool.announce_handoff();
         let slot = event_type as usize;
         if delay_ms == 0 {
             self.core.timers.disarm(slot);

@@ -130,6 +130,66 @@ impl<T> std::ops::Deref for CachePadded<T> {
     }
 }
 
+/// Hand-off annotations for ThreadSanitizer.
+///
+/// The library is not instrumented, and its locks are futexes and atomics
+/// that TSan cannot see, so a C host built with `-fsanitize=thread` would
+/// see every hand-off (data written before a send and read by the job,
+/// results written by a job and read after `wait_idle`) as a race. When the
+/// host runs under TSan (`__tsan_acquire` / `__tsan_release` resolve in the
+/// process), the pool and the callback registry announce their real
+/// happens-before edges; otherwise each call is one relaxed load and a
+/// branch.
+pub(crate) mod tsan {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Annotate = unsafe extern "C" fn(addr: *mut libc::c_void);
+
+    /// 0: not looked up yet; 1: absent; anything else: the function.
+    static ACQUIRE: AtomicUsize = AtomicUsize::new(0);
+    static RELEASE: AtomicUsize = AtomicUsize::new(0);
+
+    #[cold]
+    fn resolve(slot: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches
+        // the process's global scope, where a TSan runtime would be.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+        let v = if f == 0 { 1 } else { f };
+        slot.store(v, Ordering::Relaxed);
+        v
+    }
+
+    #[inline]
+    fn call(slot: &AtomicUsize, name: &std::ffi::CStr, addr: *const ()) {
+        let mut f = slot.load(Ordering::Relaxed);
+        if f == 1 {
+            return;
+        }
+        if f == 0 {
+            f = resolve(slot, name);
+            if f == 1 {
+                return;
+            }
+        }
+        // SAFETY: `f` is the TSan runtime's annotation function, which takes
+        // any address and only records a synchronisation event on it.
+        unsafe { std::mem::transmute::<usize, Annotate>(f)(addr as *mut libc::c_void) };
+    }
+
+    /// What happened before on this thread happens before whatever follows
+    /// an `acquire` of `addr` on another thread.
+    #[inline]
+    pub(crate) fn release(addr: *const ()) {
+        call(&RELEASE, c"__tsan_release", addr);
+    }
+
+    /// See [`release`].
+    #[inline]
+    pub(crate) fn acquire(addr: *const ()) {
+        call(&ACQUIRE, c"__tsan_acquire", addr);
+    }
+}
+
 /// Most jobs a worker takes from the queue at once.
 const MAX_BATCH: usize = 1024;
 /// How long an idle worker waits for more work before it sleeps.
@@ -233,6 +293,8 @@ impl<T: Send + 'static> Pool<T> {
     /// (the C layer drops it, which frees its data before returning).
     pub fn send(&self, priority: u32, mut job: T) -> Result<(), (Error, T)> {
         let shared = &self.shared;
+        // Everything the sender did happens before the job runs.
+        tsan::release(shared.sync_addr());
         if shared.fast_path.load(Ordering::Acquire) {
             match shared.intake.push(job) {
                 Ok(()) => {
@@ -318,6 +380,7 @@ impl<T: Send + 'static> Pool<T> {
                 let (g, timed_out) = wait_until(&shared.progress, st, deadline);
                 st = g;
                 if timed_out && st.workers + st.prio_workers > 0 {
+                    tsan::acquire(shared.sync_addr());
                     return Err(nde_result::NDE_ERR_TIMEOUT);
                 }
             }
@@ -329,6 +392,9 @@ impl<T: Send + 'static> Pool<T> {
         for t in threads {
             t.join();
         }
+        // The jobs that ran, and the senders of the discarded ones, happen
+        // before their release here and before drain returns.
+        tsan::acquire(shared.sync_addr());
         drop(jobs);
         Ok(())
     }
@@ -342,20 +408,23 @@ impl<T: Send + 'static> Pool<T> {
         let deadline = deadline_after(timeout_ms);
         let intake = &self.shared.intake;
         let mut st = lock(&self.shared.state);
-        loop {
+        let result = loop {
             let queued = !st.queue.is_empty() || !intake.is_empty();
             if !queued && st.running == 0 {
-                return Ok(());
+                break Ok(());
             }
             if st.quit && queued && st.running == 0 {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                break Err(nde_result::NDE_ERR_STOPPED);
             }
             let (g, timed_out) = wait_until(&self.shared.progress, st, deadline);
             st = g;
             if timed_out {
-                return Err(nde_result::NDE_ERR_TIMEOUT);
+                break Err(nde_result::NDE_ERR_TIMEOUT);
             }
-        }
+        };
+        // Every job that finished happens before wait_idle returns.
+        tsan::acquire(self.shared.sync_addr());
+        result
     }
 
     /// libvirt's `virThreadPoolSetParameters`: a negative value keeps the
@@ -432,6 +501,13 @@ impl<T: Send + 'static> Pool<T> {
         lock(&self.shared.state).quit
     }
 
+    /// Tells ThreadSanitizer (when the host runs under it) that what this
+    /// thread did so far happens before the jobs that run from now on: for
+    /// work that reaches the pool through another thread (a timer).
+    pub fn announce_handoff(&self) {
+        tsan::release(self.shared.sync_addr());
+    }
+
     /// True when called from one of this pool's workers.
     pub fn on_worker(&self) -> bool {
         CURRENT_POOL.with(|c| c.get()) == self.shared.id()
@@ -455,6 +531,11 @@ impl<T: Send + 'static> Drop for Pool<T> {
 impl<T: Send + 'static> Shared<T> {
     fn id(&self) -> usize {
         self as *const Self as usize
+    }
+
+    /// The address the pool's ThreadSanitizer annotations synchronise on.
+    fn sync_addr(&self) -> *const () {
+        self as *const Self as *const ()
     }
 
     fn stop_locked(&self, st: &mut State<T>) {
@@ -606,6 +687,7 @@ impl<T: Send + 'static> Shared<T> {
             st.stats.discarded += jobs.len() as u64;
             let threads = std::mem::take(&mut st.threads);
             drop(st);
+            tsan::acquire(self.sync_addr());
             drop(jobs);
             threads.into_iter().for_each(Thread::detach);
         } else {
@@ -624,9 +706,11 @@ impl<T: Send + 'static> Shared<T> {
                 self.unstarted_in_batch.store(batch.len(), Ordering::Relaxed);
             }
             let handler = &self.handler;
+            tsan::acquire(self.sync_addr());
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(job))).is_err() {
                 self.panics.fetch_add(1, Ordering::Relaxed);
             }
+            tsan::release(self.sync_addr());
             ran += 1;
             if !batch.is_empty() && self.quit_hint.load(Ordering::Acquire) {
                 break;
