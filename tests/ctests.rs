@@ -184,6 +184,21 @@ fn c_tests_under_valgrind_memcheck() {
     );
 }
 
+/// ThreadSanitizer on the C side. Rust's std is not instrumented, so the
+/// only suppression is `called_from_lib:libnodedev_events.so` (accesses made
+/// by the library itself); a race reported in C test code is a real finding.
+#[test]
+fn c_tests_under_thread_sanitizer() {
+    let supp = root().join("ctests").join("tsan.supp");
+    let opts = format!("suppressions={}:halt_on_error=1:exitcode=66:second_deadlock_stack=1", supp.display());
+    build_and_run_shared(
+        "tsan",
+        &["-fsanitize=thread", "-fno-omit-frame-pointer"],
+        &[],
+        &[("TSAN_OPTIONS", opts.as_str()), ("NDE_TEST_UNDER_TSAN", "1")],
+    );
+}
+
 #[test]
 fn header_compiles_as_strict_c11_and_as_cxx() {
     let dir = out_dir("header");
