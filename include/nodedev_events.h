@@ -40,14 +40,19 @@
 #define NDE_EVENT_ANY -1
 
 /**
- * The device is defined (persistent) in mdevctl.
+ * Force the kernel netlink group.
  */
-#define FLAG_PERSISTENT 1
+#define NDE_MONITOR_KERNEL_EVENTS (1 << 0)
 
 /**
- * mdevctl reports the device active (it may have no udev syspath yet).
+ * Do not watch mdevctl's configuration.
  */
-#define FLAG_MDEV_ACTIVE 2
+#define NDE_MONITOR_NO_MDEVCTL (1 << 1)
+
+/**
+ * Force the udev netlink group.
+ */
+#define NDE_MONITOR_UDEV_EVENTS (1 << 2)
 
 /**
  * The ABI version of the function table this header describes; pass it to

@@ -121,3 +121,29 @@ fn support_lib() -> PathBuf {
     assert!(lib.exists(), "{} not built", lib.display());
     lib
 }
+
+#[test]
+fn every_name_in_the_header_has_the_library_prefix() {
+    let header = std::fs::read_to_string(header_path()).unwrap();
+    let mut bad = Vec::new();
+    for line in header.lines() {
+        let name = if let Some(rest) = line.strip_prefix("#define ") {
+            rest.split_whitespace().next()
+        } else if let Some(rest) = line.strip_prefix("typedef ") {
+            match rest.split_once("(*") {
+                // typedef void (*name)(args);
+                Some((_, after)) => after.split(')').next(),
+                None => rest.trim_end_matches(';').split([' ', '*']).rev().find(|w| !w.is_empty()),
+            }
+        } else {
+            None
+        };
+        if let Some(name) = name {
+            let ok = name.starts_with("nde_") || name.starts_with("NDE_") || name == "NODEDEV_EVENTS_H";
+            if !ok && !name.starts_with('{') {
+                bad.push(name.to_string());
+            }
+        }
+    }
+    assert!(bad.is_empty(), "names without the nde_/NDE_ prefix in the header: {bad:?}");
+}
