@@ -38,6 +38,21 @@ fn cpu_secs() -> f64 {
     }
 }
 
+/// CPU seconds used so far by each thread of this process, by name.
+fn thread_cpu() -> Vec<(String, f64)> {
+    let tck = 100.0; // USER_HZ
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some(close) = stat.rfind(')') else { continue };
+        let name = stat[stat.find('(').unwrap() + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let t = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        v.push((name, t / tck));
+    }
+    v
+}
+
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -61,7 +76,13 @@ fn storm_of_100k_adds_nothing_lost() {
             Box::new(move |dev, ev| {
                 if dev.name().starts_with("net_s") {
                     match ev {
-                        CREATED => c.fetch_add(1, Ordering::Relaxed),
+                        CREATED => {
+                            let k = c.fetch_add(1, Ordering::Relaxed);
+                            if k % 20_000 == 0 && std::env::var_os("NDE_STORM_TRACE").is_some() {
+                                println!("trace: {k} CREATED at {:?}", t0.elapsed());
+                            }
+                            k
+                        }
                         DELETED => d.fetch_add(1, Ordering::Relaxed),
                         _ => 0,
                     };
@@ -84,6 +105,9 @@ fn storm_of_100k_adds_nothing_lost() {
         inj.net("add", n, None);
     }
     let sent = t0.elapsed();
+    if std::env::var_os("NDE_STORM_TRACE").is_some() {
+        println!("trace: sending started {start:?} ended {sent:?}");
+    }
     mon.settle(120_000).unwrap();
     let end = Duration::from_nanos(last_ns.load(Ordering::Relaxed));
     let cpu = cpu_secs() - cpu0;
@@ -108,6 +132,7 @@ fn storm_of_100k_adds_nothing_lost() {
         rss1.saturating_sub(rss0),
         (rss1.saturating_sub(rss0) * 1024) as f64 / N as f64
     );
+    println!("FIGURE storm threads CPU s: {:?}", thread_cpu());
     // Remove every odd device: the table ends equal to what was sent.
     for n in names.iter().skip(1).step_by(2) {
         inj.net("remove", n, None);

@@ -576,13 +576,26 @@ fn overflowed(sh: &Arc<SourceShared>, events: &Events) {
 struct FastReader {
     buf: Vec<u8>,
     mac: String,
+    /// A datagram socket for `SIOCGIFHWADDR` (-1 if none could be made).
+    ioctl_sock: i32,
+}
+
+impl Drop for FastReader {
+    fn drop(&mut self) {
+        if self.ioctl_sock >= 0 {
+            // SAFETY: our own fd.
+            unsafe { libc::close(self.ioctl_sock) };
+        }
+    }
 }
 
 const FAST_BATCH: usize = 512;
 
 impl FastReader {
     fn new() -> FastReader {
-        FastReader { buf: vec![0u8; 16 * 1024], mac: String::new() }
+        // SAFETY: plain socket creation.
+        let ioctl_sock = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        FastReader { buf: vec![0u8; 16 * 1024], mac: String::new(), ioctl_sock }
     }
 
     fn flush(batch: &mut Batch, sh: &Arc<SourceShared>, events: &Events) {
@@ -658,8 +671,16 @@ impl FastReader {
             match uevent::parse(&self.buf[..n as usize], sender, subs) {
                 Ok(p) => {
                     let mac = if p.subsystem == "net" && p.action != uevent::Action::Remove {
-                        let sp = format!("/sys{}", p.devpath);
-                        super::udev_parse::read_mac(&sp, &mut self.mac).then_some(self.mac.as_str())
+                        use super::udev_parse::{mac_by_ioctl, read_mac, Mac};
+                        let ifname = p.devpath.rsplit('/').next().unwrap_or("");
+                        match mac_by_ioctl(self.ioctl_sock, ifname, &mut self.mac) {
+                            Mac::Found => Some(self.mac.as_str()),
+                            Mac::NoDevice => None,
+                            Mac::Unknown => {
+                                let sp = format!("/sys{}", p.devpath);
+                                read_mac(&sp, &mut self.mac).then_some(self.mac.as_str())
+                            }
+                        }
                     } else {
                         None
                     };

@@ -98,3 +98,52 @@ pub fn read_mac(syspath: &str, out: &mut String) -> bool {
         Err(_) => false,
     }
 }
+
+/// What [`mac_by_ioctl`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mac {
+    /// An Ethernet address, written to `out`.
+    Found,
+    /// No such interface in this network namespace (gone, or injected).
+    NoDevice,
+    /// Not Ethernet or no answer: read sysfs instead.
+    Unknown,
+}
+
+/// The MAC address of interface `ifname` with one `SIOCGIFHWADDR` ioctl
+/// on `sock`: much cheaper than a sysfs path walk (which on kernfs
+/// allocates a dentry even for a missing path). Only Ethernet-type
+/// addresses are answered here, formatted as sysfs prints them.
+pub fn mac_by_ioctl(sock: i32, ifname: &str, out: &mut String) -> Mac {
+    out.clear();
+    if sock < 0 || ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
+        return Mac::Unknown;
+    }
+    // SAFETY: a zeroed ifreq with a NUL-terminated name, filled by the
+    // kernel.
+    let (rc, ifr) = unsafe {
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes()) {
+            *d = s as libc::c_char;
+        }
+        let rc = libc::ioctl(sock, libc::SIOCGIFHWADDR, &mut ifr);
+        (rc, ifr)
+    };
+    if rc < 0 {
+        return if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENODEV) { Mac::NoDevice } else { Mac::Unknown };
+    }
+    // SAFETY: SIOCGIFHWADDR fills the ifr_hwaddr member.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    if sa.sa_family != 1 {
+        // not ARPHRD_ETHER (loopback, tun, infiniband...): sysfs knows best
+        return Mac::Unknown;
+    }
+    use std::fmt::Write;
+    for (i, b) in sa.sa_data[..6].iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let _ = write!(out, "{:02x}", *b as u8);
+    }
+    Mac::Found
+}
