@@ -158,9 +158,9 @@ fn pkg_config(pc_dir: &Path, sysroot: Option<&Path>, args: &[&str]) -> Vec<Strin
         .collect()
 }
 
-/// Builds and runs the client (C, C++, static) and the libvirt port example
-/// against the installed tree.
-fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Path) {
+/// Builds and runs the client (C, C++, static) against the installed tree,
+/// and, `with_example`, examples/libvirt_port.c (plain and under ASan/UBSan).
+fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Path, with_example: bool) {
     assert_eq!(pkg_config(pc_dir, sysroot, &["--modversion", "nodedev-events"]), vec![VERSION.to_string()]);
     let cflags = pkg_config(pc_dir, sysroot, &["--cflags", "nodedev-events"]);
     let libs = pkg_config(pc_dir, sysroot, &["--libs", "nodedev-events"]);
@@ -230,7 +230,7 @@ fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Pa
 
     // The libvirt port example, built like a driver would build it.
     let example = root().join("examples/libvirt_port.c");
-    if example.exists() {
+    if with_example {
         let exe = work.join("libvirt-port");
         let both = pkg_config(pc_dir, sysroot, &["--cflags", "--libs", "nodedev-events", "libudev"]);
         run(
@@ -246,6 +246,30 @@ fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Pa
         let out = run(
             Command::new(&exe).arg("--self-test").env("LD_LIBRARY_PATH", &ld_path),
             "libvirt-port --self-test",
+        );
+        assert!(out.contains("self-test: ok"), "{out}");
+
+        // Again under AddressSanitizer + UBSan: no leak, no error, on every
+        // path of the port (udev references, shutdown with a refused submit).
+        let asan = work.join("libvirt-port-asan");
+        run(
+            Command::new("cc")
+                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
+                .args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"])
+                .arg(&example)
+                .arg("-o")
+                .arg(&asan)
+                .args(&both)
+                .arg("-lpthread"),
+            "building examples/libvirt_port.c with sanitizers",
+        );
+        let out = run(
+            Command::new(&asan)
+                .arg("--self-test")
+                .env("LD_LIBRARY_PATH", &ld_path)
+                .env("ASAN_OPTIONS", "detect_leaks=1:exitcode=23")
+                .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
+            "libvirt-port --self-test under ASan/UBSan",
         );
         assert!(out.contains("self-test: ok"), "{out}");
     }
@@ -269,7 +293,7 @@ fn install_into_a_prefix_build_clients_with_pkg_config_and_uninstall() {
     assert!(pc.contains("Requires.private: libudev"), "{pc}");
     assert!(pc.contains(&format!("Version: {VERSION}\n")), "{pc}");
 
-    build_clients(&work, &libdir.join("pkgconfig"), None, &libdir);
+    build_clients(&work, &libdir.join("pkgconfig"), None, &libdir, true);
 
     // A second install over the first is fine (links are replaced).
     make("install", &vars);
@@ -306,7 +330,7 @@ fn staged_install_with_destdir_and_custom_directories() {
     assert!(!pc.contains(&stage.display().to_string()), "{pc}");
 
     // Build against the staged tree the way a distribution build does.
-    build_clients(&work, &libdir.join("pkgconfig"), Some(&stage), &libdir);
+    build_clients(&work, &libdir.join("pkgconfig"), Some(&stage), &libdir, false);
 
     make("uninstall", &vars);
     check_uninstalled(&libdir, &includedir, &stage.join("opt/nde/bin"), &stage.join("opt/nde/share/man"));
