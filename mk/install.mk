@@ -9,7 +9,8 @@
 #                     bin/nodedev-monitor, share/man/man1/nodedev-monitor.1
 #                     (when they have been built / exist)
 #   make uninstall  remove exactly those files (same variables)
-#   make examples   build examples/*.c (target/release/libvirt-port)
+#   make examples   build examples/*.c (target/release/libvirt-port,
+#                   target/release/plugin-host)
 #   make check-examples  build and run the examples' self tests
 #
 # Variables: PREFIX (/usr/local), DESTDIR (empty), LIBDIR ($(PREFIX)/lib),
@@ -96,7 +97,13 @@ NDE_EXAMPLE_LIBS = -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lude
 $(RELEASE_DIR)/libvirt-port: examples/libvirt_port.c include/nodedev_events.h lib
 	$(CC) $(NDE_EXAMPLE_CFLAGS) $< -o $@ $(NDE_EXAMPLE_LIBS)
 
-examples: $(RELEASE_DIR)/libvirt-port
+# Not linked to the library: it dlopen()s it and resolves nde_get_api only.
+$(RELEASE_DIR)/plugin-host: examples/plugin_host.c include/nodedev_events.h
+	@mkdir -p $(@D)
+	$(CC) $(NDE_EXAMPLE_CFLAGS) $< -o $@ -ldl
+
+examples: $(RELEASE_DIR)/libvirt-port $(RELEASE_DIR)/plugin-host
 
 check-examples: examples
 	$(RELEASE_DIR)/libvirt-port --self-test
+	$(RELEASE_DIR)/plugin-host $(RELEASE_DIR)/libnodedev_events.so

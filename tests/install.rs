@@ -2,8 +2,9 @@
 //! prefixes, then C and C++ clients built the way users build them:
 //! `pkg-config --cflags --libs nodedev-events` against the installed tree,
 //! linked to the installed `.so` and, with `pkg-config --static`, to the
-//! installed `.a`. Also builds and runs examples/libvirt_port.c against the
-//! installed library.
+//! installed `.a`. Also builds and runs examples/plugin_host.c (headers
+//! only, dlopen of the installed `.so.N`) and examples/libvirt_port.c
+//! against the installed library.
 
 mod common;
 
@@ -227,6 +228,27 @@ fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Pa
     let ldd = run(Command::new("ldd").arg(&static_exe), "ldd static client");
     assert!(!ldd.contains("libnodedev_events"), "static client links the .so:\n{ldd}");
     run(&mut Command::new(&static_exe), "running the static client");
+
+    // The plugin host example: headers from pkg-config, no link to the
+    // library; it dlopen()s the installed .so.N and resolves nde_get_api.
+    let host = work.join("plugin-host");
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .arg(root().join("examples/plugin_host.c"))
+            .arg("-o")
+            .arg(&host)
+            .args(&cflags)
+            .arg("-ldl"),
+        "building examples/plugin_host.c",
+    );
+    let ldd = run(Command::new("ldd").arg(&host), "ldd plugin-host");
+    assert!(!ldd.contains("libnodedev_events"), "plugin-host links the library:\n{ldd}");
+    let out = run(
+        Command::new(&host).arg(libdir.join(format!("libnodedev_events.so.{MAJOR}"))),
+        "running plugin-host",
+    );
+    assert!(out.contains("plugin-host: ok"), "{out}");
 
     // The libvirt port example, built like a driver would build it.
     let example = root().join("examples/libvirt_port.c");
