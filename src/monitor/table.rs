@@ -367,10 +367,17 @@ impl Table {
     /// record for the same syspath or name replaces the earlier one).
     pub fn push_enumerated(&mut self, spec: &DeviceSpec<'_>, order: &mut Vec<Arc<Device>>) {
         if let Some(d) = self.make_device(spec) {
-            if let Some(old) = self.get_by_syspath(d.syspath()).cloned() {
-                self.remove_raw(&old);
+            // Two hash operations in the common case (no duplicate).
+            if let Some(ByName(old)) = self.by_name.replace(ByName(d.clone())) {
+                if old.syspath() != d.syspath() && self.by_syspath.get(old.syspath()).is_some_and(|x| Arc::ptr_eq(&x.0, &old)) {
+                    self.by_syspath.remove(old.syspath());
+                }
             }
-            self.put(d.clone());
+            if let Some(BySyspath(old)) = self.by_syspath.replace(BySyspath(d.clone())) {
+                if old.name() != d.name() && self.by_name.get(old.name()).is_some_and(|x| Arc::ptr_eq(&x.0, &old)) {
+                    self.by_name.remove(old.name());
+                }
+            }
             order.push(d);
         }
     }
