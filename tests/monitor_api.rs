@@ -1,0 +1,180 @@
+//! The monitor's API promises: start/stop states, wait_initialized never
+//! hanging, settle, listeners (deregister from inside, panics), lookups
+//! outliving the monitor, and the raw-handler path (a C-style handler on
+//! the monitor's events receives the `struct udev_device *`).
+
+mod support;
+
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nodedev_events::events::nde_event_type;
+use nodedev_events::monitor::table::{CREATED, DELETED};
+use nodedev_events::monitor::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
+use nodedev_events::nde_result::*;
+use support::*;
+
+fn cfg(flags: u32) -> MonitorConfig {
+    MonitorConfig { flags: flags | NDE_MONITOR_NO_MDEVCTL, name: "nde-api".into(), receive_buffer_bytes: 1 << 20, ..Default::default() }
+}
+
+#[test]
+fn states_and_waits_never_hang() {
+    assert_eq!(Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS)).err(), Some(NDE_ERR_INVALID));
+    assert_eq!(Monitor::new(MonitorConfig { flags: 1 << 9, ..cfg(0) }).err(), Some(NDE_ERR_INVALID));
+    let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+    // Not started: a timeout, never a hang; settle has nothing to wait for.
+    assert_eq!(mon.wait_initialized(0), Err(NDE_ERR_TIMEOUT));
+    assert_eq!(mon.wait_initialized(20), Err(NDE_ERR_TIMEOUT));
+    assert_eq!(mon.settle(0), Ok(()));
+    assert_eq!(mon.device_count(), 0);
+    mon.start().unwrap();
+    assert_eq!(mon.start(), Err(NDE_ERR_INVALID));
+    mon.wait_initialized(-1).unwrap();
+    mon.settle(10_000).unwrap();
+    assert!(mon.device_count() >= 1);
+    assert!(mon.lookup("computer").is_some());
+    let held = mon.snapshot();
+    let mut seen = 0;
+    assert_eq!(
+        mon.foreach(|_d| {
+            seen += 1;
+            if seen == 1 {
+                7
+            } else {
+                0
+            }
+        }),
+        7
+    );
+    assert_eq!(seen, 1, "a non-zero return stops foreach");
+    mon.stop(10_000).unwrap();
+    mon.stop(10_000).unwrap(); // idempotent
+    assert_eq!(mon.start(), Err(NDE_ERR_STOPPED));
+    assert_eq!(mon.settle(0), Err(NDE_ERR_STOPPED));
+    assert_eq!(mon.wait_initialized(0), Ok(()));
+    drop(mon);
+    // References outlive the monitor.
+    assert!(held.iter().any(|d| d.name() == "computer"));
+
+    // Stopped before INIT ran: wait_initialized says STOPPED at once.
+    let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+    mon.stop(10_000).unwrap();
+    assert_eq!(mon.wait_initialized(-1), Err(NDE_ERR_STOPPED));
+}
+
+#[test]
+fn stop_right_after_start() {
+    // The enumeration is cut short by stop (checked between devices).
+    for _ in 0..5 {
+        let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+        let rec = Recorder::default();
+        rec.attach(&mon, None);
+        mon.start().unwrap();
+        let t = Instant::now();
+        mon.stop(10_000).unwrap();
+        println!("FIGURE stop right after start: {:?} ({} devices announced)", t.elapsed(), rec.len());
+        let st = mon.stats();
+        assert_eq!(st.submitted, st.handled);
+    }
+}
+
+#[test]
+fn listeners_deregister_inside_and_panics() {
+    let mon = Arc::new(Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let removed = Arc::new(AtomicUsize::new(0));
+    let my_id = Arc::new(Mutex::new(-1));
+    {
+        let (m, c, id) = (Arc::downgrade(&mon), calls.clone(), my_id.clone());
+        let r = removed.clone();
+        let id_v = mon
+            .register(
+                None,
+                Box::new(move |_d, _e| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    if let Some(m) = m.upgrade() {
+                        // Deregister itself from inside its own call.
+                        m.deregister(*id.lock().unwrap()).unwrap();
+                    }
+                }),
+                Some(Box::new(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                })),
+            )
+            .unwrap();
+        *my_id.lock().unwrap() = id_v;
+    }
+    mon.register(Some("computer"), Box::new(|_d, _e| panic!("listener bug (deliberate)")), None).unwrap();
+    let after = Recorder::default();
+    after.attach(&mon, None);
+    mon.start().unwrap();
+    mon.wait_initialized(10_000).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "not called again after deregistering itself");
+    assert_eq!(removed.load(Ordering::SeqCst), 1);
+    assert!(mon.stats().listener_panics >= 1);
+    assert!(after.len() >= 1, "later listeners still run after a panic");
+    // Deregister from outside: on_remove runs before it returns.
+    let r2 = Arc::new(AtomicUsize::new(0));
+    let r2c = r2.clone();
+    let id = mon.register(Some("computer"), Box::new(|_d, _e| {}), Some(Box::new(move || {
+        r2c.fetch_add(1, Ordering::SeqCst);
+    }))).unwrap();
+    mon.deregister(id).unwrap();
+    assert_eq!(r2.load(Ordering::SeqCst), 1);
+    assert_eq!(mon.deregister(id), Err(NDE_ERR_NOT_FOUND));
+    mon.stop(10_000).unwrap();
+}
+
+#[test]
+fn raw_udev_handler_gets_udev_device() {
+    if !in_child("raw_udev_handler_gets_udev_device", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    let mon = Arc::new(Monitor::new(cfg(NDE_MONITOR_UDEV_EVENTS)).unwrap());
+    let seen = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
+    {
+        // What a C driver does with nde_monitor_get_events + nde_events_register.
+        let s = seen.clone();
+        let m = Arc::downgrade(&mon);
+        mon.events()
+            .register(
+                Some(nde_event_type::NDE_EVENT_UDEV_ADD),
+                Box::new(move |_t, data: *mut c_void| {
+                    assert!(!data.is_null());
+                    // SAFETY: UDEV_* events carry a live struct udev_device *.
+                    let sp = unsafe { CStr::from_ptr(udev::ffi::udev_device_get_syspath(data.cast())) };
+                    let sp = sp.to_string_lossy().into_owned();
+                    // The built-in handler ran first: the table knows it.
+                    let known = m.upgrade().map(|m| m.lookup_by_syspath(&sp).is_some()).unwrap_or(false);
+                    s.lock().unwrap().push((sp, known));
+                }),
+                None,
+            )
+            .unwrap();
+    }
+    let rec = Recorder::default();
+    rec.attach(&mon, None);
+    mon.start().unwrap();
+    mon.wait_initialized(30_000).unwrap();
+    rec.clear();
+    let mut inj = Injector::new();
+    for i in 0..100 {
+        inj.net("add", &format!("r{i}"), None);
+    }
+    inj.net("remove", "r0", None);
+    mon.settle(10_000).unwrap();
+    let v = seen.lock().unwrap().clone();
+    assert_eq!(v.len(), 100);
+    assert!(v.iter().all(|(_, known)| *known));
+    assert_eq!(v[5].0, "/sys/devices/virtual/net/r5");
+    assert_eq!(rec.count_by_event().get(&CREATED), Some(&100));
+    assert!(rec.has(DELETED, "net_r0"));
+    let st = mon.stats();
+    assert_eq!(st.fast_path, 0, "a raw handler forces the libudev path: {st:?}");
+    mon.stop(10_000).unwrap();
+    let st = mon.stats();
+    assert_eq!(st.submitted, st.handled, "{st:?}");
+}
