@@ -176,6 +176,48 @@ mod tests {
         }
     }
 
+    /// Version 1's members as first published: they keep their names,
+    /// order and offsets for ever; new members may only follow them.
+    const V1_MEMBERS: &[&str] = &[
+        "result_str", "version",
+        "pool_new_full", "pool_send_job", "pool_send_job_full", "pool_stop", "pool_drain",
+        "pool_wait_idle", "pool_free", "pool_get_min_workers", "pool_get_max_workers",
+        "pool_get_priority_workers", "pool_get_current_workers", "pool_get_free_workers",
+        "pool_get_job_queue_depth", "pool_set_parameters", "pool_get_stats",
+        "events_new", "events_register", "events_deregister", "events_submit", "events_schedule",
+        "events_wait_idle", "events_shutdown_prepare", "events_shutdown_wait", "events_free",
+        "events_get_stats",
+    ];
+
+    fn header_table_members() -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let header = std::fs::read_to_string(root.join("include/nodedev_events.h")).unwrap();
+        let start = header.find("typedef struct nde_api {").expect("nde_api in the header");
+        let end = start + header[start..].find("} nde_api;").unwrap();
+        header[start..end]
+            .match_indices("(*")
+            .map(|(i, _)| {
+                let rest = &header[start + i + 2..end];
+                rest[..rest.find(')').unwrap()].to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn version_one_only_grows_at_its_end() {
+        let members = header_table_members();
+        assert!(
+            members.len() >= V1_MEMBERS.len() && members[..V1_MEMBERS.len()] == *V1_MEMBERS,
+            "nde_api version 1 changed before its end (members are append-only):\n{members:?}"
+        );
+        let ptr = std::mem::size_of::<usize>();
+        assert_eq!(std::mem::offset_of!(nde_api, abi_version), 0);
+        assert_eq!(std::mem::offset_of!(nde_api, size), 4);
+        assert_eq!(std::mem::offset_of!(nde_api, result_str), 8);
+        assert_eq!(std::mem::offset_of!(nde_api, events_get_stats), 8 + 26 * ptr);
+        assert_eq!(std::mem::size_of::<nde_api>(), 8 + members.len() * ptr);
+    }
+
     /// The table lists every function the header declares (except
     /// `nde_get_api` itself), each under its name without `nde_`, in the
     /// order of the header's layers. Functions of layers not yet appended
