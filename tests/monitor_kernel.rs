@@ -121,3 +121,60 @@ fn per_device_listener_and_deregister() {
     sh("ip link del c0");
     mon.stop(10_000).unwrap();
 }
+
+/// Removes the loop device even when the test fails half-way.
+struct LoopGuard(i32, i32);
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        // SAFETY: LOOP_CTL_REMOVE on our loop-control fd.
+        unsafe {
+            libc::ioctl(self.0, 0x4C81, self.1);
+            libc::close(self.0);
+        }
+    }
+}
+
+#[test]
+fn loop_device_add_remove() {
+    // Block uevents are not tied to a network namespace: the global
+    // /dev/loop-control adds a real loop device (an unusual number, always
+    // removed again). The namespace keeps sysfs private to the test.
+    if !in_child("loop_device_add_remove", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    let n = 243;
+    if std::path::Path::new(&format!("/sys/block/loop{n}")).exists() {
+        println!("SKIP loop_device_add_remove: loop{n} exists already");
+        return;
+    }
+    // SAFETY: opening a device node.
+    let fd = unsafe { libc::open(c"/dev/loop-control".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        println!("SKIP loop_device_add_remove: no /dev/loop-control");
+        return;
+    }
+    let mon = Monitor::new(MonitorConfig {
+        flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        name: "nde-loop".into(),
+        subsystems: Some(vec!["block".into()]),
+        ..Default::default()
+    })
+    .unwrap();
+    let rec = Recorder::default();
+    rec.attach(&mon, Some(&format!("block_loop{n}")));
+    mon.start().unwrap();
+    mon.wait_initialized(30_000).unwrap();
+    // SAFETY: LOOP_CTL_ADD.
+    let rc = unsafe { libc::ioctl(fd, 0x4C80, n) };
+    assert!(rc >= 0, "LOOP_CTL_ADD: {}", std::io::Error::last_os_error());
+    let guard = LoopGuard(fd, n);
+    assert!(rec.wait_for(10, |e| !e.is_empty()), "no event for loop{n}");
+    mon.settle(10_000).unwrap();
+    let d = mon.lookup(&format!("block_loop{n}")).unwrap();
+    assert_eq!(d.devtype(), Some("disk"));
+    assert_eq!(d.devnode(), Some(format!("/dev/loop{n}").as_str()));
+    drop(guard);
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == DELETED)), "{:?}", rec.events());
+    assert_eq!(rec.events().first().map(|e| e.0), Some(CREATED));
+    mon.stop(10_000).unwrap();
+}

@@ -675,8 +675,13 @@ impl FastReader {
                         let ifname = p.devpath.rsplit('/').next().unwrap_or("");
                         match mac_by_ioctl(self.ioctl_sock, ifname, &mut self.mac) {
                             Mac::Found => Some(self.mac.as_str()),
-                            Mac::NoDevice => None,
-                            Mac::Unknown => {
+                            // udevd broadcasts once the interface is fully
+                            // registered: no such interface means it is gone
+                            // (or the message is injected). A kernel event
+                            // for an add can precede the name being listed,
+                            // while its sysfs entry already exists: ask sysfs.
+                            Mac::NoDevice if sender.groups & 1 == 0 => None,
+                            Mac::NoDevice | Mac::Unknown => {
                                 let sp = format!("/sys{}", p.devpath);
                                 read_mac(&sp, &mut self.mac).then_some(self.mac.as_str())
                             }
