@@ -178,3 +178,45 @@ fn loop_device_add_remove() {
     assert_eq!(rec.events().first().map(|e| e.0), Some(CREATED));
     mon.stop(10_000).unwrap();
 }
+
+#[test]
+fn long_enumeration_and_stop_during_it() {
+    if !in_child("long_enumeration_and_stop_during_it", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    // 4000 real net devices in this namespace.
+    let mut batch = String::new();
+    for i in 0..2000 {
+        batch.push_str(&format!("link add v{i} type veth peer name w{i}\n"));
+    }
+    let mut child = std::process::Command::new("ip").args(["-batch", "-"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), batch.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    // A whole enumeration, timed.
+    let mon = kernel_monitor();
+    let t = std::time::Instant::now();
+    mon.start().unwrap();
+    mon.wait_initialized(60_000).unwrap();
+    let full = t.elapsed();
+    let n = mon.device_count();
+    assert!(n > 4000, "{n}");
+    mon.stop(10_000).unwrap();
+    println!("FIGURE enumeration: {n} real devices (4000 veth) enumerated in {full:?}");
+    // Stop while it runs: it is cut short.
+    for delay_ms in [0u64, 5, 20, 50] {
+        let mon = kernel_monitor();
+        mon.start().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let t = std::time::Instant::now();
+        mon.stop(10_000).unwrap();
+        println!(
+            "FIGURE enumeration: stop {delay_ms} ms into it returned after {:?} ({} devices in the table)",
+            t.elapsed(),
+            mon.device_count()
+        );
+        assert!(matches!(mon.wait_initialized(0), Ok(()) | Err(nodedev_events::nde_result::NDE_ERR_STOPPED)));
+        let st = mon.stats();
+        assert_eq!(st.submitted, st.handled);
+    }
+}

@@ -3,8 +3,10 @@
 //! As libvirt: every subsystem except `acpi`, `tty`, `vc` and `i2c` (those
 //! are enumerated when a subsystem filter names them), one
 //! `udev_device_new_from_syspath` per entry, linear (the parent of each
-//! device is found through the table's syspath index). The `stop` check
-//! between devices lets `stop` end a long enumeration at once.
+//! device is found through the table's syspath index). The sysfs scan is
+//! our own (the same directories libudev's enumerator reads), so that the
+//! `stop` check, made between directories and between devices, lets
+//! `stop` end even a huge enumeration at once.
 
 use std::ffi::CString;
 use std::sync::Arc;
@@ -27,6 +29,83 @@ pub enum EnumError {
     Stopped,
 }
 
+/// Lists the syspaths of every device below `/sys/bus/*/devices` and
+/// `/sys/class/*` (what `udev_enumerate_scan_devices` does), resolved,
+/// deduplicated and sorted so parents come before their children. `stop`
+/// is polled between directories and every 64 entries, so even the scan of a huge sysfs can be
+/// cut short (libudev's own scan cannot).
+pub fn scan(subsystems: Option<&[String]>, stop: &dyn Fn() -> bool) -> Result<Vec<String>, EnumError> {
+    let wanted = |sub: &str| match subsystems {
+        Some(list) => list.iter().any(|s| s == sub),
+        None => !SKIPPED.contains(&sub),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (root, suffix) in [("/sys/bus", "devices"), ("/sys/class", "")] {
+        let Ok(rd) = std::fs::read_dir(root) else { continue };
+        for sub in rd.flatten() {
+            if stop() {
+                return Err(EnumError::Stopped);
+            }
+            let name = sub.file_name();
+            let Some(sub_name) = name.to_str() else { continue };
+            if !wanted(sub_name) {
+                continue;
+            }
+            let dir = if suffix.is_empty() { sub.path() } else { sub.path().join(suffix) };
+            let Ok(devs) = std::fs::read_dir(&dir) else { continue };
+            for (i, d) in devs.flatten().enumerate() {
+                if i % 64 == 63 && stop() {
+                    return Err(EnumError::Stopped);
+                }
+                // Entries are symlinks into /sys/devices: one readlink and
+                // a lexical join (sysfs links are relative and contain no
+                // further links) instead of a full realpath walk.
+                let real = match std::fs::read_link(d.path()) {
+                    Ok(l) => match (dir.to_str(), l.to_str()) {
+                        (Some(base), Some(l)) => join_lexically(base, l),
+                        _ => continue,
+                    },
+                    Err(_) => match std::fs::canonicalize(d.path()).ok().and_then(|p| p.to_str().map(str::to_owned)) {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                };
+                let real = real.as_str();
+                if !real.starts_with("/sys/") {
+                    continue;
+                }
+                if seen.insert(real.to_owned()) {
+                    out.push(real.to_owned());
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// `base` + `/` + `rel`, with `.` and `..` resolved without touching the
+/// filesystem.
+pub fn join_lexically(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = if rel.starts_with('/') { Vec::new() } else { base.split('/').filter(|p| !p.is_empty()).collect() };
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = String::with_capacity(base.len() + rel.len());
+    for p in parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    out
+}
+
 /// Enumerates the devices `udev` sees (filtered by `subsystems` if given)
 /// into a new table; returns it and the kept devices in enumeration order.
 ///
@@ -37,47 +116,7 @@ pub unsafe fn enumerate(
     subsystems: Option<&[String]>,
     stop: &dyn Fn() -> bool,
 ) -> Result<(Table, Vec<Arc<Device>>), EnumError> {
-    let en = ffi::udev_enumerate_new(udev);
-    if en.is_null() {
-        return Err(EnumError::Os(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)));
-    }
-    struct Guard(*mut ffi::udev_enumerate);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            // SAFETY: created above, released once.
-            unsafe { ffi::udev_enumerate_unref(self.0) };
-        }
-    }
-    let _g = Guard(en);
-    match subsystems {
-        Some(list) => {
-            for s in list {
-                if let Ok(c) = CString::new(s.as_str()) {
-                    ffi::udev_enumerate_add_match_subsystem(en, c.as_ptr());
-                }
-            }
-        }
-        None => {
-            for s in SKIPPED {
-                let c = CString::new(s).unwrap();
-                ffi::udev_enumerate_add_nomatch_subsystem(en, c.as_ptr());
-            }
-        }
-    }
-    let rc = ffi::udev_enumerate_scan_devices(en);
-    if rc < 0 {
-        // libvirt only warns; a partial list is still useful.
-        super::log::warn(&format!("enumeration: udev_enumerate_scan_devices failed: errno {}", -rc));
-    }
-    let mut paths: Vec<CString> = Vec::new();
-    let mut e = ffi::udev_enumerate_get_list_entry(en);
-    while !e.is_null() {
-        let name = ffi::udev_list_entry_get_name(e);
-        if !name.is_null() {
-            paths.push(std::ffi::CStr::from_ptr(name).to_owned());
-        }
-        e = ffi::udev_list_entry_get_next(e);
-    }
+    let paths = scan(subsystems, stop)?;
     let mut table = Table::with_capacity(paths.len());
     let mut order = Vec::with_capacity(paths.len());
     let mut mac = String::new();
@@ -85,7 +124,8 @@ pub unsafe fn enumerate(
         if stop() {
             return Err(EnumError::Stopped);
         }
-        let dev = ffi::udev_device_new_from_syspath(udev, p.as_ptr());
+        let Ok(c) = CString::new(p.as_str()) else { continue };
+        let dev = ffi::udev_device_new_from_syspath(udev, c.as_ptr());
         if dev.is_null() {
             continue; // vanished between the scan and now
         }
@@ -99,4 +139,14 @@ pub unsafe fn enumerate(
         ffi::udev_device_unref(dev);
     }
     Ok((table, order))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lexical_join() {
+        assert_eq!(super::join_lexically("/sys/class/net", "../../devices/virtual/net/lo"), "/sys/devices/virtual/net/lo");
+        assert_eq!(super::join_lexically("/sys/bus/pci/devices", "../../../devices/pci0000:00/0000:00:01.0"), "/sys/devices/pci0000:00/0000:00:01.0");
+        assert_eq!(super::join_lexically("/a", "/b/./c"), "/b/c");
+    }
 }
