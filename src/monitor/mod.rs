@@ -9,10 +9,27 @@
 //! lifecycle listeners; C drivers may register their own raw handlers on
 //! [`Monitor::events`], which run after it, in order.
 //!
+//! **Two receive paths** (see `source.rs`). While a C user has a raw
+//! handler registered for some `NDE_EVENT_UDEV_*` type on
+//! [`Monitor::events`] (`Events::has_callback_for`), every uevent is read
+//! through libudev and queued as its own event carrying the
+//! `struct udev_device *` (the API's contract; the device is handed back
+//! to the reader thread to be freed where it was made). Otherwise the
+//! **fast path** reads the socket itself (`uevent.rs`: libudev's wire
+//! format and sender checks), copies the fields of every uevent of one
+//! wake-up into one arena and queues the batch behind a single
+//! `NDE_EVENT_UDEV_ADD` event with NULL data; the built-in handler applies
+//! the batch under one table lock. A handler registered by C for
+//! `NDE_EVENT_ANY` sees those markers and must ignore NULL data (the
+//! events layer's `has_callback_for` does not count ANY handlers). The
+//! switch is checked on every wake-up of the reader; order is kept across
+//! it because both paths queue on the same worker.
+//!
 //! Files: `naming.rs` (libvirt names and types), `device.rs` (the record),
 //! `table.rs` (table, lifecycle rules, resync diff), `udev_parse.rs`
-//! (libudev device -> spec), `source.rs` (netlink reader, overflow,
-//! settle), `enumerate.rs` (sysfs enumeration), `mdevctl.rs` (watch,
+//! (libudev device -> spec), `uevent.rs` (datagram parser and batches of
+//! the fast path), `source.rs` (netlink reader, overflow, settle),
+//! `enumerate.rs` (sysfs enumeration), `mdevctl.rs` (watch,
 //! refresh, JSON, diff), `listeners.rs` (lifecycle callbacks), `log.rs`.
 
 pub mod device;
