@@ -88,10 +88,13 @@ pub struct Events {
 impl Core {
     fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
         if self.stopping.load(Ordering::SeqCst) {
-            return Err(nde_result::NDE_ERR_STOPPED); // `data` drops: freed
+            // shutdown_prepare may still be on its way to stopping the pool:
+            // stop it here too (idempotent, never blocks), so the pool
+            // refuses the event and counts it in `rejected`.
+            self.pool.stop();
         }
         let ev = Event { event_type: event_type as i32, data };
-        self.pool.send(0, ev).map_err(|(e, _ev)| e)
+        self.pool.send(0, ev).map_err(|(e, _ev)| e) // refused: `data` drops, freed
     }
 }
 
