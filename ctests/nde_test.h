@@ -76,7 +76,7 @@ typedef struct {
     int waiting;
 } gate;
 
-static void gate_init(gate *g)
+static inline void gate_init(gate *g)
 {
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
@@ -84,7 +84,7 @@ static void gate_init(gate *g)
     g->waiting = 0;
 }
 
-static void gate_pass(gate *g)
+static inline void gate_pass(gate *g)
 {
     pthread_mutex_lock(&g->lock);
     g->waiting++;
@@ -96,7 +96,7 @@ static void gate_pass(gate *g)
 }
 
 /* Waits until `n` threads are blocked in gate_pass. */
-static void gate_wait_for(gate *g, int n)
+static inline void gate_wait_for(gate *g, int n)
 {
     pthread_mutex_lock(&g->lock);
     while (g->waiting < n)
@@ -104,7 +104,7 @@ static void gate_wait_for(gate *g, int n)
     pthread_mutex_unlock(&g->lock);
 }
 
-static void gate_open(gate *g)
+static inline void gate_open(gate *g)
 {
     pthread_mutex_lock(&g->lock);
     g->open = 1;
@@ -112,14 +112,14 @@ static void gate_open(gate *g)
     pthread_mutex_unlock(&g->lock);
 }
 
-static void gate_destroy(gate *g)
+static inline void gate_destroy(gate *g)
 {
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
 }
 
 /* Sleeps a little without asserting anything about time. */
-static void nap_ms(int ms)
+static inline void nap_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);

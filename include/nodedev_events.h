@@ -95,6 +95,18 @@ typedef enum nde_event_type {
 } nde_event_type;
 
 /**
+ * Lifecycle events (libvirt's values, plus UPDATED for its separate
+ * UPDATE event id).
+ */
+typedef enum nde_lifecycle {
+  NDE_LIFECYCLE_CREATED = 0,
+  NDE_LIFECYCLE_DELETED = 1,
+  NDE_LIFECYCLE_DEFINED = 2,
+  NDE_LIFECYCLE_UNDEFINED = 3,
+  NDE_LIFECYCLE_UPDATED = 4,
+} nde_lifecycle;
+
+/**
  * Result codes returned by every `int` function of the C API.
  *
  * Success is `NDE_OK` (0) or a non-negative id; every failure is
@@ -149,10 +161,22 @@ typedef enum nde_result {
 } nde_result;
 
 /**
+ * One node device (opaque, reference counted, immutable). Strings it
+ * returns live as long as the reference.
+ */
+typedef struct nde_device nde_device;
+
+/**
  * Typed events handled in order on one worker thread (opaque). Create with
  * `nde_events_new`, release with `nde_events_free`.
  */
 typedef struct nde_events nde_events;
+
+/**
+ * The node-device monitor (opaque). Create with `nde_monitor_new`, start
+ * with `nde_monitor_start`, release with `nde_monitor_free`.
+ */
+typedef struct nde_monitor nde_monitor;
 
 /**
  * A pool of worker threads (opaque). Create with `nde_pool_new_full`,
@@ -266,6 +290,105 @@ typedef struct nde_api {
   void (*events_free)(struct nde_events *ev);
   int (*events_get_stats)(struct nde_events *ev, struct nde_pool_stats *out);
 } nde_api;
+
+/**
+ * Monitor settings. Zero every field you do not set, and set `size` to
+ * `sizeof(nde_monitor_config)`: zero values mean the documented defaults.
+ */
+typedef struct nde_monitor_config {
+  /**
+   * `sizeof(nde_monitor_config)`, so the layout can grow compatibly.
+   */
+  uint32_t size;
+  /**
+   * `NDE_MONITOR_*` flags; 0 = the udev group when udevd runs
+   * (`/run/udev/control` exists), otherwise the kernel group.
+   */
+  uint32_t flags;
+  /**
+   * Prefix of the thread names; NULL = "nodedev". Copied.
+   */
+  const char *name;
+  /**
+   * NULL-terminated list of subsystems to watch; NULL = all (minus acpi,
+   * tty, vc and i2c during enumeration, as libvirt). Copied.
+   */
+  const char *const *subsystems;
+  /**
+   * mdevctl's configuration directory; NULL = /etc/mdevctl.d. Copied.
+   */
+  const char *mdevctl_dir;
+  /**
+   * Debounce of mdevctl configuration changes; 0 = 100 ms.
+   */
+  uint32_t mdevctl_debounce_ms;
+  /**
+   * Netlink receive buffer; 0 = 128 MiB (set with SO_RCVBUFFORCE, root).
+   */
+  size_t receive_buffer_bytes;
+} nde_monitor_config;
+
+/**
+ * A lifecycle callback: runs on the monitor's worker thread, in udev event
+ * order. `dev` is borrowed for the duration of the call (take a reference
+ * with `nde_device_ref` to keep it).
+ */
+typedef void (*nde_lifecycle_cb)(void *userdata,
+                                 const struct nde_device *dev,
+                                 enum nde_lifecycle event);
+
+/**
+ * A `nde_monitor_foreach` visitor: return 0 to go on, anything else to
+ * stop (that value is returned by `nde_monitor_foreach`).
+ */
+typedef int (*nde_device_visit_fn)(void *userdata, const struct nde_device *dev);
+
+/**
+ * Counters of a monitor, safe to read at any time.
+ */
+typedef struct nde_monitor_stats {
+  /**
+   * uevents read from the socket.
+   */
+  uint64_t received;
+  /**
+   * Raw events queued (handled actions and INITs).
+   */
+  uint64_t submitted;
+  /**
+   * Raw events done with (handled or discarded).
+   */
+  uint64_t handled;
+  /**
+   * Malformed or untrusted messages refused.
+   */
+  uint64_t rejected;
+  /**
+   * uevents with other actions (bind, unbind, ...), dropped.
+   */
+  uint64_t ignored;
+  /**
+   * Receive buffer overflows (ENOBUFS); each one triggers a resync.
+   */
+  uint64_t overflows;
+  /**
+   * Other receive errors (the reader carries on).
+   */
+  uint64_t receive_errors;
+  /**
+   * Resyncs run after overflows.
+   */
+  uint64_t resyncs;
+  /**
+   * mdevctl refreshes run, and those that failed (table unchanged).
+   */
+  uint64_t mdevctl_refreshes;
+  uint64_t mdevctl_failures;
+  /**
+   * Panics caught in lifecycle callbacks.
+   */
+  uint64_t listener_panics;
+} nde_monitor_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -406,6 +529,195 @@ void nde_events_free(struct nde_events *ev);
  * `NDE_ERR_INVALID`.
  */
 int nde_events_get_stats(struct nde_events *ev, struct nde_pool_stats *out);
+
+/**
+ * Creates a monitor (not started). `config` may be NULL for the defaults;
+ * it is read during the call only.
+ *
+ * Returns NULL when `config->size` is not `sizeof(nde_monitor_config)`,
+ * a string in it is not UTF-8, the flags are unknown or ask for both
+ * groups, or a thread cannot be created (the reason is logged when
+ * `NDE_DEBUG` is set).
+ */
+struct nde_monitor *nde_monitor_new(const struct nde_monitor_config *config);
+
+/**
+ * The monitor's events object (borrowed: valid until `nde_monitor_free`;
+ * never pass it to `nde_events_free`). Register raw handlers there:
+ * `NDE_EVENT_UDEV_*` events carry a `struct udev_device *` that the event
+ * owns (do not unref it; take your own reference to keep it), and
+ * `NDE_EVENT_INIT` marks an enumeration (the first one, then one per
+ * resync). The built-in handler that keeps the device table was registered
+ * first, so yours run after it. NULL for a NULL monitor.
+ */
+struct nde_events *nde_monitor_get_events(struct nde_monitor *mon);
+
+/**
+ * Registers a lifecycle callback for the device named `device_name`
+ * (copied), or for every device when it is NULL. It runs on the worker
+ * thread, in order: CREATED for a new device (and, for callbacks
+ * registered before `nde_monitor_start`, for every device of the initial
+ * inventory), UPDATED when a known device is added again or changes,
+ * DELETED when it is removed (a rename is DELETED of the old name, then
+ * CREATED of the new), DEFINED / UNDEFINED when mdevctl's configuration
+ * changes.
+ *
+ * `userdata_free` (NULL allowed) runs exactly once: on deregister, on
+ * `nde_monitor_free`, or before this call returns if it fails.
+ * Returns the callback id (>= 0) or `NDE_ERR_INVALID` (NULL monitor or
+ * callback, name not UTF-8).
+ */
+int nde_monitor_register(struct nde_monitor *mon,
+                         const char *device_name,
+                         nde_lifecycle_cb cb,
+                         void *userdata,
+                         nde_free_fn userdata_free);
+
+/**
+ * Removes a lifecycle callback, with the promises of
+ * `nde_events_deregister` (from another thread: it is not running and
+ * never runs again when this returns, and its userdata_free ran).
+ * Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` or `NDE_ERR_INVALID`.
+ */
+int nde_monitor_deregister(struct nde_monitor *mon, int callback_id);
+
+/**
+ * Starts monitoring: opens the netlink socket first, then queues the
+ * initial enumeration (so no device falls between the two), then starts
+ * the reader thread and the mdevctl watch. Returns at once; use
+ * `nde_monitor_wait_initialized` to wait for the inventory.
+ *
+ * Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL, or already started),
+ * `NDE_ERR_STOPPED` (after stop), `NDE_ERR_OS` (the socket could not be
+ * opened) or `NDE_ERR_THREAD`.
+ */
+int nde_monitor_start(struct nde_monitor *mon);
+
+/**
+ * Waits until the initial enumeration was handled. Never hangs unless
+ * asked to (`timeout_ms < 0`). Returns `NDE_OK`, `NDE_ERR_TIMEOUT`,
+ * `NDE_ERR_STOPPED` (stopped, or start failed, first), `NDE_ERR_INVALID`
+ * or `NDE_ERR_WOULD_DEADLOCK` (from a callback, before initialization).
+ */
+int nde_monitor_wait_initialized(struct nde_monitor *mon, int timeout_ms);
+
+/**
+ * Returns once every uevent that the socket had received when the call
+ * began has been handled and its callbacks have returned: the
+ * `udevadm settle` for this monitor's view. Returns `NDE_OK`,
+ * `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED`, `NDE_ERR_INVALID` or
+ * `NDE_ERR_WOULD_DEADLOCK` (from a callback).
+ */
+int nde_monitor_settle(struct nde_monitor *mon, int timeout_ms);
+
+/**
+ * Number of devices in the table (0 for NULL).
+ */
+size_t nde_monitor_device_count(struct nde_monitor *mon);
+
+/**
+ * Calls `cb(userdata, dev)` for each device of a consistent snapshot of the
+ * table (devices are borrowed for the call). Stops at the first non-zero
+ * return, which it returns; `NDE_OK` when every device was visited;
+ * `NDE_ERR_INVALID` for a NULL monitor or callback. May be called from a
+ * callback.
+ */
+int nde_monitor_foreach(struct nde_monitor *mon, nde_device_visit_fn cb, void *userdata);
+
+/**
+ * The device named `name` (libvirt's name, e.g. "net_lo_00_00_00_00_00_00"
+ * or "computer"), as a new reference to release with `nde_device_unref`;
+ * NULL when unknown or for NULL arguments. The reference stays valid after
+ * the device is removed from the table.
+ */
+struct nde_device *nde_monitor_lookup(struct nde_monitor *mon, const char *name);
+
+/**
+ * The device at sysfs path `syspath` (e.g. "/sys/devices/virtual/net/lo"),
+ * as a new reference (see `nde_monitor_lookup`), or NULL.
+ */
+struct nde_device *nde_monitor_lookup_by_syspath(struct nde_monitor *mon, const char *syspath);
+
+/**
+ * Copies the monitor's counters into `*out` (written only on success).
+ * Returns `NDE_OK` or `NDE_ERR_INVALID`.
+ */
+int nde_monitor_get_stats(struct nde_monitor *mon, struct nde_monitor_stats *out);
+
+/**
+ * Stops the monitor (libvirt's ShutdownPrepare + ShutdownWait, without
+ * holding a lock while joining): stops the reader thread, the mdevctl watch
+ * and the timers, cuts a running enumeration short, joins, and discards
+ * queued events (every `udev_device` reference is released). The table
+ * stays readable.
+ *
+ * Returns `NDE_OK` (also when called again), `NDE_ERR_TIMEOUT` when a
+ * callback is still running after `timeout_ms` (< 0: wait for ever; call
+ * again), `NDE_ERR_WOULD_DEADLOCK` from a callback, or `NDE_ERR_INVALID`.
+ */
+int nde_monitor_stop(struct nde_monitor *mon, int timeout_ms);
+
+/**
+ * Stops the monitor (waiting for ever) and releases it, with every
+ * callback's userdata. Device references held by the caller stay valid.
+ * NULL does nothing. From inside a callback the release completes when the
+ * callback returns.
+ */
+void nde_monitor_free(struct nde_monitor *mon);
+
+/**
+ * Takes one more reference to `dev`; returns `dev` (NULL for NULL).
+ */
+struct nde_device *nde_device_ref(struct nde_device *dev);
+
+/**
+ * Releases one reference; the device is freed with the last one. NULL
+ * does nothing.
+ */
+void nde_device_unref(struct nde_device *dev);
+
+/**
+ * libvirt's name of the device (e.g. "pci_0000_00_1f_2"); NULL for NULL.
+ */
+const char *nde_device_get_name(const struct nde_device *dev);
+
+/**
+ * The sysfs path ("/sys/devices/..."); empty for a device mdevctl defines
+ * that is not active. NULL for NULL.
+ */
+const char *nde_device_get_syspath(const struct nde_device *dev);
+
+/**
+ * The udev subsystem ("net", "block", "pci", ...); NULL for NULL.
+ */
+const char *nde_device_get_subsystem(const struct nde_device *dev);
+
+/**
+ * The udev device type ("disk", "usb_device", ...) or NULL.
+ */
+const char *nde_device_get_devtype(const struct nde_device *dev);
+
+/**
+ * The bound driver or NULL.
+ */
+const char *nde_device_get_driver(const struct nde_device *dev);
+
+/**
+ * The device node ("/dev/sda") or NULL.
+ */
+const char *nde_device_get_devnode(const struct nde_device *dev);
+
+/**
+ * The name of the parent device ("computer" for top-level devices and for
+ * devices whose parent is not in the table); NULL for NULL.
+ */
+const char *nde_device_get_parent(const struct nde_device *dev);
+
+/**
+ * The value of udev property `key` (e.g. "ID_SERIAL", "INTERFACE") or
+ * NULL when the device has none.
+ */
+const char *nde_device_get_property(const struct nde_device *dev, const char *key);
 
 /**
  * Creates a pool and starts `min_workers` ordinary and `prio_workers`

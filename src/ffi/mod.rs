@@ -19,6 +19,7 @@ macro_rules! ffi_guard {
 pub mod api_table;
 pub mod common;
 pub mod events;
+pub mod monitor;
 pub mod pool;
 
 /// A function that releases data handed to the library. The library calls

@@ -1,0 +1,492 @@
+//! `nde_monitor_*` and `nde_device_*`: the udev + mdevctl source and the
+//! node-device table over [`crate::monitor::Monitor`].
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::Arc;
+
+use super::events::{c_release, nde_events};
+use super::{c_str, nde_free_fn, OpaquePtr};
+use crate::monitor::{log, nde_lifecycle, Device, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER};
+use crate::result::{nde_result, to_c};
+
+/// The node-device monitor (opaque). Create with `nde_monitor_new`, start
+/// with `nde_monitor_start`, release with `nde_monitor_free`.
+#[allow(non_camel_case_types)]
+pub struct nde_monitor {
+    _private: [u8; 0],
+}
+
+/// One node device (opaque, reference counted, immutable). Strings it
+/// returns live as long as the reference.
+#[allow(non_camel_case_types)]
+pub struct nde_device {
+    _private: [u8; 0],
+}
+
+/// A lifecycle callback: runs on the monitor's worker thread, in udev event
+/// order. `dev` is borrowed for the duration of the call (take a reference
+/// with `nde_device_ref` to keep it).
+#[allow(non_camel_case_types)]
+pub type nde_lifecycle_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, dev: *const nde_device, event: nde_lifecycle)>;
+
+/// A `nde_monitor_foreach` visitor: return 0 to go on, anything else to
+/// stop (that value is returned by `nde_monitor_foreach`).
+#[allow(non_camel_case_types)]
+pub type nde_device_visit_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, dev: *const nde_device) -> c_int>;
+
+/// Monitor settings. Zero every field you do not set, and set `size` to
+/// `sizeof(nde_monitor_config)`: zero values mean the documented defaults.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct nde_monitor_config {
+    /// `sizeof(nde_monitor_config)`, so the layout can grow compatibly.
+    pub size: u32,
+    /// `NDE_MONITOR_*` flags; 0 = the udev group when udevd runs
+    /// (`/run/udev/control` exists), otherwise the kernel group.
+    pub flags: u32,
+    /// Prefix of the thread names; NULL = "nodedev". Copied.
+    pub name: *const c_char,
+    /// NULL-terminated list of subsystems to watch; NULL = all (minus acpi,
+    /// tty, vc and i2c during enumeration, as libvirt). Copied.
+    pub subsystems: *const *const c_char,
+    /// mdevctl's configuration directory; NULL = /etc/mdevctl.d. Copied.
+    pub mdevctl_dir: *const c_char,
+    /// Debounce of mdevctl configuration changes; 0 = 100 ms.
+    pub mdevctl_debounce_ms: u32,
+    /// Netlink receive buffer; 0 = 128 MiB (set with SO_RCVBUFFORCE, root).
+    pub receive_buffer_bytes: usize,
+}
+
+/// Counters of a monitor, safe to read at any time.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct nde_monitor_stats {
+    /// uevents read from the socket.
+    pub received: u64,
+    /// Raw events queued (handled actions and INITs).
+    pub submitted: u64,
+    /// Raw events done with (handled or discarded).
+    pub handled: u64,
+    /// Malformed or untrusted messages refused.
+    pub rejected: u64,
+    /// uevents with other actions (bind, unbind, ...), dropped.
+    pub ignored: u64,
+    /// Receive buffer overflows (ENOBUFS); each one triggers a resync.
+    pub overflows: u64,
+    /// Other receive errors (the reader carries on).
+    pub receive_errors: u64,
+    /// Resyncs run after overflows.
+    pub resyncs: u64,
+    /// mdevctl refreshes run, and those that failed (table unchanged).
+    pub mdevctl_refreshes: u64,
+    pub mdevctl_failures: u64,
+    /// Panics caught in lifecycle callbacks.
+    pub listener_panics: u64,
+}
+
+fn monitor_ref<'a>(mon: *mut nde_monitor) -> Option<&'a Monitor> {
+    // SAFETY: a non-NULL pointer came from nde_monitor_new and is alive.
+    unsafe { (mon as *const Monitor).as_ref() }
+}
+
+fn device_ref<'a>(dev: *const nde_device) -> Option<&'a Device> {
+    // SAFETY: a non-NULL pointer is a live Arc<Device> given out by us.
+    unsafe { (dev as *const Device).as_ref() }
+}
+
+fn device_out(dev: Option<Arc<Device>>) -> *mut nde_device {
+    dev.map_or(ptr::null_mut(), |d| Arc::into_raw(d) as *mut nde_device)
+}
+
+fn str_or_null(s: Option<&CStr>) -> *const c_char {
+    s.map_or(ptr::null(), CStr::as_ptr)
+}
+
+/// Reads a config; `None` (with a logged reason) when it is malformed.
+///
+/// # Safety
+/// `cfg` is NULL or points to `cfg->size` readable bytes.
+unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
+    let mut out = MonitorConfig::default();
+    let Some(c) = cfg.as_ref() else { return Some(out) };
+    if c.size as usize != std::mem::size_of::<nde_monitor_config>() {
+        log::log(
+            log::Level::Error,
+            &format!(
+                "nde_monitor_new: config.size is {}, expected sizeof(nde_monitor_config) = {}",
+                c.size,
+                std::mem::size_of::<nde_monitor_config>()
+            ),
+        );
+        return None;
+    }
+    out.flags = c.flags;
+    if !c.name.is_null() {
+        out.name = c_str(c.name)?.to_owned();
+    }
+    if !c.subsystems.is_null() {
+        let mut list = Vec::new();
+        let mut p = c.subsystems;
+        while !(*p).is_null() {
+            list.push(c_str(*p)?.to_owned());
+            p = p.add(1);
+        }
+        out.subsystems = Some(list);
+    }
+    if !c.mdevctl_dir.is_null() {
+        out.mdevctl_dir = PathBuf::from(c_str(c.mdevctl_dir)?);
+    }
+    if c.mdevctl_debounce_ms != 0 {
+        out.mdevctl_debounce_ms = c.mdevctl_debounce_ms;
+    }
+    out.receive_buffer_bytes = if c.receive_buffer_bytes == 0 { DEFAULT_RECEIVE_BUFFER } else { c.receive_buffer_bytes };
+    Some(out)
+}
+
+/// Creates a monitor (not started). `config` may be NULL for the defaults;
+/// it is read during the call only.
+///
+/// Returns NULL when `config->size` is not `sizeof(nde_monitor_config)`,
+/// a string in it is not UTF-8, the flags are unknown or ask for both
+/// groups, or a thread cannot be created (the reason is logged when
+/// `NDE_DEBUG` is set).
+#[no_mangle]
+pub extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde_monitor {
+    ffi_guard!(ptr::null_mut(), {
+        // SAFETY: NULL or a readable config (caller's contract).
+        let Some(cfg) = (unsafe { read_config(config) }) else { return ptr::null_mut() };
+        match Monitor::new(cfg) {
+            Ok(m) => Box::into_raw(Box::new(m)) as *mut nde_monitor,
+            Err(e) => {
+                log::log(log::Level::Error, &format!("nde_monitor_new: {e}"));
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// The monitor's events object (borrowed: valid until `nde_monitor_free`;
+/// never pass it to `nde_events_free`). Register raw handlers there:
+/// `NDE_EVENT_UDEV_*` events carry a `struct udev_device *` that the event
+/// owns (do not unref it; take your own reference to keep it), and
+/// `NDE_EVENT_INIT` marks an enumeration (the first one, then one per
+/// resync). The built-in handler that keeps the device table was registered
+/// first, so yours run after it. NULL for a NULL monitor.
+#[no_mangle]
+pub extern "C" fn nde_monitor_get_events(mon: *mut nde_monitor) -> *mut nde_events {
+    ffi_guard!(ptr::null_mut(), {
+        monitor_ref(mon).map_or(ptr::null_mut(), |m| Arc::as_ptr(m.events()) as *mut nde_events)
+    })
+}
+
+/// Registers a lifecycle callback for the device named `device_name`
+/// (copied), or for every device when it is NULL. It runs on the worker
+/// thread, in order: CREATED for a new device (and, for callbacks
+/// registered before `nde_monitor_start`, for every device of the initial
+/// inventory), UPDATED when a known device is added again or changes,
+/// DELETED when it is removed (a rename is DELETED of the old name, then
+/// CREATED of the new), DEFINED / UNDEFINED when mdevctl's configuration
+/// changes.
+///
+/// `userdata_free` (NULL allowed) runs exactly once: on deregister, on
+/// `nde_monitor_free`, or before this call returns if it fails.
+/// Returns the callback id (>= 0) or `NDE_ERR_INVALID` (NULL monitor or
+/// callback, name not UTF-8).
+#[no_mangle]
+pub extern "C" fn nde_monitor_register(
+    mon: *mut nde_monitor,
+    device_name: *const c_char,
+    cb: nde_lifecycle_cb,
+    userdata: *mut c_void,
+    userdata_free: nde_free_fn,
+) -> c_int {
+    let release = c_release(userdata, userdata_free);
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        // SAFETY: NULL or a valid C string.
+        let name = unsafe { c_str(device_name) };
+        let name_ok = device_name.is_null() || name.is_some();
+        match (monitor_ref(mon), cb, name_ok) {
+            (Some(m), Some(cb), true) => {
+                let ud = OpaquePtr(userdata);
+                let call = Box::new(move |dev: &Arc<Device>, event: nde_lifecycle| {
+                    let ud = ud;
+                    // SAFETY: the caller's callback, its userdata, a live device.
+                    unsafe { cb(ud.0, Arc::as_ptr(dev) as *const nde_device, event) }
+                });
+                to_c(m.register(name, call, release))
+            }
+            _ => {
+                if let Some(f) = release {
+                    f();
+                }
+                nde_result::NDE_ERR_INVALID.code()
+            }
+        }
+    })
+}
+
+/// Removes a lifecycle callback, with the promises of
+/// `nde_events_deregister` (from another thread: it is not running and
+/// never runs again when this returns, and its userdata_free ran).
+/// Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` or `NDE_ERR_INVALID`.
+#[no_mangle]
+pub extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_int) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match monitor_ref(mon) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(m) => to_c(m.deregister(callback_id).map(|()| 0)),
+        }
+    })
+}
+
+/// Starts monitoring: opens the netlink socket first, then queues the
+/// initial enumeration (so no device falls between the two), then starts
+/// the reader thread and the mdevctl watch. Returns at once; use
+/// `nde_monitor_wait_initialized` to wait for the inventory.
+///
+/// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL, or already started),
+/// `NDE_ERR_STOPPED` (after stop), `NDE_ERR_OS` (the socket could not be
+/// opened) or `NDE_ERR_THREAD`.
+#[no_mangle]
+pub extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match monitor_ref(mon) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(m) => to_c(m.start().map(|()| 0)),
+        }
+    })
+}
+
+/// Waits until the initial enumeration was handled. Never hangs unless
+/// asked to (`timeout_ms < 0`). Returns `NDE_OK`, `NDE_ERR_TIMEOUT`,
+/// `NDE_ERR_STOPPED` (stopped, or start failed, first), `NDE_ERR_INVALID`
+/// or `NDE_ERR_WOULD_DEADLOCK` (from a callback, before initialization).
+#[no_mangle]
+pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match monitor_ref(mon) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(m) => to_c(m.wait_initialized(timeout_ms).map(|()| 0)),
+        }
+    })
+}
+
+/// Returns once every uevent that the socket had received when the call
+/// began has been handled and its callbacks have returned: the
+/// `udevadm settle` for this monitor's view. Returns `NDE_OK`,
+/// `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED`, `NDE_ERR_INVALID` or
+/// `NDE_ERR_WOULD_DEADLOCK` (from a callback).
+#[no_mangle]
+pub extern "C" fn nde_monitor_settle(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match monitor_ref(mon) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(m) => to_c(m.settle(timeout_ms).map(|()| 0)),
+        }
+    })
+}
+
+/// Number of devices in the table (0 for NULL).
+#[no_mangle]
+pub extern "C" fn nde_monitor_device_count(mon: *mut nde_monitor) -> usize {
+    ffi_guard!(0, { monitor_ref(mon).map_or(0, |m| m.device_count()) })
+}
+
+/// Calls `cb(userdata, dev)` for each device of a consistent snapshot of the
+/// table (devices are borrowed for the call). Stops at the first non-zero
+/// return, which it returns; `NDE_OK` when every device was visited;
+/// `NDE_ERR_INVALID` for a NULL monitor or callback. May be called from a
+/// callback.
+#[no_mangle]
+pub extern "C" fn nde_monitor_foreach(mon: *mut nde_monitor, cb: nde_device_visit_fn, userdata: *mut c_void) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match (monitor_ref(mon), cb) {
+            (Some(m), Some(cb)) => m.foreach(|d| {
+                // SAFETY: the caller's visitor with a live device.
+                unsafe { cb(userdata, Arc::as_ptr(d) as *const nde_device) }
+            }),
+            _ => nde_result::NDE_ERR_INVALID.code(),
+        }
+    })
+}
+
+/// The device named `name` (libvirt's name, e.g. "net_lo_00_00_00_00_00_00"
+/// or "computer"), as a new reference to release with `nde_device_unref`;
+/// NULL when unknown or for NULL arguments. The reference stays valid after
+/// the device is removed from the table.
+#[no_mangle]
+pub extern "C" fn nde_monitor_lookup(mon: *mut nde_monitor, name: *const c_char) -> *mut nde_device {
+    ffi_guard!(ptr::null_mut(), {
+        // SAFETY: NULL or a valid C string.
+        match (monitor_ref(mon), unsafe { c_str(name) }) {
+            (Some(m), Some(n)) => device_out(m.lookup(n)),
+            _ => ptr::null_mut(),
+        }
+    })
+}
+
+/// The device at sysfs path `syspath` (e.g. "/sys/devices/virtual/net/lo"),
+/// as a new reference (see `nde_monitor_lookup`), or NULL.
+#[no_mangle]
+pub extern "C" fn nde_monitor_lookup_by_syspath(mon: *mut nde_monitor, syspath: *const c_char) -> *mut nde_device {
+    ffi_guard!(ptr::null_mut(), {
+        // SAFETY: NULL or a valid C string.
+        match (monitor_ref(mon), unsafe { c_str(syspath) }) {
+            (Some(m), Some(p)) => device_out(m.lookup_by_syspath(p)),
+            _ => ptr::null_mut(),
+        }
+    })
+}
+
+/// Copies the monitor's counters into `*out` (written only on success).
+/// Returns `NDE_OK` or `NDE_ERR_INVALID`.
+#[no_mangle]
+pub extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_monitor_stats) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match monitor_ref(mon) {
+            Some(m) if !out.is_null() => {
+                let s = m.stats();
+                let c = nde_monitor_stats {
+                    received: s.received,
+                    submitted: s.submitted,
+                    handled: s.handled,
+                    rejected: s.rejected,
+                    ignored: s.ignored,
+                    overflows: s.overflows,
+                    receive_errors: s.receive_errors,
+                    resyncs: s.resyncs,
+                    mdevctl_refreshes: s.mdevctl_refreshes,
+                    mdevctl_failures: s.mdevctl_failures,
+                    listener_panics: s.listener_panics,
+                };
+                // SAFETY: non-NULL and writable.
+                unsafe { out.write(c) };
+                nde_result::NDE_OK.code()
+            }
+            _ => nde_result::NDE_ERR_INVALID.code(),
+        }
+    })
+}
+
+/// Stops the monitor (libvirt's ShutdownPrepare + ShutdownWait, without
+/// holding a lock while joining): stops the reader thread, the mdevctl watch
+/// and the timers, cuts a running enumeration short, joins, and discards
+/// queued events (every `udev_device` reference is released). The table
+/// stays readable.
+///
+/// Returns `NDE_OK` (also when called again), `NDE_ERR_TIMEOUT` when a
+/// callback is still running after `timeout_ms` (< 0: wait for ever; call
+/// again), `NDE_ERR_WOULD_DEADLOCK` from a callback, or `NDE_ERR_INVALID`.
+#[no_mangle]
+pub extern "C" fn nde_monitor_stop(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match monitor_ref(mon) {
+            None => nde_result::NDE_ERR_INVALID.code(),
+            Some(m) => to_c(m.stop(timeout_ms).map(|()| 0)),
+        }
+    })
+}
+
+/// Stops the monitor (waiting for ever) and releases it, with every
+/// callback's userdata. Device references held by the caller stay valid.
+/// NULL does nothing. From inside a callback the release completes when the
+/// callback returns.
+#[no_mangle]
+pub extern "C" fn nde_monitor_free(mon: *mut nde_monitor) {
+    ffi_guard!((), {
+        if !mon.is_null() {
+            // SAFETY: from nde_monitor_new, released once.
+            let m = unsafe { Box::from_raw(mon as *mut Monitor) };
+            if !m.events().on_worker() {
+                let _ = m.stop(-1);
+            }
+            drop(m);
+        }
+    })
+}
+
+/// Takes one more reference to `dev`; returns `dev` (NULL for NULL).
+#[no_mangle]
+pub extern "C" fn nde_device_ref(dev: *mut nde_device) -> *mut nde_device {
+    ffi_guard!(ptr::null_mut(), {
+        if !dev.is_null() {
+            // SAFETY: a live Arc<Device> pointer given out by us.
+            unsafe { Arc::increment_strong_count(dev as *const Device) };
+        }
+        dev
+    })
+}
+
+/// Releases one reference; the device is freed with the last one. NULL
+/// does nothing.
+#[no_mangle]
+pub extern "C" fn nde_device_unref(dev: *mut nde_device) {
+    ffi_guard!((), {
+        if !dev.is_null() {
+            // SAFETY: the caller owns this reference and gives it back.
+            unsafe { Arc::decrement_strong_count(dev as *const Device) };
+        }
+    })
+}
+
+/// libvirt's name of the device (e.g. "pci_0000_00_1f_2"); NULL for NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_name(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.name_c().as_ptr()) })
+}
+
+/// The sysfs path ("/sys/devices/..."); empty for a device mdevctl defines
+/// that is not active. NULL for NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_syspath(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.syspath_c().as_ptr()) })
+}
+
+/// The udev subsystem ("net", "block", "pci", ...); NULL for NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_subsystem(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.subsystem_c().as_ptr()) })
+}
+
+/// The udev device type ("disk", "usb_device", ...) or NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_devtype(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { str_or_null(device_ref(dev).and_then(|d| d.devtype_c())) })
+}
+
+/// The bound driver or NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_driver(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { str_or_null(device_ref(dev).and_then(|d| d.driver_c())) })
+}
+
+/// The device node ("/dev/sda") or NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_devnode(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { str_or_null(device_ref(dev).and_then(|d| d.devnode_c())) })
+}
+
+/// The name of the parent device ("computer" for top-level devices and for
+/// devices whose parent is not in the table); NULL for NULL.
+#[no_mangle]
+pub extern "C" fn nde_device_get_parent(dev: *const nde_device) -> *const c_char {
+    ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.parent_c().as_ptr()) })
+}
+
+/// The value of udev property `key` (e.g. "ID_SERIAL", "INTERFACE") or
+/// NULL when the device has none.
+#[no_mangle]
+pub extern "C" fn nde_device_get_property(dev: *const nde_device, key: *const c_char) -> *const c_char {
+    ffi_guard!(ptr::null(), {
+        if key.is_null() {
+            return ptr::null();
+        }
+        // SAFETY: a valid C string (caller's contract).
+        let key = unsafe { CStr::from_ptr(key) };
+        str_or_null(device_ref(dev).and_then(|d| d.property_c(key.to_bytes())))
+    })
+}
