@@ -63,8 +63,38 @@ fn storm_of_100k_adds_nothing_lost() {
     if !in_child("storm_of_100k_adds_nothing_lost", Iso::NetNsSysfs, &[]) {
         return;
     }
+    storm(false);
+}
+
+/// The same storm while a raw `NDE_EVENT_UDEV_ADD` handler is registered
+/// (what a C driver does): every uevent then goes through libudev and
+/// carries its `struct udev_device *`.
+#[test]
+fn storm_of_100k_adds_raw_libudev_path() {
+    if !in_child("storm_of_100k_adds_raw_libudev_path", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    storm(true);
+}
+
+fn storm(raw: bool) {
     const N: usize = 100_000;
     let mon = udev_monitor(256 << 20);
+    let raw_seen = Arc::new(AtomicUsize::new(0));
+    if raw {
+        let r = raw_seen.clone();
+        mon.events()
+            .register(
+                Some(nodedev_events::events::nde_event_type::NDE_EVENT_UDEV_ADD),
+                Box::new(move |_t, data| {
+                    if !data.is_null() {
+                        r.fetch_add(1, Ordering::Relaxed);
+                    }
+                }),
+                None,
+            )
+            .unwrap();
+    }
     let created = Arc::new(AtomicUsize::new(0));
     let deleted = Arc::new(AtomicUsize::new(0));
     let last_ns = Arc::new(AtomicU64::new(0));
@@ -123,8 +153,9 @@ fn storm_of_100k_adds_nothing_lost() {
     }
     let secs = (end - start).as_secs_f64();
     println!(
-        "FIGURE storm: {N} injected udev-group adds, first send -> last CREATED callback {:.3} s = {:.0} events/s \
+        "FIGURE storm ({}): {N} injected udev-group adds, first send -> last CREATED callback {:.3} s = {:.0} events/s \
          (sending took {:.3} s); process CPU {:.2} us/event (injector included); RSS +{} KiB = {:.0} B/device incl. libudev/socket",
+        if raw { "raw libudev path" } else { "fast path" },
         secs,
         N as f64 / secs,
         (sent - start).as_secs_f64(),
@@ -147,6 +178,10 @@ fn storm_of_100k_adds_nothing_lost() {
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled, "every udev_device reference released: {st:?}");
     assert_eq!(st.overflows, 0);
+    if raw {
+        assert_eq!(raw_seen.load(Ordering::Relaxed), N);
+        assert_eq!(st.fast_path, 0);
+    }
 }
 
 #[test]

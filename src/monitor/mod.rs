@@ -147,6 +147,11 @@ struct Shared {
     src: Arc<SourceShared>,
     mdev_enabled: AtomicBool,
     mdev_queued: AtomicBool,
+    /// The kernel group was chosen (kernel adds may precede the interface
+    /// name being listed: see `source.rs`).
+    kernel_group: AtomicBool,
+    /// A datagram socket for `SIOCGIFHWADDR` on the worker (raw path).
+    ioctl_sock: Option<std::os::fd::OwnedFd>,
     resyncs: AtomicU64,
     inits: AtomicU64,
     mdev_refreshes: AtomicU64,
@@ -190,6 +195,13 @@ impl Monitor {
             src: SourceShared::new()?,
             mdev_enabled: AtomicBool::new(false),
             mdev_queued: AtomicBool::new(false),
+            kernel_group: AtomicBool::new(false),
+            // SAFETY: plain socket creation; a negative result means none.
+            ioctl_sock: {
+                let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+                // SAFETY: a fresh fd we own.
+                (fd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+            },
             resyncs: AtomicU64::new(0),
             inits: AtomicU64::new(0),
             mdev_refreshes: AtomicU64::new(0),
@@ -249,6 +261,7 @@ impl Monitor {
         } else {
             Group::detect()
         };
+        sh.kernel_group.store(group == Group::Kernel, Ordering::SeqCst);
         let scfg = SourceConfig {
             group,
             subsystems: sh.cfg.subsystems.clone(),
@@ -565,7 +578,15 @@ unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_devi
     }
     let mut mac = String::new();
     let is_net = spec.subsystem == Some("net");
-    let have_mac = is_net && udev_parse::read_mac(spec.syspath, &mut mac);
+    let have_mac = is_net && {
+        use std::os::fd::AsRawFd;
+        let sock = sh.ioctl_sock.as_ref().map_or(-1, |f| f.as_raw_fd());
+        match udev_parse::mac_by_ioctl(sock, naming::sysname(spec.syspath), &mut mac) {
+            udev_parse::Mac::Found => true,
+            udev_parse::Mac::NoDevice if !sh.kernel_group.load(Ordering::Relaxed) => false,
+            _ => udev_parse::read_mac(spec.syspath, &mut mac),
+        }
+    };
     let mut tbl = sh.table.write().unwrap_or_else(|p| p.into_inner());
     if is_net && !have_mac {
         // Device already gone or injected: keep the MAC we knew.
