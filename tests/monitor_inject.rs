@@ -356,6 +356,19 @@ fn overflow_enobufs_resync_is_exact() {
     if !in_child("overflow_enobufs_resync_is_exact", Iso::NetNsSysfs, &[]) {
         return;
     }
+    overflow(false);
+}
+
+/// The same with a raw UDEV_CHANGE handler registered (libudev path).
+#[test]
+fn overflow_enobufs_resync_is_exact_raw_path() {
+    if !in_child("overflow_enobufs_resync_is_exact_raw_path", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    overflow(true);
+}
+
+fn overflow(raw: bool) {
     // libudev accepts only a real sysfs (it checks the filesystem magic),
     // so the truth here is the namespace's real net devices. The monitor
     // listens to the udev group and no udevd runs: it never hears of the
@@ -368,6 +381,9 @@ fn overflow_enobufs_resync_is_exact() {
     }
     sh(&format!("printf '{batch}' | ip -batch -"));
     let mon = udev_monitor(4096); // tiny: overflows at once
+    if raw {
+        mon.events().register(Some(nodedev_events::events::nde_event_type::NDE_EVENT_UDEV_CHANGE), Box::new(|_t, _d| {}), None).unwrap();
+    }
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
@@ -401,7 +417,8 @@ fn overflow_enobufs_resync_is_exact() {
     }
     mon.settle(60_000).unwrap();
     let st = mon.stats();
-    println!("overflow: {st:?} after {round} storm rounds");
+    println!("overflow ({}): {st:?} after {round} storm rounds", if raw { "raw path" } else { "fast path" });
+    assert_eq!(st.fast_path == 0, raw);
     assert!(st.overflows >= 1, "no ENOBUFS could be provoked: {st:?}");
     assert!(st.resyncs >= 1, "{st:?}");
     // The table's net devices are exactly sysfs's.
