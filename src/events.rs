@@ -243,6 +243,14 @@ impl Drop for Events {
     /// Prepare, wait for ever, release every callback's userdata. From inside
     /// a callback the release happens when that callback returns.
     fn drop(&mut self) {
-        self.shutdown_prepare();
+        if self.on_worker() {
+            self.shutdown_prepare();
+        } else {
+            // Join the timer thread here: a timer firing at this moment holds
+            // a strong reference to the core, and without the join the last
+            // reference (and with it the drain and every userdata release)
+            // could end on the timer thread after this drop returned.
+            let _ = self.shutdown_wait(-1);
+        }
     }
 }
