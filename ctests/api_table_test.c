@@ -154,9 +154,19 @@ static void check_table_shape(const nde_api *api)
         CHECK(f != NULL);
         members++;
     }
-    CHECK(members >= 27); /* common 2 + pool 15 + events 10 */
+    /* common 2 + pool 15 + events 10, then the monitor tail: 14 + 10 */
+    CHECK(members >= 51);
     /* The way a host tests for a member a newer header may have added. */
     CHECK(offsetof(nde_api, events_get_stats) + sizeof(any_fn) <= api->size);
+    CHECK(offsetof(nde_api, device_get_property) + sizeof(any_fn) <= api->size);
+    /* The monitor tail answers bad input as the exported functions do. */
+    CHECK(api->monitor_start(NULL) == NDE_ERR_INVALID);
+    CHECK(api->monitor_device_count(NULL) == 0);
+    CHECK(api->monitor_get_events(NULL) == NULL);
+    CHECK(api->device_get_name(NULL) == NULL);
+    CHECK(api->device_ref(NULL) == NULL);
+    api->device_unref(NULL);
+    api->monitor_free(NULL);
     CHECK(strcmp(api->version(), NDE_VERSION_STRING) == 0);
     CHECK(strcmp(api->result_str(NDE_ERR_STOPPED), api->result_str(NDE_OK)) != 0);
 }

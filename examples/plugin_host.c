@@ -13,8 +13,7 @@
  *  - NULL from nde_get_api: the library does not provide that ABI version;
  *  - a member is there when offsetof(nde_api, member) + sizeof(fn) <= size,
  *    so a host built against a newer header still runs on an older library
- *    that lacks the newest members (the monitor functions are appended to
- *    version 1 when they land);
+ *    that lacks the newest members;
  *  - free every object made through the table before dlclose().
  */
 #define _GNU_SOURCE 1
@@ -71,6 +70,9 @@ int main(int argc, char **argv)
     }
     printf("loaded nodedev-events %s (ABI %u, table of %u bytes)\n", api->version(),
            (unsigned)api->abi_version, (unsigned)api->size);
+    /* An optional part: a host that can live without the monitor tests
+     * for it instead of refusing an older library. */
+    printf("monitor layer: %s\n", NDE_API_HAS(api, device_get_property) ? "yes" : "no");
 
     /* a pool: four squares on up to two workers */
     long values[4] = {1, 2, 3, 4};

@@ -230,68 +230,6 @@ typedef struct nde_pool_stats {
 typedef void (*nde_event_cb)(void *userdata, enum nde_event_type event_type, void *data);
 
 /**
- * The function table of ABI version 1, returned by `nde_get_api(1)`.
- *
- * Every member is the exported function of the same name with the `nde_`
- * prefix dropped (`api->pool_new_full` is `nde_pool_new_full`), with the
- * same contract. Members are only ever appended: use a member only when
- * `offsetof(nde_api, member) + sizeof(void (*)(void)) <= api->size`; every
- * member within `size` is non-NULL.
- */
-typedef struct nde_api {
-  /**
-   * The version this table implements (the one asked for).
-   */
-  uint32_t abi_version;
-  /**
-   * `sizeof` the library's table, in bytes: members beyond it are absent.
-   */
-  uint32_t size;
-  const char *(*result_str)(int code);
-  const char *(*version)(void);
-  struct nde_pool *(*pool_new_full)(size_t min_workers,
-                                    size_t max_workers,
-                                    size_t prio_workers,
-                                    nde_job_fn func,
-                                    const char *name,
-                                    void *opaque);
-  int (*pool_send_job)(struct nde_pool *pool, unsigned int priority, void *jobdata);
-  int (*pool_send_job_full)(struct nde_pool *pool,
-                            unsigned int priority,
-                            void *jobdata,
-                            nde_free_fn free_fn);
-  void (*pool_stop)(struct nde_pool *pool);
-  int (*pool_drain)(struct nde_pool *pool);
-  int (*pool_wait_idle)(struct nde_pool *pool, int timeout_ms);
-  void (*pool_free)(struct nde_pool *pool);
-  size_t (*pool_get_min_workers)(struct nde_pool *pool);
-  size_t (*pool_get_max_workers)(struct nde_pool *pool);
-  size_t (*pool_get_priority_workers)(struct nde_pool *pool);
-  size_t (*pool_get_current_workers)(struct nde_pool *pool);
-  size_t (*pool_get_free_workers)(struct nde_pool *pool);
-  size_t (*pool_get_job_queue_depth)(struct nde_pool *pool);
-  int (*pool_set_parameters)(struct nde_pool *pool,
-                             long long min_workers,
-                             long long max_workers,
-                             long long prio_workers);
-  int (*pool_get_stats)(struct nde_pool *pool, struct nde_pool_stats *out);
-  struct nde_events *(*events_new)(const char *name);
-  int (*events_register)(struct nde_events *ev,
-                         int event_type,
-                         nde_event_cb cb,
-                         void *userdata,
-                         nde_free_fn userdata_free);
-  int (*events_deregister)(struct nde_events *ev, int callback_id);
-  int (*events_submit)(struct nde_events *ev, int event_type, void *data, nde_free_fn data_free);
-  int (*events_schedule)(struct nde_events *ev, int event_type, unsigned int delay_ms);
-  int (*events_wait_idle)(struct nde_events *ev, int timeout_ms);
-  int (*events_shutdown_prepare)(struct nde_events *ev);
-  int (*events_shutdown_wait)(struct nde_events *ev, int timeout_ms);
-  void (*events_free)(struct nde_events *ev);
-  int (*events_get_stats)(struct nde_events *ev, struct nde_pool_stats *out);
-} nde_api;
-
-/**
  * Monitor settings. Zero every field you do not set, and set `size` to
  * `sizeof(nde_monitor_config)`: zero values mean the documented defaults.
  */
@@ -389,6 +327,96 @@ typedef struct nde_monitor_stats {
    */
   uint64_t listener_panics;
 } nde_monitor_stats;
+
+/**
+ * The function table of ABI version 1, returned by `nde_get_api(1)`.
+ *
+ * Every member is the exported function of the same name with the `nde_`
+ * prefix dropped (`api->pool_new_full` is `nde_pool_new_full`), with the
+ * same contract. Members are only ever appended: use a member only when
+ * `offsetof(nde_api, member) + sizeof(void (*)(void)) <= api->size`; every
+ * member within `size` is non-NULL.
+ */
+typedef struct nde_api {
+  /**
+   * The version this table implements (the one asked for).
+   */
+  uint32_t abi_version;
+  /**
+   * `sizeof` the library's table, in bytes: members beyond it are absent.
+   */
+  uint32_t size;
+  const char *(*result_str)(int code);
+  const char *(*version)(void);
+  struct nde_pool *(*pool_new_full)(size_t min_workers,
+                                    size_t max_workers,
+                                    size_t prio_workers,
+                                    nde_job_fn func,
+                                    const char *name,
+                                    void *opaque);
+  int (*pool_send_job)(struct nde_pool *pool, unsigned int priority, void *jobdata);
+  int (*pool_send_job_full)(struct nde_pool *pool,
+                            unsigned int priority,
+                            void *jobdata,
+                            nde_free_fn free_fn);
+  void (*pool_stop)(struct nde_pool *pool);
+  int (*pool_drain)(struct nde_pool *pool);
+  int (*pool_wait_idle)(struct nde_pool *pool, int timeout_ms);
+  void (*pool_free)(struct nde_pool *pool);
+  size_t (*pool_get_min_workers)(struct nde_pool *pool);
+  size_t (*pool_get_max_workers)(struct nde_pool *pool);
+  size_t (*pool_get_priority_workers)(struct nde_pool *pool);
+  size_t (*pool_get_current_workers)(struct nde_pool *pool);
+  size_t (*pool_get_free_workers)(struct nde_pool *pool);
+  size_t (*pool_get_job_queue_depth)(struct nde_pool *pool);
+  int (*pool_set_parameters)(struct nde_pool *pool,
+                             long long min_workers,
+                             long long max_workers,
+                             long long prio_workers);
+  int (*pool_get_stats)(struct nde_pool *pool, struct nde_pool_stats *out);
+  struct nde_events *(*events_new)(const char *name);
+  int (*events_register)(struct nde_events *ev,
+                         int event_type,
+                         nde_event_cb cb,
+                         void *userdata,
+                         nde_free_fn userdata_free);
+  int (*events_deregister)(struct nde_events *ev, int callback_id);
+  int (*events_submit)(struct nde_events *ev, int event_type, void *data, nde_free_fn data_free);
+  int (*events_schedule)(struct nde_events *ev, int event_type, unsigned int delay_ms);
+  int (*events_wait_idle)(struct nde_events *ev, int timeout_ms);
+  int (*events_shutdown_prepare)(struct nde_events *ev);
+  int (*events_shutdown_wait)(struct nde_events *ev, int timeout_ms);
+  void (*events_free)(struct nde_events *ev);
+  int (*events_get_stats)(struct nde_events *ev, struct nde_pool_stats *out);
+  struct nde_monitor *(*monitor_new)(const struct nde_monitor_config *config);
+  struct nde_events *(*monitor_get_events)(struct nde_monitor *mon);
+  int (*monitor_register)(struct nde_monitor *mon,
+                          const char *device_name,
+                          nde_lifecycle_cb cb,
+                          void *userdata,
+                          nde_free_fn userdata_free);
+  int (*monitor_deregister)(struct nde_monitor *mon, int callback_id);
+  int (*monitor_start)(struct nde_monitor *mon);
+  int (*monitor_wait_initialized)(struct nde_monitor *mon, int timeout_ms);
+  int (*monitor_settle)(struct nde_monitor *mon, int timeout_ms);
+  size_t (*monitor_device_count)(struct nde_monitor *mon);
+  int (*monitor_foreach)(struct nde_monitor *mon, nde_device_visit_fn cb, void *userdata);
+  struct nde_device *(*monitor_lookup)(struct nde_monitor *mon, const char *name);
+  struct nde_device *(*monitor_lookup_by_syspath)(struct nde_monitor *mon, const char *syspath);
+  int (*monitor_get_stats)(struct nde_monitor *mon, struct nde_monitor_stats *out);
+  int (*monitor_stop)(struct nde_monitor *mon, int timeout_ms);
+  void (*monitor_free)(struct nde_monitor *mon);
+  struct nde_device *(*device_ref)(struct nde_device *dev);
+  void (*device_unref)(struct nde_device *dev);
+  const char *(*device_get_name)(const struct nde_device *dev);
+  const char *(*device_get_syspath)(const struct nde_device *dev);
+  const char *(*device_get_subsystem)(const struct nde_device *dev);
+  const char *(*device_get_devtype)(const struct nde_device *dev);
+  const char *(*device_get_driver)(const struct nde_device *dev);
+  const char *(*device_get_devnode)(const struct nde_device *dev);
+  const char *(*device_get_parent)(const struct nde_device *dev);
+  const char *(*device_get_property)(const struct nde_device *dev, const char *key);
+} nde_api;
 
 #ifdef __cplusplus
 extern "C" {
