@@ -209,3 +209,55 @@ fn missing_mdevctl_dir_and_no_mdevctl() {
     mon.settle(5000).unwrap();
     mon.stop(5000).unwrap();
 }
+
+#[test]
+fn udev_add_of_a_defined_mdev() {
+    // The mdev itself is an injected udev-group message (no mdev hardware
+    // here); mdevctl is the stand-in. A defined, inactive mdev that udev
+    // then reports is CREATED (libvirt's rule) and keeps its mdevctl data;
+    // its remove is DELETED but the defined device stays, inactive.
+    let s = StandIn::new("udev");
+    if !in_child("udev_add_of_a_defined_mdev", Iso::NetNsSysfs, &[("PATH", &path_with(&s.dir.join("bin")))]) {
+        return;
+    }
+    let bin_dir = std::env::var("PATH").unwrap().split(':').next().unwrap().to_owned();
+    let s = StandIn { dir: Path::new(&bin_dir).parent().unwrap().to_owned() };
+    s.set(&[entry(UUID1, "manual")], &[]);
+    let mon = Monitor::new(MonitorConfig {
+        flags: nodedev_events::monitor::NDE_MONITOR_UDEV_EVENTS,
+        name: "nde-mdev2".into(),
+        subsystems: Some(vec!["mdev".into()]),
+        mdevctl_dir: s.conf(),
+        mdevctl_debounce_ms: 50,
+        receive_buffer_bytes: 1 << 20,
+    })
+    .unwrap();
+    let rec = Recorder::default();
+    rec.attach(&mon, None);
+    mon.start().unwrap();
+    mon.wait_initialized(10_000).unwrap();
+    assert!(rec.has(DEFINED, &name(UUID1)));
+    rec.clear();
+    s.set(&[entry(UUID1, "manual")], &[entry(UUID1, "manual")]);
+    let devpath = format!("/devices/pci0000:00/0000:00:02.0/{UUID1}");
+    let mut inj = Injector::new();
+    inj.send(&[("ACTION", "add"), ("DEVPATH", &devpath), ("SUBSYSTEM", "mdev"), ("MDEV_TYPE", "i915-GVTg_V5_4")]);
+    mon.settle(10_000).unwrap();
+    assert_eq!(rec.events().first(), Some(&(CREATED, name(UUID1))), "{:?}", rec.events());
+    let d = mon.lookup(&name(UUID1)).unwrap();
+    assert!(d.is_persistent());
+    assert_eq!(d.syspath(), format!("/sys{devpath}"));
+    assert_eq!(d.property("MDEVCTL_TYPE"), Some("i915-GVTg_V5_4"));
+    // The add of an mdev queues one (coalesced) mdevctl refresh, which now
+    // sees it active: UPDATED.
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == UPDATED)), "{:?}", rec.events());
+    rec.clear();
+    s.set(&[entry(UUID1, "manual")], &[]);
+    inj.send(&[("ACTION", "remove"), ("DEVPATH", &devpath), ("SUBSYSTEM", "mdev")]);
+    mon.settle(10_000).unwrap();
+    assert_eq!(rec.events().first(), Some(&(DELETED, name(UUID1))), "{:?}", rec.events());
+    let d = mon.lookup(&name(UUID1)).unwrap();
+    assert!(d.is_persistent(), "still defined");
+    assert_eq!(d.syspath(), "");
+    mon.stop(5000).unwrap();
+}
