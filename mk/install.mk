@@ -9,6 +9,8 @@
 #                     bin/nodedev-monitor, share/man/man1/nodedev-monitor.1
 #                     (when they have been built / exist)
 #   make uninstall  remove exactly those files (same variables)
+#   make tool       build tools/nodedev-monitor.c -> target/release/nodedev-monitor
+#   make run-monitor  run it (MONITOR_ARGS="--timeout 10 --subsystem net")
 #   make examples   build examples/*.c (target/release/libvirt-port,
 #                   target/release/plugin-host)
 #   make check-examples  build and run the examples' self tests
@@ -88,6 +90,26 @@ uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
 	    echo "$(LDCONFIG)"; $(LDCONFIG); \
 	fi
+
+# ---- the nodedev-monitor tool ----------------------------------------------
+# Public header and shared library only. RUNPATH $ORIGIN finds the library
+# next to it in target/release, $ORIGIN/../lib next to it once installed.
+
+NDE_TOOL_CFLAGS ?= -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
+NDE_TOOL_LIBS = -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' -lnodedev_events -lpthread
+
+.PHONY: tool run-monitor
+
+ifneq ($(NDE_TOOL_SRC),)
+$(NDE_TOOL): $(NDE_TOOL_SRC) include/nodedev_events.h lib
+	$(CC) $(NDE_TOOL_CFLAGS) $(NDE_TOOL_SRC) -o $@ $(NDE_TOOL_LIBS)
+
+tool: $(NDE_TOOL)
+
+# The demo: the inventory, then live events until Ctrl-C.
+run-monitor: $(NDE_TOOL)
+	$(NDE_TOOL) $(MONITOR_ARGS)
+endif
 
 # ---- examples --------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 //! `pkg-config --cflags --libs nodedev-events` against the installed tree,
 //! linked to the installed `.so` and, with `pkg-config --static`, to the
 //! installed `.a`. Also builds and runs examples/plugin_host.c (headers
-//! only, dlopen of the installed `.so.N`) and examples/libvirt_port.c
-//! against the installed library.
+//! only, dlopen of the installed `.so.N`), examples/libvirt_port.c and
+//! tools/nodedev-monitor.c against the installed library, and checks the
+//! installed nodedev-monitor and its man page.
 
 mod common;
 
@@ -85,11 +86,14 @@ fn scratch(name: &str) -> PathBuf {
 /// `make <target> VARS...` in the repository. In the release profile
 /// `install` builds the library itself, as a user's `make install` does; in
 /// other profiles it installs what this test profile built.
+fn release_profile() -> bool {
+    profile_dir().file_name().map(|n| n == "release").unwrap_or(false)
+}
+
 fn make(target: &str, vars: &[(&str, String)]) -> String {
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(root()).arg("--no-print-directory").arg(target);
-    let release = profile_dir().file_name().map(|n| n == "release").unwrap_or(false);
-    if !release {
+    if !release_profile() {
         cmd.arg(format!("RELEASE_DIR={}", profile_dir().display()));
         cmd.arg("NDE_INSTALL_DEPS=");
     }
@@ -316,6 +320,15 @@ fn install_into_a_prefix_build_clients_with_pkg_config_and_uninstall() {
     assert!(pc.contains(&format!("Version: {VERSION}\n")), "{pc}");
 
     build_clients(&work, &libdir.join("pkgconfig"), None, &libdir, true);
+    check_tool(&work, &libdir.join("pkgconfig"), &libdir);
+    if release_profile() {
+        // `make install` built the tool and installed it with its man page.
+        let bin = prefix.join("bin/nodedev-monitor");
+        assert!(bin.exists(), "{} not installed", bin.display());
+        assert!(prefix.join("share/man/man1/nodedev-monitor.1").exists(), "man page not installed");
+        let out = run(Command::new(&bin).arg("--help"), "installed nodedev-monitor --help");
+        assert!(out.contains("--subsystem"), "{out}");
+    }
 
     // A second install over the first is fine (links are replaced).
     make("install", &vars);
@@ -357,4 +370,122 @@ fn staged_install_with_destdir_and_custom_directories() {
     make("uninstall", &vars);
     check_uninstalled(&libdir, &includedir, &stage.join("opt/nde/bin"), &stage.join("opt/nde/share/man"));
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The output of a finished command, whatever its status.
+fn output(cmd: &mut Command, what: &str) -> (i32, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// tools/nodedev-monitor.c built against the installed tree with
+/// pkg-config, then: --help, a bad option, --list (the tree starts at
+/// `computer`, `--subsystem net` keeps only net devices), a live event,
+/// Ctrl-C, and a timed run under valgrind with no leak.
+fn check_tool(work: &Path, pc_dir: &Path, libdir: &Path) {
+    use std::io::{BufRead, BufReader};
+
+    let exe = work.join("nodedev-monitor");
+    let flags = pkg_config(pc_dir, None, &["--cflags", "--libs", "nodedev-events"]);
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
+            .arg(root().join("tools/nodedev-monitor.c"))
+            .arg("-o")
+            .arg(&exe)
+            .args(&flags)
+            .arg("-lpthread"),
+        "building tools/nodedev-monitor.c with pkg-config",
+    );
+    let ld_path = libdir.display().to_string();
+    let tool = || {
+        let mut c = Command::new(&exe);
+        c.env("LD_LIBRARY_PATH", &ld_path);
+        c
+    };
+
+    let (code, out) = output(tool().arg("--help"), "nodedev-monitor --help");
+    assert_eq!(code, 0, "{out}");
+    for opt in ["--timeout", "--list", "--subsystem", "--timestamp", "--kernel", "--udev"] {
+        assert!(out.contains(opt), "--help does not mention {opt}:\n{out}");
+    }
+    let (code, out) = output(tool().arg("--no-such-option"), "nodedev-monitor --no-such-option");
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = output(tool().args(["--timeout", "soon"]), "nodedev-monitor --timeout soon");
+    assert_eq!(code, 2, "{out}");
+
+    // The inventory, as `virsh nodedev-list --tree` prints it.
+    let (code, out) = output(tool().args(["--list", "--kernel"]), "nodedev-monitor --list");
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("computer"), "{out}");
+    assert_eq!(lines.get(1).copied(), Some("  |"), "{out}");
+    let net_lo = lines
+        .iter()
+        .find(|l| l.trim_start_matches([' ', '|']).starts_with("+- net_lo"))
+        .map(|l| l.trim_start_matches([' ', '|']).trim_start_matches("+- ").to_string());
+    let (code, out) = output(tool().args(["--list", "--subsystem", "net"]), "nodedev-monitor --list --subsystem net");
+    assert_eq!(code, 0, "{out}");
+    for l in out.lines().filter(|l| l.contains("+- ")) {
+        let name = l.split("+- ").nth(1).unwrap();
+        assert!(name.starts_with("net_"), "--subsystem net listed {name}:\n{out}");
+    }
+
+    // A live event: a "change" uevent written to the loopback device
+    // (only where no udevd would act on it, and as root).
+    let writable = std::fs::OpenOptions::new().write(true).open("/sys/class/net/lo/uevent").is_ok();
+    if let (Some(lo), true, false) = (&net_lo, writable, Path::new("/run/udev/control").exists()) {
+        let mut child = tool()
+            .args(["--kernel", "--subsystem", "net", "--timestamp", "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let next = || rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+        // The tree is printed once the listener is in place.
+        assert_eq!(next().expect("the tree"), "computer");
+        std::fs::write("/sys/class/net/lo/uevent", "change").unwrap();
+        let want = format!("event 'update' for node device {lo}");
+        let mut seen = Vec::new();
+        loop {
+            let line = next().unwrap_or_else(|_| panic!("no '{want}' line within 20 s; saw {seen:?}"));
+            if line.ends_with(&want) {
+                // --timestamp: "YYYY-MM-DD HH:MM:SS.mmm+0000: event ..."
+                let stamp = &line[..line.len() - want.len()];
+                assert!(stamp.ends_with("+0000: ") && stamp.len() == 30, "timestamp: {line}");
+                println!("nodedev-monitor reported: {line}");
+                break;
+            }
+            seen.push(line);
+        }
+        // Ctrl-C: a clean exit, status 0.
+        run(Command::new("kill").args(["-INT", &child.id().to_string()]), "kill -INT");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "nodedev-monitor after SIGINT: {status}");
+        reader.join().unwrap();
+    }
+
+    // A timed run under valgrind: everything freed, no error.
+    if common::have("valgrind") {
+        let (code, out) = output(
+            Command::new("valgrind")
+                .args(["--quiet", "--error-exitcode=9", "--leak-check=full", "--errors-for-leak-kinds=definite"])
+                .arg(&exe)
+                .args(["--kernel", "--timeout", "0.5"])
+                .env("LD_LIBRARY_PATH", &ld_path),
+            "nodedev-monitor under valgrind",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("computer\n"), "{out}");
+    }
 }
