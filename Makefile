@@ -1,6 +1,7 @@
 # nodedev-events: build, demo, tests, benchmarks and installation.
 #
-#   make run      build and run the demo (installs missing packages as root)
+#   make run      build and run the demo, nodedev-monitor (installs missing
+#                 packages as root); make run-pool: the pool on its own
 #   make check    every test: Rust, C (linked, static, dlopen, ASan/UBSan,
 #                 valgrind), the header checks, and a smoke pass of the
 #                 benchmark (so it never rots; it asserts no time)
@@ -17,9 +18,9 @@ LIB_A := $(RELEASE_DIR)/libnodedev_events.a
 DEMO_CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
 DEMO_LIBS := -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lpthread
 
-.PHONY: all lib deps run check header clean
+.PHONY: all lib deps run run-pool check header clean
 
-all: lib $(RELEASE_DIR)/pool-demo
+all: lib $(RELEASE_DIR)/pool-demo $(RELEASE_DIR)/nodedev-monitor
 
 deps:
 	@scripts/install-deps.sh
@@ -31,7 +32,13 @@ lib:
 $(RELEASE_DIR)/pool-demo: examples/pool_demo.c include/nodedev_events.h lib
 	$(CC) $(DEMO_CFLAGS) $< -o $@ $(DEMO_LIBS)
 
+# The main demo: nodedev-monitor (tools/nodedev-monitor.c, built by
+# mk/install.mk) with a veth pair hot-plugged in a private namespace.
 run: deps all
+	scripts/demo.sh $(RELEASE_DIR)/nodedev-monitor $(MONITOR_ARGS)
+
+# The pool on its own: ordered jobs from 4 producers, freed exactly once.
+run-pool: deps all
 	$(RELEASE_DIR)/pool-demo
 
 check: deps
