@@ -701,21 +701,24 @@ impl<T: Send + 'static> Shared<T> {
     fn run_batch(&self, batch: &mut VecDeque<T>) -> usize {
         let mut ran = 0;
         let counted = batch.len() > 1;
+        // Every job of the batch was sent before it was taken: one acquire
+        // covers them all, and one release after the batch comes before
+        // `running` drops (what wait_idle and drain look at).
+        tsan::acquire(self.sync_addr());
         while let Some(job) = batch.pop_front() {
             if counted {
                 self.unstarted_in_batch.store(batch.len(), Ordering::Relaxed);
             }
             let handler = &self.handler;
-            tsan::acquire(self.sync_addr());
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(job))).is_err() {
                 self.panics.fetch_add(1, Ordering::Relaxed);
             }
-            tsan::release(self.sync_addr());
             ran += 1;
             if !batch.is_empty() && self.quit_hint.load(Ordering::Acquire) {
                 break;
             }
         }
+        tsan::release(self.sync_addr());
         ran
     }
 
