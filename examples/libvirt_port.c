@@ -621,7 +621,7 @@ static int self_test(bool kernel_group)
     EXPECT(state_shutdown_wait() == 0); /* idempotent */
     nde_pool_stats st;
     EXPECT(nde_events_get_stats(priv.events, &st) == NDE_OK);
-    EXPECT(st.completed >= 8 && st.discarded == 0);
+    EXPECT(st.completed >= 8 && st.discarded == 0 && st.rejected >= 1);
     state_cleanup();
 
     for (int i = 0; i < 5; i++) {
