@@ -178,3 +178,36 @@ fn raw_udev_handler_gets_udev_device() {
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled, "{st:?}");
 }
+
+#[test]
+fn monitor_dropped_from_its_own_callback() {
+    // What nde_monitor_free from inside a lifecycle callback does: the
+    // listener's on_remove still runs exactly once, nothing hangs.
+    let slot: Arc<Mutex<Option<Monitor>>> = Arc::new(Mutex::new(None));
+    let removed = Arc::new(AtomicUsize::new(0));
+    let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+    {
+        let (s, r) = (slot.clone(), removed.clone());
+        mon.register(
+            Some("computer"),
+            Box::new(move |_d, _e| {
+                let m = s.lock().unwrap().take();
+                drop(m); // the monitor goes away on its own worker
+            }),
+            Some(Box::new(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            })),
+        )
+        .unwrap();
+    }
+    {
+        let mut g = slot.lock().unwrap();
+        *g = Some(mon);
+        g.as_ref().unwrap().start().unwrap();
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while removed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(removed.load(Ordering::SeqCst), 1);
+}

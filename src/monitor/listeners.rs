@@ -97,6 +97,16 @@ impl Listeners {
         Ok(())
     }
 
+    /// Removes every listener from the dispatching thread itself (monitor
+    /// freed from inside a callback): the running one's `on_remove` runs
+    /// when it returns, the others' at once.
+    pub fn clear_on_worker(&self) {
+        let ids: Vec<i32> = lock(&self.list).iter().map(|l| l.id).collect();
+        for id in ids {
+            let _ = self.deregister(id, true);
+        }
+    }
+
     /// Removes every listener (monitor teardown), running each `on_remove`.
     pub fn clear(&self) {
         let v = std::mem::take(&mut *lock(&self.list));

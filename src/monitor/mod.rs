@@ -453,6 +453,8 @@ impl Drop for Monitor {
             }
             // The context stays allocated (queued devices point at it).
             std::mem::forget(th.source.take());
+            drop(th);
+            self.shared.listeners.clear_on_worker();
             return;
         }
         let _ = self.stop(-1);
