@@ -83,9 +83,10 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// `make <target> VARS...` in the repository. In the release profile
-/// `install` builds the library itself, as a user's `make install` does; in
-/// other profiles it installs what this test profile built.
+/// `make <target> VARS...` in the repository, with RELEASE_DIR pointing at
+/// this test profile's output (which honours CARGO_TARGET_DIR). In the
+/// release profile `install` builds the library itself, as a user's `make
+/// install` does; in other profiles it installs what this profile built.
 fn release_profile() -> bool {
     profile_dir().file_name().map(|n| n == "release").unwrap_or(false)
 }
@@ -93,8 +94,8 @@ fn release_profile() -> bool {
 fn make(target: &str, vars: &[(&str, String)]) -> String {
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(root()).arg("--no-print-directory").arg(target);
+    cmd.arg(format!("RELEASE_DIR={}", profile_dir().display()));
     if !release_profile() {
-        cmd.arg(format!("RELEASE_DIR={}", profile_dir().display()));
         cmd.arg("NDE_INSTALL_DEPS=");
     }
     cmd.arg("LDCONFIG=true");
