@@ -490,3 +490,80 @@ fn check_tool(work: &Path, pc_dir: &Path, libdir: &Path) {
         assert!(out.starts_with("computer\n"), "{out}");
     }
 }
+
+/// What `make run` is for: nodedev-monitor (built from the tree) shows the
+/// inventory and then a line for each hot-plugged device. A veth pair is
+/// created, renamed and deleted in a private network + mount namespace
+/// (with its own sysfs view), so the machine's devices are not touched.
+/// Needs root, `unshare` and `ip`; skipped otherwise.
+#[test]
+fn nodedev_monitor_reports_a_veth_pair_in_a_private_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    if !root_user || !common::have("unshare") || !common::have("ip") {
+        eprintln!("skipped: needs root, unshare and ip");
+        return;
+    }
+    common::build_c_libraries();
+    let work = scratch("veth");
+    let exe = work.join("nodedev-monitor");
+    let dir = profile_dir();
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
+            .arg(format!("-I{}", root().join("include").display()))
+            .arg(root().join("tools/nodedev-monitor.c"))
+            .arg("-o")
+            .arg(&exe)
+            .arg(format!("-L{}", dir.display()))
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .args(["-lnodedev_events", "-lpthread"]),
+        "building tools/nodedev-monitor.c",
+    );
+    let out = work.join("out.txt");
+    // Inside the namespace: start the monitor, wait for its tree (the
+    // listener is in place by then), plug, rename and unplug, wait for the
+    // last line, then Ctrl-C it and pass its exit status on.
+    let script = format!(
+        r#"set -e
+mount -n -t sysfs sysfs /sys
+"{exe}" --kernel --subsystem net > "{out}" 2>&1 &
+pid=$!
+n=0; until grep -q '^computer$' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || exit 90; sleep 0.05; done
+ip link add a0 type veth peer name a1
+ip link set a0 name b0
+ip link del b0
+n=0; until grep -q 'node device net_a1_.*: Deleted' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || {{ kill -INT $pid; exit 91; }}; sleep 0.05; done
+kill -INT $pid
+wait $pid
+"#,
+        exe = exe.display(),
+        out = out.display()
+    );
+    let (code, text) = output(
+        Command::new("unshare").args(["-n", "-m", "--propagation", "private", "sh", "-c", &script]),
+        "nodedev-monitor in a private namespace",
+    );
+    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(code, 0, "exit {code}: {text}\nmonitor output:\n{printed}");
+    let position = |pattern: &str| {
+        printed
+            .lines()
+            .position(|l| {
+                let (prefix, suffix) = pattern.split_once('*').unwrap();
+                l.starts_with(prefix) && l.ends_with(suffix)
+            })
+            .unwrap_or_else(|| panic!("no line like '{pattern}' in:\n{printed}"))
+    };
+    let lifecycle = "event 'lifecycle' for node device ";
+    let a0_created = position(&format!("{lifecycle}net_a0_*: Created"));
+    let a0_deleted = position(&format!("{lifecycle}net_a0_*: Deleted"));
+    let b0_created = position(&format!("{lifecycle}net_b0_*: Created"));
+    let b0_deleted = position(&format!("{lifecycle}net_b0_*: Deleted"));
+    position(&format!("{lifecycle}net_a1_*: Created"));
+    position(&format!("{lifecycle}net_a1_*: Deleted"));
+    // the rename is libvirt's DELETED(old name) then CREATED(new name)
+    assert!(a0_created < a0_deleted && a0_deleted < b0_created && b0_created < b0_deleted, "{printed}");
+    assert!(printed.starts_with("computer\n  |\n  +- net_lo_"), "{printed}");
+    let _ = std::fs::remove_dir_all(&work);
+}
