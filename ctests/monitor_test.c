@@ -38,6 +38,19 @@ static void on_lo(void *userdata, const nde_device *dev, nde_lifecycle event)
         atomic_fetch_add(&lo_updates, 1);
 }
 
+static atomic_int raw_udev_events;
+
+/* A raw handler on the monitor's events: UDEV_* events always carry the
+ * struct udev_device * (never an internal NULL marker). */
+static void raw_handler(void *userdata, nde_event_type type, void *data)
+{
+    (void)userdata;
+    if (type >= NDE_EVENT_UDEV_ADD && type <= NDE_EVENT_UDEV_MOVE) {
+        CHECK(data != NULL);
+        atomic_fetch_add(&raw_udev_events, 1);
+    }
+}
+
 static int count_visit(void *userdata, const nde_device *dev)
 {
     CHECK(nde_device_get_parent(dev) != NULL);
@@ -155,6 +168,9 @@ static void test_inventory_and_events(void)
     CHECK(nde_monitor_lookup(mon, "no_such_device") == NULL);
     CHECK(nde_monitor_lookup(mon, NULL) == NULL);
 
+    atomic_store(&raw_udev_events, 0);
+    int raw = nde_events_register(nde_monitor_get_events(mon), NDE_EVENT_ANY, raw_handler, NULL, count_ud_free);
+    CHECK(raw >= 0);
     if (is_root()) {
         /* A real kernel uevent: "change" on lo, then settle. */
         int fd = open("/sys/class/net/lo/uevent", O_WRONLY);
@@ -165,6 +181,7 @@ static void test_inventory_and_events(void)
         CHECK_EQ(nde_monitor_settle(mon, -1), NDE_OK);
         CHECK(atomic_load(&lo_updates) >= 1);
         CHECK(atomic_load(&updated) >= 1);
+        CHECK(atomic_load(&raw_udev_events) >= 1);
     } else {
         printf("monitor_test: not root: skipping the real uevent on lo\n");
     }
@@ -172,13 +189,14 @@ static void test_inventory_and_events(void)
     nde_monitor_stats st;
     CHECK_EQ(nde_monitor_get_stats(mon, &st), NDE_OK);
     CHECK_EQ(st.overflows, 0);
+    CHECK_EQ(nde_events_deregister(nde_monitor_get_events(mon), raw), NDE_OK);
     CHECK_EQ(nde_monitor_deregister(mon, all), NDE_OK);
-    CHECK_EQ(atomic_load(&ud_freed), 1);
+    CHECK_EQ(atomic_load(&ud_freed), 2);
     CHECK_EQ(nde_monitor_stop(mon, -1), NDE_OK);
     CHECK_EQ(nde_monitor_stop(mon, -1), NDE_OK);
     CHECK_EQ(nde_monitor_settle(mon, 0), NDE_ERR_STOPPED);
     nde_monitor_free(mon);
-    CHECK_EQ(atomic_load(&ud_freed), 2);
+    CHECK_EQ(atomic_load(&ud_freed), 3);
 
     /* references outlive the monitor */
     CHECK(strcmp(nde_device_get_name(lo), "net_lo_00_00_00_00_00_00") == 0);

@@ -22,6 +22,8 @@ struct Entry {
     id: i32,
     /// The event type it wants; `None` = every type.
     filter: Option<i32>,
+    /// The library's own handler: the only kind that sees internal events.
+    internal: bool,
     callback: Mutex<Callback>,
     on_remove: Mutex<Option<OnRemove>>,
     removed: AtomicBool,
@@ -38,6 +40,10 @@ impl Entry {
         }
     }
 }
+
+/// Event types from here on are the library's own: only internal handlers
+/// see them.
+pub(crate) const INTERNAL_EVENT_BASE: i32 = 1000;
 
 struct State {
     /// Copy-on-write: dispatch takes the current list with one Arc clone.
@@ -83,6 +89,23 @@ impl Registry {
 
     /// Adds a callback; returns its id (>= 0).
     pub fn register(&self, filter: Option<i32>, callback: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        self.register_entry(filter, false, callback, on_remove)
+    }
+
+    /// Adds the library's own handler: it receives every event, including
+    /// the internal ones (`event_type` >= [`INTERNAL_EVENT_BASE`]) that no
+    /// other callback sees.
+    pub fn register_internal(&self, callback: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        self.register_entry(None, true, callback, on_remove)
+    }
+
+    fn register_entry(
+        &self,
+        filter: Option<i32>,
+        internal: bool,
+        callback: Callback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<i32, Error> {
         // The registering thread's writes (userdata) happen before the
         // callback runs (ThreadSanitizer annotation; a no-op otherwise).
         tsan::release(self.sync_addr());
@@ -100,6 +123,7 @@ impl Registry {
         entries.push(Arc::new(Entry {
             id,
             filter,
+            internal,
             callback: Mutex::new(callback),
             on_remove: Mutex::new(on_remove),
             removed: AtomicBool::new(false),
@@ -153,10 +177,11 @@ impl Registry {
     /// Runs, in registration order, every callback registered now whose
     /// filter matches `event_type`. Called from one thread only.
     pub fn dispatch(&self, event_type: i32, data: *mut std::ffi::c_void) {
+        let is_internal = event_type >= INTERNAL_EVENT_BASE;
         let snapshot = Arc::clone(&lock(&self.state).entries);
         tsan::acquire(self.sync_addr());
         for entry in snapshot.iter() {
-            if entry.filter.is_some_and(|t| t != event_type) {
+            if entry.filter.is_some_and(|t| t != event_type) || (is_internal && !entry.internal) {
                 continue;
             }
             self.running.store(entry.id as i64, Ordering::SeqCst);
@@ -197,7 +222,10 @@ impl Registry {
 
     /// True when a callback for exactly this type (not `ANY`) is registered.
     pub fn has_callback_for(&self, event_type: i32) -> bool {
-        lock(&self.state).entries.iter().any(|e| e.filter == Some(event_type))
+        lock(&self.state)
+            .entries
+            .iter()
+            .any(|e| !e.internal && e.filter.is_none_or(|t| t == event_type))
     }
 
     /// Panics caught inside callbacks.

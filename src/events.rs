@@ -41,6 +41,9 @@ pub enum nde_event_type {
     NDE_EVENT_LAST = 6,
 }
 
+/// The type of internal markers (see `Events::submit_marker`).
+const MARKER_EVENT: i32 = crate::callbacks::INTERNAL_EVENT_BASE;
+
 /// Pass as the type to `register` to receive every type.
 pub const NDE_EVENT_ANY: i32 = -1;
 
@@ -146,6 +149,31 @@ impl Events {
         self.core.registry.register(filter, wrapped, on_remove)
     }
 
+    /// Registers the library's own handler (for every type). Besides the
+    /// public events it receives the internal markers sent with
+    /// [`Events::submit_marker`], as `(NDE_EVENT_UDEV_ADD, NULL)`; no other
+    /// callback sees those, and it does not count for `has_callback_for`.
+    pub fn register_internal(&self, mut cb: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        let wrapped = Box::new(move |t: i32, data: *mut c_void| {
+            if t == MARKER_EVENT {
+                cb(nde_event_type::NDE_EVENT_UDEV_ADD, std::ptr::null_mut())
+            } else if let Some(t) = nde_event_type::from_i32(t) {
+                cb(t, data)
+            }
+        });
+        self.core.registry.register_internal(wrapped, on_remove)
+    }
+
+    /// Queues an internal marker (see `register_internal`): ordered with
+    /// every other event, invisible to C callbacks.
+    pub fn submit_marker(&self) -> Result<(), Error> {
+        if self.core.stopping.load(Ordering::SeqCst) {
+            self.core.pool.stop();
+        }
+        let ev = Event { event_type: MARKER_EVENT, data: EventData::none() };
+        self.core.pool.send(0, ev).map_err(|(e, _ev)| e)
+    }
+
     /// Removes callback `id`. From another thread: when this returns the
     /// callback is not running and never runs again, and its `on_remove`
     /// ran. From inside a callback: returns at once (see the C header).
@@ -223,7 +251,8 @@ impl Events {
         self.core.pool.queue_depth()
     }
 
-    /// True when a callback for exactly `event_type` (not ANY) is registered.
+    /// True when a callback other than the library's own would receive
+    /// `event_type` (one registered for it or for ANY).
     pub fn has_callback_for(&self, event_type: nde_event_type) -> bool {
         self.core.registry.has_callback_for(event_type as i32)
     }

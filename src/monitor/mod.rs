@@ -17,11 +17,10 @@
 //! to the reader thread to be freed where it was made). Otherwise the
 //! **fast path** reads the socket itself (`uevent.rs`: libudev's wire
 //! format and sender checks), copies the fields of every uevent of one
-//! wake-up into one arena and queues the batch behind a single
-//! `NDE_EVENT_UDEV_ADD` event with NULL data; the built-in handler applies
-//! the batch under one table lock. A handler registered by C for
-//! `NDE_EVENT_ANY` sees those markers and must ignore NULL data (the
-//! events layer's `has_callback_for` does not count ANY handlers). The
+//! wake-up into one arena and queues the batch behind one internal marker
+//! (`Events::submit_marker`), which only the built-in handler sees (as
+//! `NDE_EVENT_UDEV_ADD` with NULL data); it applies the batch under one
+//! table lock. C handlers never see a marker. The
 //! switch is checked on every wake-up of the reader; order is kept across
 //! it because both paths queue on the same worker.
 //!
@@ -209,8 +208,7 @@ impl Monitor {
         });
         let sh = shared.clone();
         let ev_weak = Arc::downgrade(&events);
-        let builtin_id = events.register(
-            None,
+        let builtin_id = events.register_internal(
             Box::new(move |t, data| {
                 let ev = ev_weak.upgrade();
                 handle(&sh, ev.as_deref(), t, data)

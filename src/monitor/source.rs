@@ -606,7 +606,7 @@ impl FastReader {
         sh.submitted.fetch_add(b.len() as u64, Ordering::SeqCst);
         sh.fast.fetch_add(b.len() as u64, Ordering::Relaxed);
         lock(&sh.batches).push_back(b);
-        if events.submit(nde_event_type::NDE_EVENT_UDEV_ADD, EventData::none()).is_err() {
+        if events.submit_marker().is_err() {
             // Stopping: the monitor counts and drops what is left.
         }
     }
