@@ -60,9 +60,11 @@ fn backoff() {
 #[repr(align(64))]
 struct Padded<T>(T);
 
-/// Blocks kept for reuse: in steady state no push allocates and no take
-/// frees, so neither glibc's consolidation nor page faults hit the hot path.
-const SPARE_BLOCKS: usize = 16;
+/// Emptied blocks kept for reuse while jobs flow (up to ~17 MiB): during a
+/// burst no take frees and pushes reuse drained blocks, so neither glibc's
+/// consolidation nor page faults hit the hot path. The consumer trims the
+/// list with [`Intake::trim_spare`] when it goes idle.
+const MAX_SPARE_BLOCKS: usize = 4096;
 
 /// Unbounded lock-free MPSC intake of jobs.
 pub struct Intake<T> {
@@ -124,12 +126,25 @@ impl<T> Intake<T> {
             r.store(false, Ordering::Relaxed);
         }
         if let Ok(mut v) = self.spare.lock() {
-            if v.len() < SPARE_BLOCKS {
+            if v.len() < MAX_SPARE_BLOCKS {
                 v.push(SendPtr(block));
                 return;
             }
         }
         drop(Box::from_raw(block));
+    }
+
+    /// Frees spare blocks beyond `keep` (called when the consumer is idle,
+    /// so a burst's memory is given back off the hot path).
+    pub fn trim_spare(&self, keep: usize) {
+        let extra: Vec<SendPtr<Block<T>>> = match self.spare.lock() {
+            Ok(mut v) if v.len() > keep => v.split_off(keep),
+            _ => return,
+        };
+        for b in extra {
+            // SAFETY: spare blocks are owned by the list, which let go of them.
+            drop(unsafe { Box::from_raw(b.0) });
+        }
     }
 
     /// Appends `value`; gives it back when the intake is closed.

@@ -192,6 +192,8 @@ pub(crate) mod tsan {
 
 /// Most jobs a worker takes from the queue at once.
 const MAX_BATCH: usize = 1024;
+/// Intake blocks an idle pool keeps for the next burst (~70 KiB).
+const IDLE_SPARE_BLOCKS: usize = 16;
 /// How long an idle worker waits for more work before it sleeps.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
@@ -632,6 +634,8 @@ impl<T: Send + 'static> Shared<T> {
                     // being woken by a system call.
                     spun = true;
                     drop(st);
+                    // Idle: give back the memory of a past burst.
+                    self.intake.trim_spare(IDLE_SPARE_BLOCKS);
                     self.spin_for_work();
                     st = lock(&self.state);
                 }
