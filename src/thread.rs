@@ -26,35 +26,38 @@ pub struct Thread {
 unsafe impl Send for Thread {}
 unsafe impl Sync for Thread {}
 
-/// Fault injection for tests: thread names starting with the prefix fail
-/// to start, `count` times.
-static INJECTED_FAILURES: Mutex<Option<(String, usize)>> = Mutex::new(None);
+/// Fault injection for tests: thread names starting with a registered
+/// prefix fail to start, as many times as registered. One entry per prefix,
+/// so tests running in parallel with their own prefixes do not interfere.
+static INJECTED_FAILURES: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
 static INJECTION_ARMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes the next `count` calls to [`spawn`] whose thread name starts with
-/// `name_prefix` fail with `NDE_ERR_THREAD` (fault injection for tests).
+/// `name_prefix` fail with `NDE_ERR_THREAD` (fault injection for tests);
+/// 0 disarms that prefix.
 pub fn fail_next_spawns(name_prefix: &str, count: usize) {
-    let mut slot = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    *slot = (count > 0).then(|| (name_prefix.to_owned(), count));
-    INJECTION_ARMED.store(count, Ordering::SeqCst);
+    let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+    table.retain(|(p, _)| p != name_prefix);
+    if count > 0 {
+        table.push((name_prefix.to_owned(), count));
+    }
+    INJECTION_ARMED.store(table.len(), Ordering::SeqCst);
 }
 
 fn injected_failure(name: &str) -> bool {
     if INJECTION_ARMED.load(Ordering::Relaxed) == 0 {
         return false;
     }
-    let mut slot = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    match slot.as_mut() {
-        Some((prefix, left)) if name.starts_with(prefix.as_str()) => {
-            *left -= 1;
-            if *left == 0 {
-                *slot = None;
-                INJECTION_ARMED.store(0, Ordering::SeqCst);
-            }
-            true
-        }
-        _ => false,
+    let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(i) = table.iter().position(|(p, _)| name.starts_with(p.as_str())) else {
+        return false;
+    };
+    table[i].1 -= 1;
+    if table[i].1 == 0 {
+        table.remove(i);
     }
+    INJECTION_ARMED.store(table.len(), Ordering::SeqCst);
+    true
 }
 
 /// Cuts `name` to what Linux keeps, on a UTF-8 boundary, without NULs.
