@@ -34,10 +34,15 @@ static INJECTION_ARMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes the next `count` calls to [`spawn`] whose thread name starts with
 /// `name_prefix` fail with `NDE_ERR_THREAD` (fault injection for tests);
-/// 0 disarms that prefix.
+/// a count of 0 disarms every prefix starting with `name_prefix` (so ""
+/// disarms all).
 pub fn fail_next_spawns(name_prefix: &str, count: usize) {
     let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    table.retain(|(p, _)| p != name_prefix);
+    if count == 0 {
+        table.retain(|(p, _)| !p.starts_with(name_prefix));
+    } else {
+        table.retain(|(p, _)| p != name_prefix);
+    }
     if count > 0 {
         table.push((name_prefix.to_owned(), count));
     }
