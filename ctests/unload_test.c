@@ -33,24 +33,7 @@
 
 #include "nodedev_events.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            exit(1);                                                         \
-        }                                                                    \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                          \
-    do {                                                                        \
-        long long a_ = (long long)(a), b_ = (long long)(b);                     \
-        if (a_ != b_) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n", \
-                    __FILE__, __LINE__, #a, a_, #b, b_);                        \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
+#include "nde_check.h"
 
 static void nap_us(long us)
 {
