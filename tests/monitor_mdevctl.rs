@@ -76,6 +76,21 @@ impl Drop for StandIn {
     }
 }
 
+/// Waits until no mdevctl refresh is pending any more: the watch may still
+/// deliver events of earlier writes (one write can give several inotify
+/// events, debounced into more than one refresh). Bounded by iterations.
+fn quiesce(mon: &Monitor) {
+    for _ in 0..100 {
+        let before = mon.stats().mdevctl_refreshes;
+        std::thread::sleep(Duration::from_millis(200)); // > 3 debounce windows
+        mon.settle(5000).unwrap();
+        if mon.stats().mdevctl_refreshes == before {
+            return;
+        }
+    }
+    panic!("mdevctl refreshes never stopped");
+}
+
 fn path_with(bin: &Path) -> String {
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
@@ -136,6 +151,7 @@ fn defined_updated_undefined_through_the_watch() {
     assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == UNDEFINED)), "{:?}", rec.events());
     assert!(rec.has(UNDEFINED, &name(UUID1)));
     assert!(mon.lookup(&name(UUID1)).is_none(), "undefined and inactive: gone");
+    quiesce(&mon);
     rec.clear();
 
     // Bad JSON and a failing mdevctl: logged, table unchanged.
