@@ -8,7 +8,9 @@
  *   harness --scenario version [--lib PATH]
  *
  * IMPL: libvirt | glib | glib-exclusive | glib-full | nde-pool | nde-events
- *       | inline (no hand-off at all: the ceiling of the harness itself)
+ *       | ring (the ceiling reference of bench/ring.h: a bounded lock-free
+ *         MPSC pointer ring whose worker spins, then parks; not a product)
+ *       | inline (no hand-off at all: the floor of the harness itself)
  * SCEN: burst | latency | memory | shutdown | idle | version
  *
  * Every implementation runs with exactly one worker.  Job data is a 16-byte
@@ -41,6 +43,8 @@
 #include <unistd.h>
 
 #include <glib.h>
+
+#include "ring.h"
 
 /* ------------------------------------------------------------------------ */
 /* Our C ABI, as API.md declares it.  When the generated header is present
@@ -284,7 +288,12 @@ struct impl {
     void *(*create)(void);
     int (*submit)(void *pool, struct item *it); /* 0 = accepted */
     void (*release)(void *pool); /* the library's own stop + free */
-    int supports_all;            /* 0: burst only (inline) */
+    unsigned scenarios;          /* SC_* it can run; others exit 77 */
+};
+
+enum {
+    SC_BURST1 = 1, SC_BURST4 = 2, SC_LATENCY = 4, SC_MEMORY = 8,
+    SC_SHUTDOWN = 16, SC_IDLE = 32, SC_ALL = 63
 };
 
 static const char *nde_lib_path;
@@ -447,18 +456,46 @@ static int inline_submit(void *p, struct item *it)
 }
 static void inline_release(void *p) { (void)p; }
 
+/* ring: the reference design (bench/ring.c); like the peers it has no free
+ * function, so its job is the trampoline.  Bounded (65 536 slots, the
+ * producer waits when full), so it has no memory or shutdown scenario. */
+static void ring_run(void *p) { tramp_work_free(p, NULL); }
+static void *ring_create(void) { return ring_new(65536, ring_run); }
+static int ring_submit(void *p, struct item *it)
+{
+    ring_push(p, it);
+    return 0;
+}
+static void ring_release(void *p) { ring_free(p); }
+
 static const struct impl impls[] = {
-    {"libvirt", load_virt, virt_create, virt_submit, virt_release, 1},
-    {"glib", load_none, glib_create, glib_submit, glib_release, 1},
-    {"glib-exclusive", load_none, glib_excl_create, glib_submit, glib_release, 1},
-    {"glib-full", load_none, glib_full_create, glib_submit, glib_release, 1},
-    {"nde-pool", load_nde_pool, ndep_create, ndep_submit, ndep_release, 1},
-    {"nde-events", load_nde_events, ndee_create, ndee_submit, ndee_release, 1},
-    {"inline", load_none, inline_create, inline_submit, inline_release, 0},
+    {"libvirt", load_virt, virt_create, virt_submit, virt_release, SC_ALL},
+    {"glib", load_none, glib_create, glib_submit, glib_release, SC_ALL},
+    {"glib-exclusive", load_none, glib_excl_create, glib_submit, glib_release,
+     SC_ALL},
+    {"glib-full", load_none, glib_full_create, glib_submit, glib_release,
+     SC_ALL},
+    {"nde-pool", load_nde_pool, ndep_create, ndep_submit, ndep_release,
+     SC_ALL},
+    {"nde-events", load_nde_events, ndee_create, ndee_submit, ndee_release,
+     SC_ALL},
+    {"ring", load_none, ring_create, ring_submit, ring_release,
+     SC_BURST1 | SC_BURST4 | SC_LATENCY | SC_IDLE},
+    {"inline", load_none, inline_create, inline_submit, inline_release,
+     SC_BURST1},
 };
 
 static const struct impl *impl;
 static void *pool;
+
+/* A scenario this implementation does not have: skip (exit 77). */
+static void need(unsigned scenario)
+{
+    if (!(impl->scenarios & scenario)) {
+        fprintf(stderr, "harness: %s has no such scenario\n", impl->name);
+        exit(EXIT_SKIP);
+    }
+}
 
 static void submit_or_die(struct item *it)
 {
@@ -474,7 +511,7 @@ static void submit_or_die(struct item *it)
  * items[]: a private flag array checks them. */
 static void warm_up(size_t warm)
 {
-    if (warm == 0 || !impl->supports_all)
+    if (warm == 0 || impl->submit == inline_submit)
         return;
     uint8_t *saved_flags = freed_flag;
     uint8_t *wflags = calloc(warm, 1);
@@ -573,8 +610,7 @@ static void *producer_main(void *arg)
 
 static void scen_burst(size_t n, unsigned producers, size_t warm)
 {
-    if (!impl->supports_all && producers != 1)
-        exit(EXIT_SKIP);
+    need(producers <= 1 ? SC_BURST1 : SC_BURST4);
     alloc_items(n, K_WORK);
     pool = impl->create();
     if (!pool)
@@ -638,8 +674,7 @@ static int cmp_u64(const void *a, const void *b)
 
 static void scen_latency(size_t n, size_t warm)
 {
-    if (!impl->supports_all)
-        exit(EXIT_SKIP);
+    need(SC_LATENCY);
     size_t total = n + warm;
     alloc_items(total, K_PING);
     uint64_t *lat = malloc(n * sizeof *lat);
@@ -682,8 +717,7 @@ static void scen_latency(size_t n, size_t warm)
 /* Scenario: memory per queued job: RSS delta while the worker is blocked. */
 static void scen_memory(size_t n, size_t warm)
 {
-    if (!impl->supports_all)
-        exit(EXIT_SKIP);
+    need(SC_MEMORY);
     alloc_items(n + 1, K_WORK);
     items[n]->kind = K_GATE;
     pool = impl->create();
@@ -726,8 +760,7 @@ static void *gate_releaser(void *arg)
 
 static void scen_shutdown(size_t n, size_t warm)
 {
-    if (!impl->supports_all)
-        exit(EXIT_SKIP);
+    need(SC_SHUTDOWN);
     alloc_items(n + 1, K_WORK);
     items[0]->kind = K_GATE;
     pool = impl->create();
@@ -848,8 +881,7 @@ static size_t snapshot_threads(struct thread_cpu *out, size_t cap)
 
 static void scen_idle(unsigned idle_ms, size_t warm)
 {
-    if (!impl->supports_all)
-        exit(EXIT_SKIP);
+    need(SC_IDLE);
     pool = impl->create();
     if (!pool)
         die(EXIT_LIB, "%s: create failed", impl->name);

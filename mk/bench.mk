@@ -25,10 +25,11 @@ bench-peers:
 	@bash bench/install-peers.sh
 
 # Order-only on bench-peers: GLib's headers must be there before compiling.
-$(BENCH_HARNESS): bench/harness.c $(wildcard include/nodedev_events.h) | bench-peers
+$(BENCH_HARNESS): bench/harness.c bench/ring.c bench/ring.h \
+		$(wildcard include/nodedev_events.h) | bench-peers
 	@mkdir -p $(@D)
-	$(BENCH_CC) $(BENCH_CFLAGS) -Iinclude -o $@ bench/harness.c \
-	    $$(pkg-config --cflags --libs glib-2.0) -ldl
+	$(BENCH_CC) $(BENCH_CFLAGS) -Iinclude -Ibench -o $@ bench/harness.c \
+	    bench/ring.c $$(pkg-config --cflags --libs glib-2.0) -ldl
 
 bench: lib bench-peers $(BENCH_HARNESS)
 	python3 bench/run.py --harness $(BENCH_HARNESS) --lib $(BENCH_NDE_LIB) \
