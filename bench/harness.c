@@ -8,6 +8,8 @@
  *   harness --scenario version [--lib PATH]
  *
  * IMPL: libvirt | glib | glib-exclusive | glib-full | nde-pool | nde-events
+ *       | nde-pool-keyed (nde_pool_send_job_keyed, keys 1..1000 in turn: the
+ *         cost of keyed dispatch over unkeyed; 77 until the library has it)
  *       | ring (the ceiling reference of bench/ring.h: a bounded lock-free
  *         MPSC pointer ring whose worker spins, then parks; not a product)
  *       | inline (no hand-off at all: the floor of the harness itself)
@@ -66,6 +68,10 @@ struct nde_pool *nde_pool_new_full(size_t min_workers, size_t max_workers,
 int nde_pool_send_job_full(struct nde_pool *pool, unsigned int priority,
                            void *jobdata, void (*free_fn)(void *data));
 int nde_pool_wait_idle(struct nde_pool *pool, int timeout_ms);
+/* issue 15, not in every library: resolved when present */
+typedef int (*bench_send_keyed_fn)(struct nde_pool *pool, uint64_t key,
+                                   unsigned int priority, void *data,
+                                   void (*free_fn)(void *data));
 void nde_pool_free(struct nde_pool *pool);
 /* the callback's type argument is the enum nde_event_type, which has no
  * negative value: GCC gives such an enum the type unsigned int */
@@ -91,6 +97,7 @@ static struct {
     __typeof__(&nde_pool_new_full) pool_new_full;
     __typeof__(&nde_pool_send_job_full) pool_send_job_full;
     __typeof__(&nde_pool_free) pool_free;
+    bench_send_keyed_fn pool_send_job_keyed;
     __typeof__(&nde_events_new) events_new;
     __typeof__(&nde_events_register) events_register;
     __typeof__(&nde_events_submit) events_submit;
@@ -336,6 +343,21 @@ static int load_nde_pool(void)
     return 0;
 }
 
+static int load_nde_pool_keyed(void)
+{
+    int rc = load_nde_pool();
+    if (rc)
+        return rc;
+    void *sym = dlsym(nde_handle, "nde_pool_send_job_keyed");
+    if (!sym) {
+        fprintf(stderr, "harness: not available: %s has no "
+                        "nde_pool_send_job_keyed\n", nde_lib_path);
+        return EXIT_SKIP;
+    }
+    memcpy(&nde.pool_send_job_keyed, &sym, sizeof sym);
+    return 0;
+}
+
 static int load_nde_events(void)
 {
     int rc = load_nde();
@@ -424,6 +446,12 @@ static int ndep_submit(void *p, struct item *it)
     return nde.pool_send_job_full(p, 0, it, item_free) < 0 ? -1 : 0;
 }
 static void ndep_release(void *p) { nde.pool_free(p); }
+static int ndek_submit(void *p, struct item *it)
+{
+    return nde.pool_send_job_keyed(p, it->idx % 1000 + 1, 0, it, item_free) < 0
+               ? -1
+               : 0;
+}
 
 /* nde events, one NDE_EVENT_ANY callback */
 static void *ndee_create(void)
@@ -477,6 +505,8 @@ static const struct impl impls[] = {
      SC_ALL},
     {"nde-pool", load_nde_pool, ndep_create, ndep_submit, ndep_release,
      SC_ALL},
+    {"nde-pool-keyed", load_nde_pool_keyed, ndep_create, ndek_submit,
+     ndep_release, SC_BURST1 | SC_BURST4 | SC_LATENCY | SC_MEMORY},
     {"nde-events", load_nde_events, ndee_create, ndee_submit, ndee_release,
      SC_ALL},
     {"ring", load_none, ring_create, ring_submit, ring_release,

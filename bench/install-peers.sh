@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what the benchmark's peers need when it is missing: libvirt 9.0
-# (libvirt0 + libvirt-dev: virThreadPool lives in libvirt.so.0) and GLib
-# (libglib2.0-dev: GThreadPool, and the harness links it), plus pkg-config.
+# (libvirt0 + libvirt-dev: virThreadPool lives in libvirt.so.0), GLib
+# (libglib2.0-dev: GThreadPool, and the harness links it), libudev-dev
+# (uevent-bench links libudev: its own receive loop), plus pkg-config.
 # Does nothing when everything is there.
 set -euo pipefail
 
 missing=()
-for pkg in libvirt0 libvirt-dev libglib2.0-dev pkg-config; do
+for pkg in libvirt0 libvirt-dev libglib2.0-dev libudev-dev pkg-config; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
@@ -14,6 +15,7 @@ done
 if command -v pkg-config >/dev/null 2>&1; then
     pkg-config --exists glib-2.0 || missing+=(libglib2.0-dev)
     pkg-config --exists libvirt || missing+=(libvirt-dev)
+    pkg-config --exists libudev || missing+=(libudev-dev)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

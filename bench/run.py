@@ -21,26 +21,50 @@ import statistics
 import subprocess
 import sys
 
+import ceilings
+
 IMPLS = ["libvirt", "glib", "glib-exclusive", "glib-full",
-         "nde-pool", "nde-events", "inline"]
+         "nde-pool", "nde-pool-keyed", "nde-events", "ring", "inline"]
 PEERS = ["libvirt", "glib", "glib-exclusive", "glib-full"]
 OURS = ["nde-pool", "nde-events"]
+CEILINGS = ["ring", "inline"]
 IMPL_NOTE = {
     "libvirt": "libvirt 9.0 `virThreadPoolNewFull(1, 1, 0, ...)`",
     "glib": "GLib `g_thread_pool_new(..., 1, exclusive=FALSE)`",
     "glib-exclusive": "GLib `g_thread_pool_new(..., 1, exclusive=TRUE)`",
     "glib-full": "GLib `g_thread_pool_new_full(..., item_free, 1, FALSE)`",
     "nde-pool": "ours: `nde_pool_new_full(1, 1, 0, ...)` + `send_job_full`",
+    "nde-pool-keyed": "ours: the same pool, `nde_pool_send_job_keyed` with "
+                      "keys 1..1000 in turn (issue 15: the cost of keyed "
+                      "dispatch)",
     "nde-events": "ours: `nde_events` with one `NDE_EVENT_ANY` callback",
-    "inline": "no hand-off: the producer runs the job itself "
-              "(the harness's own ceiling; burst 1 only)",
+    "ring": "ceiling reference, not a product (`bench/ring.c`): a bounded "
+            "lock-free MPSC pointer ring (65 536 slots), the worker spins "
+            "5 µs on an empty ring, then parks on a futex",
+    "inline": "floor: no hand-off, the producer runs the job itself "
+              "(burst, 1 producer only)",
+}
+ALL_SCEN = {"burst1", "burst4", "latency", "latency-sleep", "memory",
+            "shutdown", "idle"}
+# what each implementation can run (the harness exits 77 for the rest)
+SUPPORTS = {
+    "ring": {"burst1", "burst4", "latency", "latency-sleep", "idle"},
+    "inline": {"burst1"},
+    "nde-pool-keyed": {"burst1", "burst4", "latency", "memory"},
 }
 
 FULL = dict(burst=1_000_000, latency=100_000, memory=1_000_000,
             shutdown=100_000, idle_ms=1000, warm=1000, delay_ms=100, reps=7,
-            timeout=300)
+            timeout=300,
+            # uevent-bench: injected udev-group adds, latency probes
+            uevents=100_000, probes=1000, uevent_reps=3,
+            # keyed-bench: events, keys, handler cost, repetitions
+            keyed_n=100_000, keyed_keys=1000, keyed_cost_us=100,
+            keyed_reps=1)
 SMOKE = dict(burst=20_000, latency=2_000, memory=20_000, shutdown=2_000,
-             idle_ms=100, warm=100, delay_ms=20, reps=1, timeout=15)
+             idle_ms=100, warm=100, delay_ms=20, reps=1, timeout=15,
+             uevents=2000, probes=50, uevent_reps=1,
+             keyed_n=400, keyed_keys=50, keyed_cost_us=20, keyed_reps=1)
 
 
 def scenarios(p):
@@ -151,8 +175,13 @@ def machine_info(harness, lib):
 
 
 def run_one(harness, lib, impl, args, timeout, nice=None):
-    cmd = [harness, "--impl", impl, "--lib", lib] + args
+    return run_cmd([harness, "--impl", impl, "--lib", lib] + args, timeout,
+                   nice)
 
+
+def run_cmd(cmd, timeout, nice=None):
+    """Runs one measurement process: ("ok", its JSON line), ("skip", why)
+    on exit 77, ("fail" | "timeout", why)."""
     def renice():  # in the child, before exec: only the harness is reniced
         if nice is not None:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -260,7 +289,14 @@ def targets(results, impls):
 COLORS = {"libvirt": "#8c564b", "glib": "#7f7f7f",
           "glib-exclusive": "#bcbd22", "glib-full": "#17becf",
           "nde-pool": "#1f77b4", "nde-events": "#ff7f0e",
-          "inline": "#2ca02c"}
+          "nde-pool-keyed": "#aec7e8", "ring": "#d62728",
+          "inline": "#2ca02c",
+          "bare-drain": "#d62728", "libudev-drain": "#9467bd",
+          "monitor-drain": "#1f77b4", "monitor-raw-drain": "#aec7e8",
+          "bare-latency": "#d62728", "monitor-latency": "#1f77b4",
+          "single/1": "#7f7f7f", "static-hash/2": "#c5b0d5",
+          "static-hash/4": "#9467bd", "nde-keyed/1": "#aec7e8",
+          "nde-keyed/2": "#1f77b4", "nde-keyed/4": "#17344f"}
 
 
 def esc(s):
@@ -328,30 +364,72 @@ def svg_panel(x0, y0, w, h, title, groups, impls, data, dec):
     return out
 
 
-def write_svg(path, results, impls, subtitle, n_memory):
+def write_svg(path, results, impls, subtitle, p):
     def data(scen, metric, impl, sc):
+        if metric.startswith("ring:"):  # ours / the ring's median
+            ring = aggregate(results, scen, metric[5:], "ring")
+            a = aggregate(results, scen, metric[5:], impl)
+            if not ring or not a or not ring[0]:
+                return None
+            return tuple(v / ring[0] for v in a)
         return aggregate(results, scen, metric, impl, sc)
 
     chart_impls = [i for i in impls if i != "inline"]
+    vs_ring = [i for i in chart_impls if i != "ring"]
+    drains = [i for i in ceilings.UEVENT_DRAINS
+              if ("uevent-drain", i) in results]
+    lats = [i for i in ceilings.UEVENT_LATENCIES
+            if ("uevent-latency", i) in results]
+    keyed = [f"{d}/{w}" for d, w in ceilings.KEYED_DESIGNS]
+    keyed = [k for k in keyed if any((f"keyed-{h}-{d}", k) in results
+                                     for h in ceilings.KEYED_HANDLERS
+                                     for d in ceilings.KEYED_DISTS)]
+    # (title, groups, decimals, implementations or None = chart_impls)
     panels = [
         ("Throughput, M jobs/s (higher is better)",
          [("burst, 1 producer", "burst1", "jobs_per_s", 1e-6),
-          ("burst, 4 producers", "burst4", "jobs_per_s", 1e-6)], 1),
+          ("burst, 4 producers", "burst4", "jobs_per_s", 1e-6)], 1, None),
+        ("Throughput as a fraction of the ring ceiling, same run "
+         "(1 = at the ceiling)",
+         [("burst, 1 producer", "burst1", "ring:jobs_per_s", 1),
+          ("burst, 4 producers", "burst4", "ring:jobs_per_s", 1)], 2,
+         vs_ring),
         ("CPU per job, ns (lower is better)",
          [("burst, 1 producer", "burst1", "cpu_ns_per_job", 1),
-          ("burst, 4 producers", "burst4", "cpu_ns_per_job", 1)], 0),
+          ("burst, 4 producers", "burst4", "cpu_ns_per_job", 1)], 0, None),
         ("Ping-pong latency, producer spins: send to job run, µs "
          "(lower is better)",
          [("p50", "latency", "p50_us", 1), ("p99", "latency", "p99_us", 1)],
-         2),
+         2, None),
         ("Ping-pong latency, producer sleeps between round trips, µs "
          "(lower is better)",
          [("p50", "latency-sleep", "p50_us", 1),
-          ("p99", "latency-sleep", "p99_us", 1)], 1),
+          ("p99", "latency-sleep", "p99_us", 1)], 1, None),
         ("Memory per queued job, bytes (lower is better)",
-         [(f"{n_memory:,} queued".replace(",", " "), "memory",
-           "bytes_per_job", 1)], 1),
+         [(f"{p['memory']:,} queued".replace(",", " "), "memory",
+           "bytes_per_job", 1)], 1, None),
     ]
+    if drains:
+        panels += [
+            ("Monitor: drain of a pre-filled socket, k messages/s "
+             "(bare recvmmsg = the ceiling)",
+             [("rate", "uevent-drain", "msgs_per_s", 1e-3)], 0, drains),
+            ("Monitor: CPU per message, µs (lower is better)",
+             [("CPU", "uevent-drain", "cpu_us_per_msg", 1)], 2, drains)]
+    if lats:
+        panels.append(
+            ("Monitor: one message on an idle socket -> received / "
+             "callback, µs",
+             [("p50", "uevent-latency", "p50_us", 1),
+              ("p99", "uevent-latency", "p99_us", 1)], 1, lats))
+    if keyed:
+        panels.append(
+            (f"Keyed dispatch: events/s, {p['keyed_n']} events over "
+             f"{p['keyed_keys']} keys, handler {p['keyed_cost_us']} µs "
+             "(higher is better)",
+             [(f"{h}, {d}", f"keyed-{h}-{d}", "events_per_s", 1)
+              for h in ceilings.KEYED_HANDLERS
+              for d in ceilings.KEYED_DISTS], 0, keyed))
     W, PH = 960, 250
     H = 70 + PH * len(panels)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" '
@@ -359,19 +437,28 @@ def write_svg(path, results, impls, subtitle, n_memory):
            f'font-family="sans-serif">',
            f'<rect width="{W}" height="{H}" fill="#fff"/>',
            '<text x="10" y="20" font-size="14" font-weight="bold">'
-           'nodedev-events vs libvirt virThreadPool and GLib GThreadPool, '
-           'one worker (bars: median; whiskers: min–max)</text>',
+           'nodedev-events vs its ceilings, libvirt virThreadPool and GLib '
+           'GThreadPool (bars: median; whiskers: min–max)</text>',
            f'<text x="10" y="38" font-size="11">{esc(subtitle)}</text>']
     lx = 10
-    for impl in chart_impls:  # legend
+    for impl in chart_impls:  # legend of the pool panels
         out.append(f'<rect x="{lx}" y="48" width="12" height="12" '
                    f'fill="{COLORS.get(impl, "#999")}"/>')
         out.append(f'<text x="{lx + 16}" y="58" font-size="12">'
                    f'{esc(impl)}</text>')
         lx += 30 + 7.5 * len(impl)
-    for k, (title, groups, dec) in enumerate(panels):
-        out += svg_panel(10, 70 + k * PH, W - 20, PH - 10, title, groups,
-                         chart_impls, data, dec)
+    for k, (title, groups, dec, pimpls) in enumerate(panels):
+        y0 = 70 + k * PH
+        out += svg_panel(10, y0, W - 20, PH - 10, title, groups,
+                         pimpls or chart_impls, data, dec)
+        if pimpls:  # the panel's own legend, under its title
+            lx = 60
+            for impl in pimpls:
+                out.append(f'<rect x="{lx}" y="{y0 + 19}" width="10" '
+                           f'height="10" fill="{COLORS.get(impl, "#999")}"/>')
+                out.append(f'<text x="{lx + 13}" y="{y0 + 28}" '
+                           f'font-size="10">{esc(impl)}</text>')
+                lx += 24 + 6 * len(impl)
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
@@ -427,7 +514,15 @@ def main():
                     help="run the harness at this nice value (e.g. -10, as "
                     "root) when other work shares the machine")
     ap.add_argument("--no-monitor", action="store_true",
-                    help="skip the monitor benchmark hook")
+                    help="skip the monitor benchmark hook (bench/monitor/run)")
+    ap.add_argument("--uevent-bench", default="target/bench/uevent-bench",
+                    help="bench/monitor/uevent_bench.c, built")
+    ap.add_argument("--keyed-bench", default="target/bench/keyed-bench",
+                    help="bench/keyed.c, built")
+    ap.add_argument("--no-uevent", action="store_true",
+                    help="skip the monitor's drain and latency ceilings")
+    ap.add_argument("--no-keyed", action="store_true",
+                    help="skip the keyed-dispatch benchmark (issue 15)")
     a = ap.parse_args()
 
     p = dict(SMOKE if a.smoke else FULL)
@@ -455,9 +550,7 @@ def main():
     for rep in range(p["reps"]):
         for s in names:
             for impl in impls:
-                if impl in skipped:
-                    continue
-                if impl == "inline" and s != "burst1":
+                if impl in skipped or s not in SUPPORTS.get(impl, ALL_SCEN):
                     continue
                 print(f"bench: rep {rep + 1}/{p['reps']} {s:9s} {impl}",
                       file=sys.stderr, flush=True)
@@ -477,10 +570,62 @@ def main():
                     if status == "timeout":  # keep the run's time bounded
                         skipped[impl] = "hung: " + res
 
+    load_pool = os.getloadavg()
+    # the monitor against the bare receiver and libudev (same run)
+    uevent_skip = "skipped (`--no-uevent`)" if a.no_uevent else None
+    ub = os.path.abspath(a.uevent_bench)
+    if not uevent_skip and not os.access(ub, os.X_OK):
+        uevent_skip = f"no {a.uevent_bench} (make bench builds it)"
+    for rep in range(p["uevent_reps"]):
+        for mode, args in ceilings.uevent_args(p):
+            if uevent_skip:
+                break
+            print(f"bench: rep {rep + 1}/{p['uevent_reps']} uevent "
+                  f"{mode}", file=sys.stderr, flush=True)
+            status, res = run_cmd([ub, "--lib", lib] + args,
+                                  p["timeout"], a.nice)
+            if status == "ok":
+                results.setdefault((res["scenario"], mode), []).append(res)
+            elif status == "skip":
+                uevent_skip = res.splitlines()[-1] if res else "skipped"
+                print(f"bench: uevent-bench not available: {res}",
+                      file=sys.stderr)
+            else:
+                failures.append(res)
+                print(f"bench: FAILED {res}", file=sys.stderr)
+
+    load_uevent = os.getloadavg()
+    # keyed dispatch (issue 15) beside a single worker and static hashing
+    keyed_skip = "skipped (`--no-keyed`)" if a.no_keyed else None
+    kb = os.path.abspath(a.keyed_bench)
+    if not keyed_skip and not os.access(kb, os.X_OK):
+        keyed_skip = f"no {a.keyed_bench} (make bench builds it)"
+    nde_keyed_missing = None
+    for rep in range(0 if keyed_skip else p["keyed_reps"]):
+        for scen_k, label, design, args in ceilings.keyed_args(p):
+            if design == "nde-keyed" and nde_keyed_missing:
+                continue
+            print(f"bench: rep {rep + 1}/{p['keyed_reps']} {scen_k} "
+                  f"{label}", file=sys.stderr, flush=True)
+            status, res = run_cmd([kb, "--lib", lib] + args,
+                                  max(p["timeout"], 600), a.nice)
+            if status == "ok":
+                results.setdefault((scen_k, label), []).append(res)
+            elif status == "skip":
+                nde_keyed_missing = res.splitlines()[-1] if res else "?"
+                print(f"bench: {label} not available: {res}",
+                      file=sys.stderr)
+            else:
+                failures.append(res)
+                print(f"bench: FAILED {res}", file=sys.stderr)
+
     load_end = os.getloadavg()
-    info["load average (1 min) at start / end"] = \
-        f"{load_start[0]:.2f} / {load_end[0]:.2f} (other work on the " \
-        "machine during the run skews every figure)"
+    info["load average (1 min)"] = \
+        f"{load_start[0]:.2f} at the start, {load_pool[0]:.2f} after the " \
+        f"pool and events scenarios, {load_uevent[0]:.2f} after the " \
+        f"monitor's, {load_end[0]:.2f} at the end, on " \
+        f"{os.cpu_count()} CPUs (other work on the machine during the " \
+        "run skews every figure)"
     if a.nice is not None:
         info["harness priority"] = f"nice {a.nice}"
     monitor_md, monitor_failed = ("Skipped (`--no-monitor`).", False) \
@@ -534,16 +679,85 @@ def main():
            "clocks of every thread but the main one, over "
            f"{p['idle_ms']} ms starting when the last warm-up job was freed, "
            "scaled to 1 s.", ""]
+    ratios = {}
+    pool_lines, r1 = ceilings.pool_ratio_table(results, shown)
+    ratios.update(r1)
+    md += ["## Ceilings and ratios", "",
+           "Every figure of ours beside its ceiling from this same run. "
+           "Throughput: ours / ceiling (1.00 = at the ceiling). Costs (CPU, "
+           "latency): ours / ceiling as a multiple (2.00x = twice the "
+           "ceiling's cost). Medians.", "",
+           "### Pool and events layer (ceiling: `ring`)", ""] + pool_lines
+    ev_pool = []
+    for sc, what in (("burst1", "S1"), ("burst4", "S2")):
+        e = ceilings.med(results, sc, "jobs_per_s", "nde-events")
+        pl = ceilings.med(results, sc, "jobs_per_s", "nde-pool")
+        if e and pl:
+            ev_pool.append(f"{what} {e / pl:.2f}")
+            ratios[f"nde-events {sc} / nde-pool"] = e / pl
+    if ev_pool:
+        md += ["", "The events layer over the pool it is built on: " +
+               ", ".join(ev_pool) + "."]
+    md += ["", "### Monitor fast path (ceilings: the bare netlink receiver, "
+           "libudev's own loop)", ""]
+    if uevent_skip:
+        md.append(f"Not measured in this run: {uevent_skip}.")
+    else:
+        mon_lines, r2 = ceilings.monitor_ratio_table(results)
+        ratios.update(r2)
+        md += mon_lines + [""] + [f"- `{k}`: {v}" for k, v in
+                                  ceilings.UEVENT_NOTE.items()]
+        md += ["",
+               f"Drains: {p['uevents']} udev-group `add` messages "
+               "(libudev's wire format, net devices that sysfs does not "
+               "have) queued while the receiver process is stopped "
+               "(SIGSTOP), then it is continued; rate from the continue "
+               "until the last message is counted (callback ran, for ours); "
+               "CPU = the receiver process's CPU time over the number of "
+               "messages; RSS growth per device over the drain. Latency: "
+               f"{p['probes']} probes, one message at a time, 1 ms apart "
+               "(every thread asleep when it is sent). All in a private "
+               "network and mount namespace (`bench/monitor/"
+               "uevent_bench.c`), "
+               f"{p['uevent_reps']} repetition(s), medians."]
+    md.append("")
+    if not a.smoke:
+        md += ["## Targets (issue 14)", "",
+               "| target | measured | met |", "|---|---|---|"]
+        md += [f"| {t} | {m} | {ok} |" for t, m, ok in
+               ceilings.targets14(results)]
+        md.append("")
+    md += ["## Keyed dispatch: ordered per key, parallel across keys "
+           "(issue 15)", ""]
+    if keyed_skip:
+        md.append(f"Not measured in this run: {keyed_skip}.")
+    else:
+        md += [f"{p['keyed_n']} events over {p['keyed_keys']} keys from one "
+               f"producer; the handler spends {p['keyed_cost_us']} µs of "
+               "CPU, or sleeps that long; `skewed`: 10 % of the events on "
+               "one key. Events/s from the first send to the last event "
+               "handled, with the speed-up over the single worker of the "
+               "same workload (`bench/keyed.c`, "
+               f"{p['keyed_reps']} repetition(s)); every design is checked "
+               "for per-key order and no overlap within a key.", ""]
+        md += ceilings.keyed_table(results, p["keyed_cost_us"])
+        if nde_keyed_missing:
+            md += ["", f"nde keyed: not available ({nde_keyed_missing})."]
+        if not a.smoke:
+            md += ["", "| target | measured | met |", "|---|---|---|"]
+            md += [f"| {t} | {m} | {ok} |" for t, m, ok in
+                   ceilings.targets15(results)]
+    md.append("")
     tg = targets(results, shown)
     if tg and not a.smoke:
-        md += ["## Targets (issue 6)", "", "| target | measured | met |",
-               "|---|---|---|"]
+        md += ["## Against the peers (issue 6)", "",
+               "| target | measured | met |", "|---|---|---|"]
         for t, m, ok in tg:
             verdict = ok if isinstance(ok, str) else \
                 ("yes" if ok else "**no**")
             md.append(f"| {t} | {m} | {verdict} |")
         md.append("")
-    md += ["## Monitor layer", "", monitor_md, ""]
+    md += ["## Monitor layer: scale and enumeration", "", monitor_md, ""]
     if failures:
         md += ["## Failures", ""] + [f"- {f.splitlines()[0]}"
                                      for f in failures] + [""]
@@ -559,10 +773,11 @@ def main():
                         f"![chart](bench-{stamp}.svg)\n\n## Monitor layer", 1)
     with open(base + ".md", "w") as f:
         f.write(text)
-    write_svg(base + ".svg", results, shown, subtitle, p["memory"])
+    write_svg(base + ".svg", results, shown, subtitle, p)
     with open(base + ".json", "w") as f:  # one raw run per line
         head = {"started": started.isoformat(), "params": p,
-                "machine": info, "skipped": skipped, "failures": failures}
+                "machine": info, "skipped": skipped, "failures": failures,
+                "ratios": ratios}
         f.write('{"meta": ' + json.dumps(head) + ',\n "runs": [\n')
         runs = [json.dumps(r) for k in sorted(results) for r in results[k]]
         f.write(",\n".join(runs) + "\n]}\n")

@@ -4,7 +4,11 @@
 #
 #   make bench         build, install the peers when missing, run every
 #                      scenario for every implementation (7 repetitions),
-#                      write bench/results/bench-<date>.{md,svg,json}
+#                      beside the ceilings (bench/ring.c, the inline floor,
+#                      the bare netlink receiver of bench/monitor/
+#                      uevent_bench.c, libudev's own loop) and the keyed-
+#                      dispatch workload (bench/keyed.c); write
+#                      bench/results/bench-<date>.{md,svg,json}
 #   make bench-smoke   the same with tiny N and one repetition, results under
 #                      target/bench/smoke; exits non-zero if a harness fails
 #
@@ -16,6 +20,11 @@ BENCH_BUILD_DIR ?= target/bench
 BENCH_CC ?= cc
 BENCH_CFLAGS ?= -O2 -g -std=gnu11 -Wall -Wextra -pthread
 BENCH_HARNESS := $(BENCH_BUILD_DIR)/harness
+BENCH_UEVENT := $(BENCH_BUILD_DIR)/uevent-bench
+BENCH_KEYED := $(BENCH_BUILD_DIR)/keyed-bench
+BENCH_TOOLS := $(BENCH_HARNESS) $(BENCH_UEVENT) $(BENCH_KEYED)
+BENCH_RUN_ARGS = --harness $(BENCH_HARNESS) --uevent-bench $(BENCH_UEVENT) \
+    --keyed-bench $(BENCH_KEYED) --lib $(BENCH_NDE_LIB)
 BENCH_NDE_LIB ?= $(RELEASE_DIR)/libnodedev_events.so
 BENCH_ARGS ?=
 
@@ -31,10 +40,21 @@ $(BENCH_HARNESS): bench/harness.c bench/ring.c bench/ring.h \
 	$(BENCH_CC) $(BENCH_CFLAGS) -Iinclude -Ibench -o $@ bench/harness.c \
 	    bench/ring.c $$(pkg-config --cflags --libs glib-2.0) -ldl
 
-bench: lib bench-peers $(BENCH_HARNESS)
-	python3 bench/run.py --harness $(BENCH_HARNESS) --lib $(BENCH_NDE_LIB) \
-	    --out-dir bench/results $(BENCH_ARGS)
+# The monitor's ceilings: libudev is linked (its own receive loop is one of
+# them); our library is dlopen'ed as in the harness.
+$(BENCH_UEVENT): bench/monitor/uevent_bench.c \
+		$(wildcard include/nodedev_events.h) | bench-peers
+	@mkdir -p $(@D)
+	$(BENCH_CC) $(BENCH_CFLAGS) -Iinclude -o $@ bench/monitor/uevent_bench.c \
+	    $$(pkg-config --cflags --libs libudev) -ldl
 
-bench-smoke: lib bench-peers $(BENCH_HARNESS)
-	python3 bench/run.py --smoke --require-nde --harness $(BENCH_HARNESS) \
-	    --lib $(BENCH_NDE_LIB) --out-dir $(BENCH_BUILD_DIR)/smoke $(BENCH_ARGS)
+$(BENCH_KEYED): bench/keyed.c bench/ring.c bench/ring.h
+	@mkdir -p $(@D)
+	$(BENCH_CC) $(BENCH_CFLAGS) -Ibench -o $@ bench/keyed.c bench/ring.c -ldl
+
+bench: lib bench-peers $(BENCH_TOOLS)
+	python3 bench/run.py $(BENCH_RUN_ARGS) --out-dir bench/results $(BENCH_ARGS)
+
+bench-smoke: lib bench-peers $(BENCH_TOOLS)
+	python3 bench/run.py --smoke --require-nde $(BENCH_RUN_ARGS) \
+	    --out-dir $(BENCH_BUILD_DIR)/smoke $(BENCH_ARGS)

@@ -507,7 +507,7 @@ static void drain(const char *mode)
             r.table_growth, n_msgs);
 
     double secs = (double)(r.t_done - t_cont) / 1e9;
-    printf("{\"impl\":\"%s\",\"scenario\":\"drain\",\"n\":%zu,"
+    printf("{\"impl\":\"%s\",\"scenario\":\"uevent-drain\",\"n\":%zu,"
            "\"secs\":%.6f,\"msgs_per_s\":%.0f,\"cpu_us_per_msg\":%.3f,"
            "\"bytes_per_device\":%.1f,\"inject_secs\":%.3f}\n",
            mode, n_msgs, secs, (double)n_msgs / secs,
@@ -596,7 +596,7 @@ static void latency(const char *mode, size_t probes, size_t warm)
         nde.monitor_free(mon);
     qsort(lat, probes, sizeof *lat, cmp_u64);
 #define PCT(p) ((double)lat[(size_t)((double)(probes - 1) * (p))] / 1e3)
-    printf("{\"impl\":\"%s\",\"scenario\":\"latency\",\"n\":%zu,"
+    printf("{\"impl\":\"%s\",\"scenario\":\"uevent-latency\",\"n\":%zu,"
            "\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,"
            "\"max_us\":%.2f}\n",
            mode, probes, PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0));
