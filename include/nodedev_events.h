@@ -282,7 +282,8 @@ typedef void (*nde_lifecycle_cb)(void *userdata,
 typedef int (*nde_device_visit_fn)(void *userdata, const struct nde_device *dev);
 
 /**
- * Counters of a monitor, safe to read at any time.
+ * Counters of a monitor (`nde_monitor_get_stats`), safe to read at any
+ * time. Members are only ever appended.
  */
 typedef struct nde_monitor_stats {
   /**
@@ -290,7 +291,7 @@ typedef struct nde_monitor_stats {
    */
   uint64_t received;
   /**
-   * Raw events queued (handled actions and INITs).
+   * Raw events queued (uevents with a handled action, plus INITs).
    */
   uint64_t submitted;
   /**
@@ -298,15 +299,16 @@ typedef struct nde_monitor_stats {
    */
   uint64_t handled;
   /**
-   * Malformed or untrusted messages refused.
+   * Datagrams refused by the parser (untrusted sender, bad header,
+   * missing ACTION/DEVPATH/SUBSYSTEM, truncated).
    */
   uint64_t rejected;
   /**
-   * uevents with other actions (bind, unbind, ...), dropped.
+   * uevents with another action (bind, unbind, ...), dropped.
    */
   uint64_t ignored;
   /**
-   * Receive buffer overflows (ENOBUFS); each one triggers a resync.
+   * Receive buffer overflows (`ENOBUFS`); each one triggers a resync.
    */
   uint64_t overflows;
   /**
@@ -314,18 +316,26 @@ typedef struct nde_monitor_stats {
    */
   uint64_t receive_errors;
   /**
-   * Resyncs run after overflows.
+   * Resyncs run after overflows (INIT events handled after the first).
    */
   uint64_t resyncs;
   /**
-   * mdevctl refreshes run, and those that failed (table unchanged).
+   * mdevctl refreshes run.
    */
   uint64_t mdevctl_refreshes;
+  /**
+   * mdevctl refreshes that failed (table unchanged).
+   */
   uint64_t mdevctl_failures;
   /**
    * Panics caught in lifecycle callbacks.
    */
   uint64_t listener_panics;
+  /**
+   * uevents read without a libudev object (no raw `NDE_EVENT_UDEV_*`
+   * handler was registered).
+   */
+  uint64_t fast_path;
 } nde_monitor_stats;
 
 /**

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::ptr;
 
-use super::{c_str, nde_free_fn, OpaquePtr, OwnedData};
+use super::{c_str, nde_free_fn, status_code, write_out, OpaquePtr, OwnedData};
 use crate::events::{nde_event_type, Events, NDE_EVENT_ANY};
 use crate::pool::nde_pool_stats;
 use crate::result::{nde_result, to_c};
@@ -116,12 +116,7 @@ pub extern "C" fn nde_events_register(
 /// `NDE_ERR_INVALID` (NULL).
 #[no_mangle]
 pub extern "C" fn nde_events_deregister(ev: *mut nde_events, callback_id: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match events_ref(ev) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(ev) => to_c(ev.deregister(callback_id).map(|()| 0)),
-        }
-    })
+    ffi_status!(events_ref(ev), |ev| ev.deregister(callback_id))
 }
 
 /// Queues an event. Always takes `data`: `data_free` (NULL allowed) runs
@@ -142,7 +137,7 @@ pub extern "C" fn nde_events_submit(
     let data = OwnedData::new(data, data_free);
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (events_ref(ev), nde_event_type::from_i32(event_type)) {
-            (Some(ev), Some(t)) => to_c(ev.submit(t, data).map(|()| 0)),
+            (Some(ev), Some(t)) => status_code(ev.submit(t, data)),
             _ => nde_result::NDE_ERR_INVALID.code(), // `data` drops: freed
         }
     })
@@ -162,7 +157,7 @@ pub extern "C" fn nde_events_submit(
 pub extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, delay_ms: c_uint) -> c_int {
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (events_ref(ev), nde_event_type::from_i32(event_type)) {
-            (Some(ev), Some(t)) => to_c(ev.schedule(t, delay_ms).map(|()| 0)),
+            (Some(ev), Some(t)) => status_code(ev.schedule(t, delay_ms)),
             _ => nde_result::NDE_ERR_INVALID.code(),
         }
     })
@@ -174,12 +169,7 @@ pub extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, de
 /// `NDE_ERR_INVALID` or `NDE_ERR_WOULD_DEADLOCK` (from a callback).
 #[no_mangle]
 pub extern "C" fn nde_events_wait_idle(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match events_ref(ev) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(ev) => to_c(ev.wait_idle(timeout_ms).map(|()| 0)),
-        }
-    })
+    ffi_status!(events_ref(ev), |ev| ev.wait_idle(timeout_ms))
 }
 
 /// Shutdown, phase one (libvirt's ShutdownPrepare): from now on submit and
@@ -188,14 +178,9 @@ pub extern "C" fn nde_events_wait_idle(ev: *mut nde_events, timeout_ms: c_int) -
 /// idempotent; safe from a callback. Returns `NDE_OK` or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_events_shutdown_prepare(ev: *mut nde_events) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match events_ref(ev) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(ev) => {
-                ev.shutdown_prepare();
-                nde_result::NDE_OK.code()
-            }
-        }
+    ffi_status!(events_ref(ev), |ev| {
+        ev.shutdown_prepare();
+        Ok(())
     })
 }
 
@@ -209,12 +194,7 @@ pub extern "C" fn nde_events_shutdown_prepare(ev: *mut nde_events) -> c_int {
 /// callback, or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_events_shutdown_wait(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match events_ref(ev) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(ev) => to_c(ev.shutdown_wait(timeout_ms).map(|()| 0)),
-        }
-    })
+    ffi_status!(events_ref(ev), |ev| ev.shutdown_wait(timeout_ms))
 }
 
 /// Shuts down (prepare, then wait for ever), discards queued events, and
@@ -224,12 +204,9 @@ pub extern "C" fn nde_events_shutdown_wait(ev: *mut nde_events, timeout_ms: c_in
 pub extern "C" fn nde_events_free(ev: *mut nde_events) {
     ffi_guard!((), {
         if !ev.is_null() {
-            // SAFETY: from nde_events_new, released once.
-            let ev = unsafe { Box::from_raw(ev as *mut Events) };
-            if !ev.on_worker() {
-                let _ = ev.shutdown_wait(-1);
-            }
-            drop(ev);
+            // SAFETY: from nde_events_new, released once. Dropping it shuts
+            // down as documented above (`Events`'s `Drop`).
+            drop(unsafe { Box::from_raw(ev as *mut Events) });
         }
     })
 }
@@ -240,14 +217,6 @@ pub extern "C" fn nde_events_free(ev: *mut nde_events) {
 /// `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_events_get_stats(ev: *mut nde_events, out: *mut nde_pool_stats) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match events_ref(ev) {
-            Some(ev) if !out.is_null() => {
-                // SAFETY: non-NULL, writable.
-                unsafe { out.write(ev.stats()) };
-                nde_result::NDE_OK.code()
-            }
-            _ => nde_result::NDE_ERR_INVALID.code(),
-        }
-    })
+    // SAFETY: `out` is NULL or writable (caller's contract).
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, events_ref(ev).map(Events::stats)) } })
 }

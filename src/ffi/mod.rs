@@ -3,8 +3,15 @@
 //! Each exported body runs inside [`ffi_guard!`], so a Rust panic never
 //! unwinds into C: it becomes `NDE_ERR_PANIC` (or NULL / 0). Signatures are
 //! written out literally, because cbindgen does not expand macros.
+//!
+//! The exports take raw pointers without being `unsafe fn`: C cannot mark a
+//! call unsafe, and the header states each pointer's contract. Hence
+//! `clippy::not_unsafe_ptr_arg_deref` is allowed for this module only.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
+
+use crate::result::{nde_result, Error};
 
 /// Runs `$body`; a panic inside it returns `$on_panic` instead.
 macro_rules! ffi_guard {
@@ -13,6 +20,21 @@ macro_rules! ffi_guard {
             Ok(value) => value,
             Err(_) => $on_panic,
         }
+    };
+}
+
+/// The shape of most `int` exports: `$obj` is the `Option<&T>` of the
+/// object pointer; NULL gives `NDE_ERR_INVALID`, otherwise `$call` (a
+/// `Result<(), Error>` computed from the object bound to `$x`) becomes
+/// `NDE_OK` or its error code, and a panic becomes `NDE_ERR_PANIC`.
+macro_rules! ffi_status {
+    ($obj:expr, |$x:ident| $call:expr) => {
+        ffi_guard!($crate::result::nde_result::NDE_ERR_PANIC.code(), {
+            match $obj {
+                None => $crate::result::nde_result::NDE_ERR_INVALID.code(),
+                Some($x) => $crate::ffi::status_code($call),
+            }
+        })
     };
 }
 
@@ -45,5 +67,30 @@ pub(crate) unsafe fn c_str<'a>(s: *const std::ffi::c_char) -> Option<&'a str> {
     if s.is_null() {
         return None;
     }
-    std::ffi::CStr::from_ptr(s).to_str().ok()
+    // SAFETY: non-NULL and NUL-terminated (caller's contract).
+    unsafe { std::ffi::CStr::from_ptr(s) }.to_str().ok()
+}
+
+/// `NDE_OK` or the error's code.
+pub(crate) fn status_code(r: Result<(), Error>) -> c_int {
+    match r {
+        Ok(()) => nde_result::NDE_OK.code(),
+        Err(e) => e.code(),
+    }
+}
+
+/// Writes `value` to the out-parameter `out` when both are present and
+/// returns `NDE_OK`; otherwise writes nothing and returns `NDE_ERR_INVALID`.
+///
+/// # Safety
+/// `out` is NULL or valid for writing a `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: Option<T>) -> c_int {
+    match value {
+        Some(v) if !out.is_null() => {
+            // SAFETY: non-NULL and writable (caller's contract).
+            unsafe { out.write(v) };
+            nde_result::NDE_OK.code()
+        }
+        _ => nde_result::NDE_ERR_INVALID.code(),
+    }
 }

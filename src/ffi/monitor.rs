@@ -7,7 +7,8 @@ use std::ptr;
 use std::sync::Arc;
 
 use super::events::{c_release, nde_events};
-use super::{c_str, nde_free_fn, OpaquePtr};
+use super::{c_str, nde_free_fn, write_out, OpaquePtr};
+pub(crate) use crate::monitor::nde_monitor_stats;
 use crate::monitor::{log, nde_lifecycle, Device, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER};
 use crate::result::{nde_result, to_c};
 
@@ -58,34 +59,6 @@ pub struct nde_monitor_config {
     pub mdevctl_debounce_ms: u32,
     /// Netlink receive buffer; 0 = 128 MiB (set with SO_RCVBUFFORCE, root).
     pub receive_buffer_bytes: usize,
-}
-
-/// Counters of a monitor, safe to read at any time.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-#[derive(Copy, Clone, Debug, Default)]
-pub struct nde_monitor_stats {
-    /// uevents read from the socket.
-    pub received: u64,
-    /// Raw events queued (handled actions and INITs).
-    pub submitted: u64,
-    /// Raw events done with (handled or discarded).
-    pub handled: u64,
-    /// Malformed or untrusted messages refused.
-    pub rejected: u64,
-    /// uevents with other actions (bind, unbind, ...), dropped.
-    pub ignored: u64,
-    /// Receive buffer overflows (ENOBUFS); each one triggers a resync.
-    pub overflows: u64,
-    /// Other receive errors (the reader carries on).
-    pub receive_errors: u64,
-    /// Resyncs run after overflows.
-    pub resyncs: u64,
-    /// mdevctl refreshes run, and those that failed (table unchanged).
-    pub mdevctl_refreshes: u64,
-    pub mdevctl_failures: u64,
-    /// Panics caught in lifecycle callbacks.
-    pub listener_panics: u64,
 }
 
 fn monitor_ref<'a>(mon: *mut nde_monitor) -> Option<&'a Monitor> {
@@ -140,9 +113,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     if !c.mdevctl_dir.is_null() {
         out.mdevctl_dir = PathBuf::from(c_str(c.mdevctl_dir)?);
     }
-    if c.mdevctl_debounce_ms != 0 {
-        out.mdevctl_debounce_ms = c.mdevctl_debounce_ms;
-    }
+    out.mdevctl_debounce_ms = c.mdevctl_debounce_ms; // 0: the monitor's default
     out.receive_buffer_bytes = if c.receive_buffer_bytes == 0 { DEFAULT_RECEIVE_BUFFER } else { c.receive_buffer_bytes };
     Some(out)
 }
@@ -235,12 +206,7 @@ pub extern "C" fn nde_monitor_register(
 /// Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match monitor_ref(mon) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(m) => to_c(m.deregister(callback_id).map(|()| 0)),
-        }
-    })
+    ffi_status!(monitor_ref(mon), |m| m.deregister(callback_id))
 }
 
 /// Starts monitoring: opens the netlink socket first, then queues the
@@ -253,12 +219,7 @@ pub extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_i
 /// opened) or `NDE_ERR_THREAD`.
 #[no_mangle]
 pub extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match monitor_ref(mon) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(m) => to_c(m.start().map(|()| 0)),
-        }
-    })
+    ffi_status!(monitor_ref(mon), |m| m.start())
 }
 
 /// Waits until the initial enumeration was handled. Never hangs unless
@@ -267,12 +228,7 @@ pub extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
 /// or `NDE_ERR_WOULD_DEADLOCK` (from a callback, before initialization).
 #[no_mangle]
 pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match monitor_ref(mon) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(m) => to_c(m.wait_initialized(timeout_ms).map(|()| 0)),
-        }
-    })
+    ffi_status!(monitor_ref(mon), |m| m.wait_initialized(timeout_ms))
 }
 
 /// Returns once every uevent that the socket had received when the call
@@ -282,12 +238,7 @@ pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms
 /// `NDE_ERR_WOULD_DEADLOCK` (from a callback).
 #[no_mangle]
 pub extern "C" fn nde_monitor_settle(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match monitor_ref(mon) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(m) => to_c(m.settle(timeout_ms).map(|()| 0)),
-        }
-    })
+    ffi_status!(monitor_ref(mon), |m| m.settle(timeout_ms))
 }
 
 /// Number of devices in the table (0 for NULL).
@@ -346,30 +297,8 @@ pub extern "C" fn nde_monitor_lookup_by_syspath(mon: *mut nde_monitor, syspath: 
 /// Returns `NDE_OK` or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_monitor_stats) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match monitor_ref(mon) {
-            Some(m) if !out.is_null() => {
-                let s = m.stats();
-                let c = nde_monitor_stats {
-                    received: s.received,
-                    submitted: s.submitted,
-                    handled: s.handled,
-                    rejected: s.rejected,
-                    ignored: s.ignored,
-                    overflows: s.overflows,
-                    receive_errors: s.receive_errors,
-                    resyncs: s.resyncs,
-                    mdevctl_refreshes: s.mdevctl_refreshes,
-                    mdevctl_failures: s.mdevctl_failures,
-                    listener_panics: s.listener_panics,
-                };
-                // SAFETY: non-NULL and writable.
-                unsafe { out.write(c) };
-                nde_result::NDE_OK.code()
-            }
-            _ => nde_result::NDE_ERR_INVALID.code(),
-        }
-    })
+    // SAFETY: `out` is NULL or writable (caller's contract).
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, monitor_ref(mon).map(Monitor::stats)) } })
 }
 
 /// Stops the monitor (libvirt's ShutdownPrepare + ShutdownWait, without
@@ -383,12 +312,7 @@ pub extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_mon
 /// again), `NDE_ERR_WOULD_DEADLOCK` from a callback, or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_monitor_stop(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match monitor_ref(mon) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(m) => to_c(m.stop(timeout_ms).map(|()| 0)),
-        }
-    })
+    ffi_status!(monitor_ref(mon), |m| m.stop(timeout_ms))
 }
 
 /// Stops the monitor (waiting for ever) and releases it, with every
@@ -400,11 +324,9 @@ pub extern "C" fn nde_monitor_free(mon: *mut nde_monitor) {
     ffi_guard!((), {
         if !mon.is_null() {
             // SAFETY: from nde_monitor_new, released once.
-            let m = unsafe { Box::from_raw(mon as *mut Monitor) };
-            if !m.events().on_worker() {
-                let _ = m.stop(-1);
-            }
-            drop(m);
+            // Dropping it stops and releases as documented above
+            // (`Monitor`'s `Drop`).
+            drop(unsafe { Box::from_raw(mon as *mut Monitor) });
         }
     })
 }

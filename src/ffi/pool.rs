@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_void};
 use std::ptr;
 
-use super::{c_str, nde_free_fn, OpaquePtr, OwnedData};
+use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
 use crate::pool::{nde_pool_stats, Pool, PoolLimits};
 use crate::result::nde_result;
 
@@ -142,12 +142,7 @@ pub extern "C" fn nde_pool_stop(pool: *mut nde_pool) {
 /// when called from one of the pool's own workers (nothing changes then).
 #[no_mangle]
 pub extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match pool_ref(pool) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(pool) => crate::result::to_c(pool.drain().map(|()| 0)),
-        }
-    })
+    ffi_status!(pool_ref(pool), |p| p.drain())
 }
 
 /// Waits until the queue is empty and every accepted job's `func` and
@@ -160,12 +155,7 @@ pub extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
 /// libvirt has no such call.
 #[no_mangle]
 pub extern "C" fn nde_pool_wait_idle(pool: *mut nde_pool, timeout_ms: c_int) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match pool_ref(pool) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(pool) => crate::result::to_c(pool.wait_idle(timeout_ms).map(|()| 0)),
-        }
-    })
+    ffi_status!(pool_ref(pool), |p| p.wait_idle(timeout_ms))
 }
 
 /// Drains the pool (see `nde_pool_drain`) and releases it. NULL does nothing.
@@ -238,15 +228,7 @@ pub extern "C" fn nde_pool_set_parameters(
     max_workers: c_longlong,
     prio_workers: c_longlong,
 ) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match pool_ref(pool) {
-            None => nde_result::NDE_ERR_INVALID.code(),
-            Some(p) => crate::result::to_c(
-                p.set_parameters(min_workers, max_workers, prio_workers)
-                    .map(|()| 0),
-            ),
-        }
-    })
+    ffi_status!(pool_ref(pool), |p| p.set_parameters(min_workers, max_workers, prio_workers))
 }
 
 /// Copies the pool's counters into `*out`, which is written only on
@@ -254,14 +236,6 @@ pub extern "C" fn nde_pool_set_parameters(
 /// Safe from any thread, including from inside a job.
 #[no_mangle]
 pub extern "C" fn nde_pool_get_stats(pool: *mut nde_pool, out: *mut nde_pool_stats) -> c_int {
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match pool_ref(pool) {
-            Some(p) if !out.is_null() => {
-                // SAFETY: `out` is non-NULL and points to writable memory.
-                unsafe { out.write(p.stats()) };
-                nde_result::NDE_OK.code()
-            }
-            _ => nde_result::NDE_ERR_INVALID.code(),
-        }
-    })
+    // SAFETY: `out` is NULL or writable (caller's contract).
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, pool_ref(pool).map(CPool::stats)) } })
 }

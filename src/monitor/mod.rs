@@ -38,6 +38,7 @@ pub mod log;
 pub mod mdevctl;
 pub mod naming;
 pub mod source;
+mod stats;
 pub mod table;
 pub mod udev_parse;
 pub mod uevent;
@@ -51,6 +52,7 @@ use std::time::{Duration, Instant};
 use udev::ffi;
 
 pub use device::Device;
+pub use stats::{nde_monitor_stats, MonitorStats};
 pub use listeners::{LifecycleCallback, OnRemove};
 pub use table::{nde_lifecycle, Lifecycle};
 
@@ -66,6 +68,9 @@ pub const NDE_MONITOR_NO_MDEVCTL: u32 = 1 << 1;
 /// Force the udev netlink group.
 pub const NDE_MONITOR_UDEV_EVENTS: u32 = 1 << 2;
 
+/// Default debounce of mdevctl configuration changes (libvirt's 100 ms).
+pub const DEFAULT_MDEVCTL_DEBOUNCE_MS: u32 = 100;
+
 /// Default receive buffer (systemd's and libvirt's 128 MiB).
 pub const DEFAULT_RECEIVE_BUFFER: usize = 128 << 20;
 
@@ -79,7 +84,7 @@ pub struct MonitorConfig {
     pub subsystems: Option<Vec<String>>,
     /// Default `/etc/mdevctl.d`.
     pub mdevctl_dir: PathBuf,
-    /// Default 100.
+    /// Default (and 0) [`DEFAULT_MDEVCTL_DEBOUNCE_MS`].
     pub mdevctl_debounce_ms: u32,
     /// Default 128 MiB (root only; failing to set it is logged).
     pub receive_buffer_bytes: usize,
@@ -92,40 +97,10 @@ impl Default for MonitorConfig {
             name: "nodedev".into(),
             subsystems: None,
             mdevctl_dir: PathBuf::from("/etc/mdevctl.d"),
-            mdevctl_debounce_ms: 100,
+            mdevctl_debounce_ms: DEFAULT_MDEVCTL_DEBOUNCE_MS,
             receive_buffer_bytes: DEFAULT_RECEIVE_BUFFER,
         }
     }
-}
-
-/// Counters of a monitor.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MonitorStats {
-    /// uevents read from the socket.
-    pub received: u64,
-    /// Raw events queued (uevents with a handled action, plus INITs).
-    pub submitted: u64,
-    /// Raw events done with (handled or discarded).
-    pub handled: u64,
-    /// Datagrams refused by the parser (untrusted sender, bad header,
-    /// missing ACTION/DEVPATH/SUBSYSTEM, truncated).
-    pub rejected: u64,
-    /// uevents that took the fast path (no libudev object).
-    pub fast_path: u64,
-    /// uevents with another action (bind, unbind, ...), dropped.
-    pub ignored: u64,
-    /// `ENOBUFS` seen on the socket.
-    pub overflows: u64,
-    /// Other receive errors.
-    pub receive_errors: u64,
-    /// Resyncs run (INIT events handled after the first).
-    pub resyncs: u64,
-    /// mdevctl refreshes run.
-    pub mdevctl_refreshes: u64,
-    /// mdevctl refreshes that failed (table unchanged).
-    pub mdevctl_failures: u64,
-    /// Panics caught in lifecycle callbacks.
-    pub listener_panics: u64,
 }
 
 #[derive(Default)]
@@ -292,7 +267,11 @@ impl Monitor {
             let sh2 = sh.clone();
             let w = mdevctl::Watcher::start(
                 &sh.cfg.mdevctl_dir,
-                Duration::from_millis(if sh.cfg.mdevctl_debounce_ms == 0 { 100 } else { sh.cfg.mdevctl_debounce_ms as u64 }),
+                Duration::from_millis(match sh.cfg.mdevctl_debounce_ms {
+                    0 => DEFAULT_MDEVCTL_DEBOUNCE_MS,
+                    ms => ms,
+                }
+                .into()),
                 &format!("{}-mdev", sh.cfg.name),
                 Box::new(move || {
                     if let Some(ev) = ev.upgrade() {
