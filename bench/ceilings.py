@@ -141,6 +141,12 @@ def monitor_ratio_table(results):
                      rate and rate / 1e3, _ratio(rate, bare_rate), False))
         rows.append((f"CPU per message, {what}: µs", "bare recvmmsg",
                      bare_cpu, cpu, _ratio(cpu, bare_cpu), True))
+    for impl, what in (("monitor-drain", "fast path"),
+                       ("monitor-raw-drain", "raw libudev path")):
+        b = m(D, "ctxsw_per_1000", "bare-drain")
+        o = m(D, "ctxsw_per_1000", impl)
+        rows.append((f"context switches (≈ wake-ups) per 1 000 messages, "
+                     f"{what}", "bare recvmmsg", b, o, _ratio(o, b), True))
     raw_rate = m(D, "msgs_per_s", "monitor-raw-drain")
     raw_cpu = m(D, "cpu_us_per_msg", "monitor-raw-drain")
     rows.append(("raw libudev path vs libudev's own loop: k msgs/s",

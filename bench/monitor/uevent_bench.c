@@ -54,6 +54,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -351,10 +352,19 @@ static _Atomic uint64_t t_done;
 static sem_t done_sem;
 
 struct child_result {
-    uint64_t t_done, cpu_ns;
+    uint64_t t_done, cpu_ns, ctxsw;
     long rss_delta;
     size_t received, table_growth;
 };
+
+/* Context switches of every thread of this process so far: each time a
+ * thread went to sleep (or was preempted), so about its wake-ups. */
+static uint64_t ctxsw(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_nvcsw + (uint64_t)ru.ru_nivcsw;
+}
 
 static void count_one(void)
 {
@@ -416,7 +426,7 @@ static void drain_child(const char *mode, int ready_fd, int result_fd)
     }
 
     long rss0 = rss_bytes();
-    uint64_t cpu0 = CPU();
+    uint64_t cpu0 = CPU(), sw0 = ctxsw();
     if (write(ready_fd, "r", 1) != 1)
         die(EXIT_LIB, "ready pipe");
 
@@ -447,6 +457,7 @@ static void drain_child(const char *mode, int ready_fd, int result_fd)
         r.received = atomic_load(&counted);
     }
     r.cpu_ns = CPU() - cpu0;
+    r.ctxsw = ctxsw() - sw0;
     CALLGRIND_DUMP_STATS_AT("drain");
     r.rss_delta = rss_bytes() - rss0;
     if (mon) {
@@ -522,11 +533,13 @@ static void drain(const char *mode)
     double secs = (double)(r.t_done - t_cont) / 1e9;
     printf("{\"impl\":\"%s\",\"scenario\":\"uevent-drain\",\"n\":%zu,"
            "\"secs\":%.6f,\"msgs_per_s\":%.0f,\"cpu_us_per_msg\":%.3f,"
-           "\"bytes_per_device\":%.1f,\"inject_secs\":%.3f}\n",
+           "\"bytes_per_device\":%.1f,\"inject_secs\":%.3f,"
+           "\"ctxsw_per_1000\":%.1f}\n",
            mode, n_msgs, secs, (double)n_msgs / secs,
            (double)r.cpu_ns / 1e3 / (double)n_msgs,
            (double)r.rss_delta / (double)n_msgs,
-           (double)(t_cont - t_send0) / 1e9);
+           (double)(t_cont - t_send0) / 1e9,
+           (double)r.ctxsw * 1000.0 / (double)n_msgs);
     free(msgs);
 }
 
