@@ -231,7 +231,8 @@ def targets14(results):
     add("2. pool S2 >= 1.00 of the ring", p4, ring4, 1.00)
     for impl, what in (("nde-pool", "2. pool"), ("nde-events", "3. events")):
         b = m("memory", "bytes_per_job", impl)
-        out.append((f"{what}: <= 17 B per queued job", _f(b, 1) + " B",
+        unit = "job" if impl == "nde-pool" else "event"
+        out.append((f"{what}: <= 17 B per queued {unit}", _f(b, 1) + " B",
                     "–" if b is None else ("yes" if b <= 17.05 else "**no**")))
     idle = m("idle", "cpu_us_per_s", "nde-pool")
     out.append(("2. pool: 0 idle CPU (µs per s over 1 s idle)", _f(idle, 1),
