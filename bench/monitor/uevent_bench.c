@@ -54,6 +54,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -486,6 +487,8 @@ static void drain(const char *mode)
     if (pid < 0)
         die(EXIT_LIB, "fork");
     if (pid == 0) {
+        /* killed with its parent (a timeout in run.py kills the parent) */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(ready[0]);
         close(result[0]);
         drain_child(mode, ready[1], result[1]);
