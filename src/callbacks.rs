@@ -8,9 +8,10 @@
 //! removes itself has its userdata released right after it returns.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 
-use crate::pool::tsan;
+use crate::sync::{lock, wait};
+use crate::tsan;
 use crate::result::{nde_result, Error};
 
 /// A callback: gets the event type (as its C value) and the raw data.
@@ -63,10 +64,6 @@ pub struct Registry {
     wait_lock: Mutex<()>,
     returned: Condvar,
     panics: AtomicUsize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Default for Registry {
@@ -163,7 +160,7 @@ impl Registry {
             let mut g = lock(&self.wait_lock);
             self.waiters.fetch_add(1, Ordering::SeqCst);
             while self.running.load(Ordering::SeqCst) == id {
-                g = self.returned.wait(g).unwrap_or_else(|p| p.into_inner());
+                g = wait(&self.returned, g);
             }
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }

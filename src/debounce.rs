@@ -3,10 +3,11 @@
 //! polling). Re-arming a deadline pushes it back, so a burst of requests
 //! within the delay fires once, after the last one.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::result::{nde_result, Error};
+use crate::sync::{lock, wait};
 use crate::thread::{self, Thread};
 
 /// What a timer does when it fires: submits an event of the given type.
@@ -29,10 +30,6 @@ struct Shared {
 /// A set of one-shot timers, one per slot.
 pub struct Debouncer {
     shared: Arc<Shared>,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Debouncer {
@@ -134,7 +131,7 @@ impl Shared {
             }
             let next = st.deadlines.iter().flatten().min().copied();
             st = match next {
-                None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
+                None => wait(&self.changed, st),
                 Some(d) => {
                     self.changed
                         .wait_timeout(st, d.saturating_duration_since(now))

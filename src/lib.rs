@@ -15,13 +15,13 @@
 pub mod callbacks;
 pub mod debounce;
 pub mod events;
-pub mod intake;
-pub mod job_queue;
 pub mod monitor;
 pub mod pool;
 pub mod result;
 pub mod owned;
 pub mod thread;
+pub(crate) mod sync;
+pub(crate) mod tsan;
 
 pub mod ffi;
 

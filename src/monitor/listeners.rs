@@ -9,11 +9,12 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::device::Device;
 use super::table::Lifecycle;
 use crate::result::{nde_result, Error};
+use crate::sync::lock;
 
 /// A lifecycle callback.
 pub type LifecycleCallback = Box<dyn FnMut(&Arc<Device>, Lifecycle) + Send>;
@@ -36,10 +37,6 @@ impl Listener {
             let _ = catch_unwind(AssertUnwindSafe(f));
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The listener list (copy-on-write: dispatch takes a snapshot).

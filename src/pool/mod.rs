@@ -8,16 +8,20 @@
 //! the job (after it ran, when it is discarded, or when a send is refused)
 //! releases the data exactly once.
 
-use std::cell::Cell;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+mod intake;
+mod job_queue;
+mod worker;
 
-use crate::intake::Intake;
-use crate::job_queue::JobQueue;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
 use crate::result::{nde_result, Error};
-use crate::thread::{self, Thread};
+use crate::sync::{deadline_after, lock, wait_until, CachePadded};
+use crate::thread::Thread;
+use crate::tsan;
+use intake::Intake;
+use job_queue::JobQueue;
+use worker::WorkerKind;
 
 /// Counters of a pool's life, safe to read at any time.
 #[repr(C)]
@@ -50,20 +54,9 @@ pub struct PoolLimits {
 /// What runs each job. It gets the job by value: dropping it frees its data.
 pub type Handler<T> = Box<dyn Fn(T) + Send + Sync + 'static>;
 
-thread_local! {
-    // The pool whose worker this thread is (0 on every other thread). A
-    // const-initialised Cell<usize> registers no TLS destructor.
-    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
-}
-
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-enum WorkerKind {
-    Ordinary,
-    Priority,
-}
-
 struct State<T> {
     queue: JobQueue<T>,
+    /// Set once by `stop_locked`, never cleared; mirrored by `quit_hint`.
     quit: bool,
     limits: PoolLimits,
     /// Ordinary workers alive (started and not yet exited).
@@ -72,7 +65,8 @@ struct State<T> {
     prio_workers: usize,
     /// Ordinary workers not running a job (a worker being started counts).
     free_workers: usize,
-    /// Ordinary / priority workers blocked on their condition variable.
+    /// Ordinary / priority workers blocked on their condition variable
+    /// (`sleeping` is mirrored by `Shared::sleepers`).
     sleeping: usize,
     sleeping_prio: usize,
     /// Jobs taken from the queue whose handler has not finished yet.
@@ -100,8 +94,17 @@ struct Shared<T> {
     panics: AtomicUsize,
     /// Queue length as last seen under the lock, for spinning workers.
     /// Written by producers, so kept on a cache line of its own.
+    /// Invariant: only a hint that ends a spin early; a stale 0 costs a
+    /// spin, never a lost job, because the worker re-checks the queue and
+    /// the intake under the lock before it sleeps (the park/wake model in
+    /// tests/model.rs, `pool_send_and_park_never_lose_a_wake_up`, has no
+    /// spin at all and still loses nothing).
     queued_hint: CachePadded<AtomicUsize>,
-    /// Mirrors `State::quit` for workers running a batch without the lock.
+    /// Invariant: `quit_hint == State::quit` whenever the lock is free
+    /// (both are set together under the lock in `stop_locked`, never
+    /// cleared), so a worker running a batch without the lock sees a stop
+    /// at most one job late; checked by tests/pool.rs
+    /// `stop_inside_a_lone_workers_batch_leaves_the_rest_queued`.
     quit_hint: CachePadded<AtomicBool>,
     /// Jobs in the lone worker's batch not started yet (for the depth getter;
     /// only a lone worker takes batches, so plain stores suffice).
@@ -111,127 +114,22 @@ struct Shared<T> {
     /// True while sends may use the intake: no priority workers and no
     /// worker left to start (growth needs the lock).
     fast_path: CachePadded<AtomicBool>,
-    /// Ordinary workers asleep (mirror of `State::sleeping` for the fast
-    /// path's wake-up check).
+    /// Ordinary workers asleep, for the fast path's wake-up check.
+    /// Invariant: `sleepers == State::sleeping` whenever the lock is free;
+    /// inside `sleep` it is raised before the sleeper's last look at the
+    /// intake, the Dekker pair with `send`'s push-then-load, so a send
+    /// either is seen or sees the sleeper: checked (with the two halves
+    /// broken as known-bad variants) by tests/model.rs
+    /// `pool_send_and_park_never_lose_a_wake_up`.
     sleepers: CachePadded<AtomicUsize>,
     /// A wake-up was sent and the woken worker has not run yet: waking it
     /// again would only cost another system call per send.
     wake_pending: CachePadded<AtomicBool>,
 }
 
-/// Keeps a hot atomic away from the fields other threads write.
-#[repr(align(64))]
-struct CachePadded<T>(T);
-
-impl<T> std::ops::Deref for CachePadded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// Hand-off annotations for ThreadSanitizer.
-///
-/// The library is not instrumented, and its locks are futexes and atomics
-/// that TSan cannot see, so a C host built with `-fsanitize=thread` would
-/// see every hand-off (data written before a send and read by the job,
-/// results written by a job and read after `wait_idle`) as a race. When the
-/// host runs under TSan (`__tsan_acquire` / `__tsan_release` resolve in the
-/// process), the pool and the callback registry announce their real
-/// happens-before edges; otherwise each call is one relaxed load and a
-/// branch.
-pub(crate) mod tsan {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    type Annotate = unsafe extern "C" fn(addr: *mut libc::c_void);
-
-    /// 0: not looked up yet; 1: absent; anything else: the function.
-    static ACQUIRE: AtomicUsize = AtomicUsize::new(0);
-    static RELEASE: AtomicUsize = AtomicUsize::new(0);
-
-    #[cold]
-    fn resolve(slot: &AtomicUsize, name: &std::ffi::CStr) -> usize {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches
-        // the process's global scope, where a TSan runtime would be.
-        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
-        let v = if f == 0 { 1 } else { f };
-        slot.store(v, Ordering::Relaxed);
-        v
-    }
-
-    #[inline]
-    fn call(slot: &AtomicUsize, name: &std::ffi::CStr, addr: *const ()) {
-        let mut f = slot.load(Ordering::Relaxed);
-        if f == 1 {
-            return;
-        }
-        if f == 0 {
-            f = resolve(slot, name);
-            if f == 1 {
-                return;
-            }
-        }
-        // SAFETY: `f` is the TSan runtime's annotation function, which takes
-        // any address and only records a synchronisation event on it.
-        unsafe { std::mem::transmute::<usize, Annotate>(f)(addr as *mut libc::c_void) };
-    }
-
-    /// What happened before on this thread happens before whatever follows
-    /// an `acquire` of `addr` on another thread.
-    #[inline]
-    pub(crate) fn release(addr: *const ()) {
-        call(&RELEASE, c"__tsan_release", addr);
-    }
-
-    /// See [`release`].
-    #[inline]
-    pub(crate) fn acquire(addr: *const ()) {
-        call(&ACQUIRE, c"__tsan_acquire", addr);
-    }
-}
-
-/// Most jobs a worker takes from the queue at once.
-const MAX_BATCH: usize = 1024;
-/// Intake blocks an idle pool keeps for the next burst (~70 KiB).
-const IDLE_SPARE_BLOCKS: usize = 16;
-/// How long an idle worker waits for more work before it sleeps.
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
-
 /// A pool of worker threads running jobs of type `T`.
 pub struct Pool<T: Send + 'static> {
     shared: Arc<Shared<T>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic never happens while the lock is held by our code, but if it
-    // did, the state is still consistent: never let poison wedge shutdown.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn deadline_after(timeout_ms: i32) -> Option<Instant> {
-    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
-}
-
-/// Waits on `cond` until `deadline` (None = for ever). Returns the guard and
-/// whether the deadline passed.
-fn wait_until<'a, S>(
-    cond: &Condvar,
-    guard: MutexGuard<'a, S>,
-    deadline: Option<Instant>,
-) -> (MutexGuard<'a, S>, bool) {
-    match deadline {
-        None => (cond.wait(guard).unwrap_or_else(|p| p.into_inner()), false),
-        Some(d) => {
-            let now = Instant::now();
-            if now >= d {
-                return (guard, true);
-            }
-            let (g, _) = cond
-                .wait_timeout(guard, d - now)
-                .unwrap_or_else(|p| p.into_inner());
-            (g, false)
-        }
-    }
 }
 
 impl<T: Send + 'static> Pool<T> {
@@ -512,7 +410,7 @@ impl<T: Send + 'static> Pool<T> {
 
     /// True when called from one of this pool's workers.
     pub fn on_worker(&self) -> bool {
-        CURRENT_POOL.with(|c| c.get()) == self.shared.id()
+        worker::current_pool() == self.shared.id()
     }
 }
 
@@ -552,25 +450,6 @@ impl<T: Send + 'static> Shared<T> {
         }
     }
 
-    fn start_worker(this: &Arc<Self>, st: &mut State<T>, kind: WorkerKind) -> Result<(), Error> {
-        let shared = Arc::clone(this);
-        let name = match kind {
-            WorkerKind::Ordinary => &this.name,
-            WorkerKind::Priority => &this.prio_name,
-        };
-        let t = thread::spawn(name, move || shared.worker_loop(kind))?;
-        st.threads.push(t);
-        match kind {
-            WorkerKind::Ordinary => {
-                st.workers += 1;
-                st.free_workers += 1;
-            }
-            WorkerKind::Priority => st.prio_workers += 1,
-        }
-        this.update_fast_path(st);
-        Ok(())
-    }
-
     /// Sends may skip the lock only when nothing but queueing is needed: no
     /// priority workers to consider and no worker left to start.
     fn update_fast_path(&self, st: &State<T>) {
@@ -589,194 +468,5 @@ impl<T: Send + 'static> Shared<T> {
         }
         let depth = st.queue.len() as u64;
         st.stats.queue_high_water = st.stats.queue_high_water.max(depth);
-    }
-
-    fn worker_loop(self: Arc<Self>, kind: WorkerKind) {
-        CURRENT_POOL.with(|c| c.set(self.id()));
-        let ordinary = kind == WorkerKind::Ordinary;
-        // Jobs taken from the queue under one lock and run without it.
-        let mut batch: VecDeque<T> = VecDeque::new();
-        let mut spun = false;
-        let mut st = lock(&self.state);
-        loop {
-            if st.quit || self.surplus(&st, kind) {
-                break;
-            }
-            // A lone ordinary worker takes a batch: the order is the same,
-            // and the lock is taken once per batch instead of once per job.
-            let depth = (st.queue.len() + self.intake.len()) as u64;
-            st.stats.queue_high_water = st.stats.queue_high_water.max(depth);
-            if ordinary && st.limits.max_workers == 1 && st.workers == 1 && st.prio_workers == 0 {
-                if st.queue.is_empty() {
-                    // SAFETY: we hold the state lock: the only consumer.
-                    unsafe { self.intake.take_into(&mut batch, MAX_BATCH) };
-                } else {
-                    self.absorb_intake(&mut st);
-                    st.queue.take_ordinary_batch(&mut batch, MAX_BATCH);
-                }
-            }
-            if batch.is_empty() {
-                self.absorb_intake(&mut st);
-                let job = if ordinary {
-                    st.queue.pop_oldest()
-                } else {
-                    st.queue.pop_priority()
-                };
-                batch.extend(job);
-            }
-            if batch.is_empty() {
-                if spun {
-                    spun = false;
-                    st = self.sleep(st, ordinary);
-                } else {
-                    // In a burst the next job is usually a moment away:
-                    // waiting briefly is far cheaper than sleeping and
-                    // being woken by a system call.
-                    spun = true;
-                    drop(st);
-                    // Idle: give back the memory of a past burst.
-                    self.intake.trim_spare(IDLE_SPARE_BLOCKS);
-                    self.spin_for_work();
-                    st = lock(&self.state);
-                }
-                continue;
-            }
-            spun = false;
-            self.queued_hint.store(st.queue.len(), Ordering::Relaxed);
-            if st.sleeping > 0 && !st.queue.is_empty() && !self.wake_pending.swap(true, Ordering::SeqCst) {
-                // More work than this worker takes: pass the wake-up on.
-                self.work_ready.notify_one();
-            }
-            let taken = batch.len();
-            if ordinary {
-                st.free_workers -= 1;
-            }
-            st.running += taken;
-            drop(st);
-            let ran = self.run_batch(&mut batch);
-            st = lock(&self.state);
-            if !batch.is_empty() {
-                // Stopped mid-batch: the rest stays queued, as libvirt's
-                // workers leave queued jobs for drain.
-                st.queue.return_ordinary_batch(&mut batch);
-            }
-            if taken > 1 {
-                self.unstarted_in_batch.store(0, Ordering::Relaxed);
-            }
-            st.running -= taken;
-            st.stats.completed += ran as u64;
-            if ordinary {
-                st.free_workers += 1;
-            }
-            if st.queue.is_empty() && self.intake.is_empty() {
-                st.queue.shrink_if_empty();
-                if st.running == 0 {
-                    self.progress.notify_all();
-                }
-            }
-        }
-        if ordinary {
-            st.workers -= 1;
-            st.free_workers -= 1;
-        } else {
-            st.prio_workers -= 1;
-        }
-        self.update_fast_path(&st);
-        let last = st.workers + st.prio_workers == 0;
-        if last && st.release_when_idle {
-            // The owner released the pool from inside a job: nobody is left
-            // to join, so finish the release here.
-            self.absorb_intake(&mut st);
-            let jobs = st.queue.take_all();
-            st.stats.discarded += jobs.len() as u64;
-            let threads = std::mem::take(&mut st.threads);
-            drop(st);
-            tsan::acquire(self.sync_addr());
-            drop(jobs);
-            threads.into_iter().for_each(Thread::detach);
-        } else {
-            self.progress.notify_all();
-        }
-        CURRENT_POOL.with(|c| c.set(0));
-    }
-
-    /// Runs the jobs of `batch` in order; stops early (leaving the rest in
-    /// `batch`) once the pool is stopped. Returns how many ran.
-    fn run_batch(&self, batch: &mut VecDeque<T>) -> usize {
-        let mut ran = 0;
-        let counted = batch.len() > 1;
-        // Every job of the batch was sent before it was taken: one acquire
-        // covers them all, and one release after the batch comes before
-        // `running` drops (what wait_idle and drain look at).
-        tsan::acquire(self.sync_addr());
-        while let Some(job) = batch.pop_front() {
-            if counted {
-                self.unstarted_in_batch.store(batch.len(), Ordering::Relaxed);
-            }
-            let handler = &self.handler;
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(job))).is_err() {
-                self.panics.fetch_add(1, Ordering::Relaxed);
-            }
-            ran += 1;
-            if !batch.is_empty() && self.quit_hint.load(Ordering::Acquire) {
-                break;
-            }
-        }
-        tsan::release(self.sync_addr());
-        ran
-    }
-
-    /// Spins a few microseconds waiting for a job (or a stop), then returns.
-    fn spin_for_work(&self) {
-        let start = Instant::now();
-        loop {
-            for _ in 0..64 {
-                if self.queued_hint.load(Ordering::Relaxed) > 0
-                    || self.quit_hint.load(Ordering::Relaxed)
-                    || !self.intake.is_empty()
-                {
-                    return;
-                }
-                std::hint::spin_loop();
-            }
-            if start.elapsed() >= SPIN_BEFORE_SLEEP {
-                return;
-            }
-        }
-    }
-
-    /// True when this worker should exit because the pool shrank.
-    fn surplus(&self, st: &State<T>, kind: WorkerKind) -> bool {
-        match kind {
-            WorkerKind::Ordinary => st.workers > st.limits.max_workers,
-            WorkerKind::Priority => st.prio_workers > st.limits.prio_workers,
-        }
-    }
-
-    fn sleep<'a>(
-        &self,
-        mut st: MutexGuard<'a, State<T>>,
-        ordinary: bool,
-    ) -> MutexGuard<'a, State<T>> {
-        if ordinary {
-            st.sleeping += 1;
-            // Paired with the fast path of `send`: announce the sleep, then
-            // look at the intake once more.
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            // Any wake-up sent before this point was for an earlier sleep.
-            self.wake_pending.store(false, Ordering::SeqCst);
-            if self.intake.is_empty() {
-                st = self.work_ready.wait(st).unwrap_or_else(|p| p.into_inner());
-                // Awake: the next send or a busy worker may wake another.
-                self.wake_pending.store(false, Ordering::SeqCst);
-            }
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            st.sleeping -= 1;
-        } else {
-            st.sleeping_prio += 1;
-            st = self.prio_ready.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.sleeping_prio -= 1;
-        }
-        st
     }
 }

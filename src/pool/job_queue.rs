@@ -45,11 +45,6 @@ impl<T> JobQueue<T> {
         self.ordinary.is_empty() && self.priority.is_empty()
     }
 
-    /// True when a priority job is queued.
-    pub fn has_priority(&self) -> bool {
-        !self.priority.is_empty()
-    }
-
     /// Appends a job; `priority != 0` also makes it visible to priority workers.
     pub fn push(&mut self, job: T, priority: u32) {
         if priority == 0 {

@@ -15,6 +15,8 @@ use std::mem::MaybeUninit;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
+use crate::sync::{lock, CachePadded};
+
 /// Slots per block.
 const BLOCK_CAP: usize = 255;
 /// Positions per block: the slots plus the sentinel.
@@ -56,10 +58,6 @@ fn backoff() {
     unsafe { libc::sched_yield() };
 }
 
-/// Padded so producers' and the consumer's hot words do not share a line.
-#[repr(align(64))]
-struct Padded<T>(T);
-
 /// Emptied blocks kept for reuse while jobs flow (up to ~17 MiB): during a
 /// burst no take frees and pushes reuse drained blocks, so neither glibc's
 /// consolidation nor page faults hit the hot path. The consumer trims the
@@ -68,11 +66,11 @@ const MAX_SPARE_BLOCKS: usize = 4096;
 
 /// Unbounded lock-free MPSC intake of jobs.
 pub struct Intake<T> {
-    tail_index: Padded<AtomicUsize>,
-    tail_block: Padded<AtomicPtr<Block<T>>>,
+    tail_index: CachePadded<AtomicUsize>,
+    tail_block: CachePadded<AtomicPtr<Block<T>>>,
     /// Consumer side: only changed by the one consumer (the pool's lock
     /// holder); atomics so that getters may read it.
-    head_index: Padded<AtomicUsize>,
+    head_index: CachePadded<AtomicUsize>,
     head_block: AtomicPtr<Block<T>>,
     /// Emptied blocks for reuse (taken once per block, not per job).
     spare: std::sync::Mutex<Vec<SendPtr<Block<T>>>>,
@@ -102,9 +100,9 @@ impl<T> Intake<T> {
     pub fn new() -> Self {
         let first = Block::alloc();
         Intake {
-            tail_index: Padded(AtomicUsize::new(0)),
-            tail_block: Padded(AtomicPtr::new(first)),
-            head_index: Padded(AtomicUsize::new(0)),
+            tail_index: CachePadded(AtomicUsize::new(0)),
+            tail_block: CachePadded(AtomicPtr::new(first)),
+            head_index: CachePadded(AtomicUsize::new(0)),
             head_block: AtomicPtr::new(first),
             spare: std::sync::Mutex::new(Vec::new()),
         }
@@ -112,7 +110,7 @@ impl<T> Intake<T> {
 
     /// An empty block: a spare one or a new one.
     fn new_block(&self) -> *mut Block<T> {
-        let spare = self.spare.lock().ok().and_then(|mut v| v.pop());
+        let spare = lock(&self.spare).pop();
         spare.map_or_else(Block::alloc, |b| b.0)
     }
 
@@ -125,21 +123,24 @@ impl<T> Intake<T> {
         for r in (*block).ready.iter() {
             r.store(false, Ordering::Relaxed);
         }
-        if let Ok(mut v) = self.spare.lock() {
-            if v.len() < MAX_SPARE_BLOCKS {
-                v.push(SendPtr(block));
-                return;
-            }
+        let mut spare = lock(&self.spare);
+        if spare.len() < MAX_SPARE_BLOCKS {
+            spare.push(SendPtr(block));
+            return;
         }
+        drop(spare);
         drop(Box::from_raw(block));
     }
 
     /// Frees spare blocks beyond `keep` (called when the consumer is idle,
     /// so a burst's memory is given back off the hot path).
     pub fn trim_spare(&self, keep: usize) {
-        let extra: Vec<SendPtr<Block<T>>> = match self.spare.lock() {
-            Ok(mut v) if v.len() > keep => v.split_off(keep),
-            _ => return,
+        let extra: Vec<SendPtr<Block<T>>> = {
+            let mut spare = lock(&self.spare);
+            if spare.len() <= keep {
+                return;
+            }
+            spare.split_off(keep)
         };
         for b in extra {
             // SAFETY: spare blocks are owned by the list, which let go of them.
@@ -275,10 +276,8 @@ impl<T> Drop for Intake<T> {
             while self.pop().is_some() {}
             let block = self.head_block.load(Ordering::Relaxed);
             drop(Box::from_raw(block));
-            if let Ok(mut v) = self.spare.lock() {
-                for b in v.drain(..) {
-                    drop(Box::from_raw(b.0));
-                }
+            for b in lock(&self.spare).drain(..) {
+                drop(Box::from_raw(b.0));
             }
         }
     }

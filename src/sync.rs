@@ -1,0 +1,56 @@
+//! Synchronisation helpers shared by the crate: the one poison-tolerant
+//! `lock`, the one `CachePadded`, and the one deadline helper.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Locks `m`, ignoring poison. A panic never happens while our code holds a
+/// lock, and if one did the guarded state is still consistent: poison must
+/// never wedge a shutdown.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `cond.wait(guard)`, ignoring poison (see [`lock`]).
+pub(crate) fn wait<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cond.wait(guard).unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps a hot atomic on a cache line of its own, away from the fields
+/// other threads write.
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A C-style timeout: `None` for "for ever" (`timeout_ms < 0`), else the
+/// instant `timeout_ms` from now.
+pub(crate) fn deadline_after(timeout_ms: i32) -> Option<Instant> {
+    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+}
+
+/// Waits on `cond` until woken or `deadline` (None = for ever). Returns the
+/// guard and whether the deadline had passed before the wait.
+pub(crate) fn wait_until<'a, S>(
+    cond: &Condvar,
+    guard: MutexGuard<'a, S>,
+    deadline: Option<Instant>,
+) -> (MutexGuard<'a, S>, bool) {
+    match deadline {
+        None => (wait(cond, guard), false),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                return (guard, true);
+            }
+            let (g, _) = cond.wait_timeout(guard, d - now).unwrap_or_else(|p| p.into_inner());
+            (g, false)
+        }
+    }
+}
