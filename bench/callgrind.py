@@ -57,6 +57,9 @@ def run(kind, what, n, producers, lib, data):
     return self_costs(dumps[0])
 
 
+OBJ = {}  # function -> the object file it is in, when callgrind says
+
+
 def self_costs(path):
     """function -> self instructions, and the program total."""
     r = subprocess.run(["callgrind_annotate", "--inclusive=no",
@@ -76,6 +79,12 @@ def self_costs(path):
         # once per source file its inlined code came from: summed)
         fn = name.split(" [")[0]
         fn = fn.split(":", 1)[1] if re.match(r"^[^:]*\.\w+:", fn) else fn
+        if " [" in name:
+            obj = os.path.basename(name.split(" [", 1)[1].rstrip("]"))
+            OBJ.setdefault(fn, obj)
+            if fn.startswith("???"):  # no symbols: say where
+                fn = f"{fn} in {obj}"
+                OBJ.setdefault(fn, obj)
         costs[fn] = costs.get(fn, 0) + v
     return costs, total
 
@@ -106,6 +115,15 @@ def main():
     how = f", --data {a.data}" if a.kind == "burst" else ""
     print(f"{a.kind} {a.what}: {per:.0f} instructions per item "
           f"(callgrind, runs of {n} and {2 * n}, difference / {n}{how})")
+    by_obj = {}
+    for f, v in diff.items():
+        obj = OBJ.get(f) or ("libnodedev_events.so" if "nodedev_events" in f
+                             or "alloc::" in f or "core::" in f
+                             or "hashbrown" in f else "?")
+        by_obj[obj] = by_obj.get(obj, 0) + v
+    objs = sorted(by_obj.items(), key=lambda kv: -kv[1])
+    print("by object: " + ", ".join(f"{o} {v:.0f}" for o, v in objs
+                                    if v >= 0.5))
     for f, v in sorted(diff.items(), key=lambda kv: -kv[1])[:a.lines]:
         if v < 0.5:
             break
