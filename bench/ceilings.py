@@ -141,6 +141,16 @@ def monitor_ratio_table(results):
                      rate and rate / 1e3, _ratio(rate, bare_rate), False))
         rows.append((f"CPU per message, {what}: µs", "bare recvmmsg",
                      bare_cpu, cpu, _ratio(cpu, bare_cpu), True))
+    def split(impl, sys):  # CPU per message in the kernel / user space
+        c, sh = m(D, "cpu_us_per_msg", impl), m(D, "sys_share", impl)
+        return None if c is None or sh is None else c * (sh if sys
+                                                         else 1 - sh)
+    for sys, where in ((1, "in the kernel"), (0, "in user space")):
+        b = split("bare-drain", sys)
+        o = split("monitor-drain", sys)
+        rows.append((f"CPU per message {where} (rusage split), fast path: "
+                     "µs", "bare recvmmsg", b, o,
+                     _ratio(o, b) if sys else None, True))
     for impl, what in (("monitor-drain", "fast path"),
                        ("monitor-raw-drain", "raw libudev path")):
         b = m(D, "ctxsw_per_1000", "bare-drain")

@@ -353,7 +353,7 @@ static _Atomic uint64_t t_done;
 static sem_t done_sem;
 
 struct child_result {
-    uint64_t t_done, cpu_ns, ctxsw;
+    uint64_t t_done, cpu_ns, ctxsw, sys_us, user_us;
     long rss_delta;
     size_t received, table_growth;
 };
@@ -365,6 +365,16 @@ static uint64_t ctxsw(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (uint64_t)ru.ru_nvcsw + (uint64_t)ru.ru_nivcsw;
+}
+
+/* CPU time in the kernel (sys) or in user space, µs; the kernel splits
+ * the exact total by sampled ticks, so the split is approximate. */
+static uint64_t cpu_us(int sys)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    struct timeval tv = sys ? ru.ru_stime : ru.ru_utime;
+    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
 static void count_one(void)
@@ -427,7 +437,7 @@ static void drain_child(const char *mode, int ready_fd, int result_fd)
     }
 
     long rss0 = rss_bytes();
-    uint64_t cpu0 = CPU(), sw0 = ctxsw();
+    uint64_t cpu0 = CPU(), sw0 = ctxsw(), sys0 = cpu_us(1), user0 = cpu_us(0);
     if (write(ready_fd, "r", 1) != 1)
         die(EXIT_LIB, "ready pipe");
 
@@ -459,6 +469,8 @@ static void drain_child(const char *mode, int ready_fd, int result_fd)
     }
     r.cpu_ns = CPU() - cpu0;
     r.ctxsw = ctxsw() - sw0;
+    r.sys_us = cpu_us(1) - sys0;
+    r.user_us = cpu_us(0) - user0;
     CALLGRIND_DUMP_STATS_AT("drain");
     r.rss_delta = rss_bytes() - rss0;
     if (mon) {
@@ -537,12 +549,15 @@ static void drain(const char *mode)
     printf("{\"impl\":\"%s\",\"scenario\":\"uevent-drain\",\"n\":%zu,"
            "\"secs\":%.6f,\"msgs_per_s\":%.0f,\"cpu_us_per_msg\":%.3f,"
            "\"bytes_per_device\":%.1f,\"inject_secs\":%.3f,"
-           "\"ctxsw_per_1000\":%.1f}\n",
+           "\"ctxsw_per_1000\":%.1f,\"sys_share\":%.2f}\n",
            mode, n_msgs, secs, (double)n_msgs / secs,
            (double)r.cpu_ns / 1e3 / (double)n_msgs,
            (double)r.rss_delta / (double)n_msgs,
            (double)(t_cont - t_send0) / 1e9,
-           (double)r.ctxsw * 1000.0 / (double)n_msgs);
+           (double)r.ctxsw * 1000.0 / (double)n_msgs,
+           r.sys_us + r.user_us
+               ? (double)r.sys_us / (double)(r.sys_us + r.user_us)
+               : 0.0);
     free(msgs);
 }
 
