@@ -567,3 +567,149 @@ wait $pid
     assert!(printed.starts_with("computer\n  |\n  +- net_lo_"), "{printed}");
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Preloaded under nodedev-monitor: an enumeration that never finishes.
+/// `nde_monitor_wait_initialized` reports each call on stderr and waits for
+/// `nde_monitor_stop` (the library's own, called through) or its timeout,
+/// then answers as the library does for an enumeration cut short by a stop
+/// (`NDE_ERR_STOPPED`) or still running (`NDE_ERR_TIMEOUT`).
+const STALL_ENUMERATION: &str = r#"
+#define _GNU_SOURCE 1
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include "nodedev_events.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stopped_cond = PTHREAD_COND_INITIALIZER;
+static int stopped;
+
+int nde_monitor_stop(nde_monitor *mon, int timeout_ms)
+{
+    int (*real)(nde_monitor *, int);
+    *(void **)&real = dlsym(RTLD_NEXT, "nde_monitor_stop");
+    int rc = real(mon, timeout_ms);
+    pthread_mutex_lock(&lock);
+    stopped = 1;
+    pthread_cond_broadcast(&stopped_cond);
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+int nde_monitor_wait_initialized(nde_monitor *mon, int timeout_ms)
+{
+    (void)mon;
+    fprintf(stderr, "stall: wait_initialized(%d)\n", timeout_ms);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&lock);
+    int timed_out = 0;
+    while (!stopped && !timed_out) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&stopped_cond, &lock);
+        else
+            timed_out = pthread_cond_timedwait(&stopped_cond, &lock, &deadline) != 0;
+    }
+    int was_stopped = stopped;
+    pthread_mutex_unlock(&lock);
+    int rc = was_stopped ? NDE_ERR_STOPPED : NDE_ERR_TIMEOUT;
+    fprintf(stderr, "stall: wait_initialized -> %s\n", nde_result_str(rc));
+    return rc;
+}
+"#;
+
+/// Ctrl-C during the enumeration ends nodedev-monitor's wait for it through
+/// the stop, not at the next poll: the tool waits once, with no timeout,
+/// and that wait returns "stopped" because of the signal; no tree is
+/// printed and the exit is clean. (Before, the tool polled in 100 ms
+/// slices: its first wait had a timeout of 100 and returned "timed out".)
+/// The enumeration is held open by STALL_ENUMERATION, preloaded.
+#[test]
+fn nodedev_monitor_ctrl_c_ends_the_enumeration_wait() {
+    use std::io::{BufRead, BufReader};
+
+    common::build_c_libraries();
+    let work = scratch("stall");
+    let exe = work.join("nodedev-monitor");
+    let dir = profile_dir();
+    let include = format!("-I{}", root().join("include").display());
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g", &include])
+            .arg(root().join("tools/nodedev-monitor.c"))
+            .arg("-o")
+            .arg(&exe)
+            .arg(format!("-L{}", dir.display()))
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .args(["-lnodedev_events", "-lpthread"]),
+        "building tools/nodedev-monitor.c",
+    );
+    let stall_src = work.join("stall.c");
+    let stall = work.join("stall.so");
+    std::fs::write(&stall_src, STALL_ENUMERATION).unwrap();
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-O1", "-g", &include])
+            .arg(&stall_src)
+            .arg("-o")
+            .arg(&stall)
+            .arg(format!("-L{}", dir.display()))
+            .args(["-lnodedev_events", "-ldl", "-lpthread"]),
+        "building the preloaded stall",
+    );
+
+    let mut child = Command::new(&exe)
+        .arg("--kernel")
+        .env("LD_PRELOAD", &stall)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = stderr.next().and_then(Result::ok);
+    if first.as_deref() == Some("stall: wait_initialized(-1)") {
+        // The tool is waiting (its signals are blocked by now): Ctrl-C.
+        // SAFETY: kill has no memory preconditions.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    } else {
+        let _ = child.kill();
+    }
+    // A hang guard only: the exit is expected at once.
+    let mut waited = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if waited == 600 {
+            let _ = child.kill();
+            panic!("nodedev-monitor did not exit within a minute of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    };
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(
+        first.as_deref(),
+        Some("stall: wait_initialized(-1)"),
+        "the tool must wait for the enumeration once, without a timeout; stderr: {rest:?}"
+    );
+    assert_eq!(
+        rest,
+        ["stall: wait_initialized -> object is stopped or shutting down; nothing was queued"],
+        "the wait ends because the signal stopped the monitor"
+    );
+    assert!(status.success(), "nodedev-monitor after SIGINT: {status}");
+    assert_eq!(stdout, "", "no tree: the enumeration never finished");
+    let _ = std::fs::remove_dir_all(&work);
+}

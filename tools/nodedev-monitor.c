@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,28 @@ static void on_lifecycle(void *userdata, const nde_device *dev, nde_lifecycle ev
     pthread_mutex_unlock(&print_lock);
 }
 
+/* ---- stopping ------------------------------------------------------------ */
+
+/* Ctrl-C, SIGTERM and SIGHUP are taken by one thread that stops the
+ * monitor: a stopped monitor ends nde_monitor_wait_initialized at once, so
+ * even an interrupted enumeration ends without polling. */
+typedef struct {
+    nde_monitor *mon;
+    sigset_t signals;
+    atomic_bool stopped; /* set before the monitor is stopped */
+} stopper;
+
+static void *stopper_thread(void *arg)
+{
+    stopper *s = arg;
+    int sig;
+    while (sigwait(&s->signals, &sig) != 0)
+        ;
+    atomic_store(&s->stopped, true);
+    nde_monitor_stop(s->mon, 5000);
+    return NULL;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static int parse_seconds(const char *s, double *out)
@@ -295,8 +318,8 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Ctrl-C and SIGTERM are taken synchronously by the main thread: block
-     * them before the library starts its threads (they inherit the mask). */
+    /* Ctrl-C, SIGTERM and SIGHUP are taken synchronously by the stop thread:
+     * block them before any thread starts (threads inherit the mask). */
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
@@ -312,6 +335,9 @@ int main(int argc, char **argv)
     cfg.subsystems = nsub ? subsystems : NULL;
 
     int status = 1;
+    stopper stop;
+    pthread_t stop_thread;
+    bool have_stop_thread = false;
     nde_monitor *mon = nde_monitor_new(&cfg);
     if (!mon) {
         fprintf(stderr, "nodedev-monitor: cannot create the monitor\n");
@@ -322,16 +348,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "nodedev-monitor: cannot start: %s\n", nde_result_str(rc));
         goto out;
     }
-    /* The enumeration; Ctrl-C during it still ends the program promptly. */
-    for (;;) {
-        rc = nde_monitor_wait_initialized(mon, 100);
-        if (rc != NDE_ERR_TIMEOUT)
-            break;
-        struct timespec zero = {0, 0};
-        if (sigtimedwait(&stop_signals, NULL, &zero) > 0) {
-            status = 0;
-            goto out;
-        }
+    /* From here on a signal (or the timeout) stops the monitor. */
+    stop.mon = mon;
+    stop.signals = stop_signals;
+    atomic_init(&stop.stopped, false);
+    if ((errno = pthread_create(&stop_thread, NULL, stopper_thread, &stop)) != 0) {
+        perror("nodedev-monitor: cannot start the signal thread");
+        goto out;
+    }
+    have_stop_thread = true;
+
+    /* The enumeration: a stop ends this wait at once. */
+    rc = nde_monitor_wait_initialized(mon, -1);
+    if (rc == NDE_ERR_STOPPED && atomic_load(&stop.stopped)) {
+        status = 0;
+        goto out;
     }
     if (rc < 0) {
         fprintf(stderr, "nodedev-monitor: enumeration failed: %s\n", nde_result_str(rc));
@@ -359,29 +390,31 @@ int main(int argc, char **argv)
     if (list_only)
         goto out;
 
-    /* Wait for a stop signal or the timeout. */
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        struct timespec wait = {1, 0};
-        if (timeout >= 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            double left = timeout - ((double)(now.tv_sec - start.tv_sec) +
-                                     (double)(now.tv_nsec - start.tv_nsec) / 1e9);
-            if (left <= 0)
-                break;
-            if (left < 1) {
-                wait.tv_sec = 0;
-                wait.tv_nsec = (long)(left * 1e9);
-            }
+    /* Run until a signal (the stop thread then ends) or the timeout. */
+    if (timeout < 0) {
+        pthread_join(stop_thread, NULL);
+        have_stop_thread = false;
+    } else {
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        double whole = (double)(long)(timeout < 1e9 ? timeout : 1e9);
+        deadline.tv_sec += (time_t)whole;
+        deadline.tv_nsec += (long)((timeout - whole) * 1e9);
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
         }
-        int sig = sigtimedwait(&stop_signals, NULL, &wait);
-        if (sig > 0)
-            break;
+        if (pthread_clockjoin_np(stop_thread, NULL, CLOCK_MONOTONIC, &deadline) == 0)
+            have_stop_thread = false;
     }
 
 out:
+    if (have_stop_thread) {
+        /* Ended by an error, --list or the timeout: wake the stop thread
+         * (the signal is blocked everywhere, so its sigwait takes it). */
+        pthread_kill(stop_thread, SIGTERM);
+        pthread_join(stop_thread, NULL);
+    }
     if (mon) {
         nde_monitor_stop(mon, 5000);
         nde_monitor_free(mon); /* releases the listener; joins every thread */
