@@ -137,11 +137,14 @@ static void check_table_shape(const nde_api *api)
         CHECK(f != NULL);
         members++;
     }
-    /* common 2 + pool 15 + events 10, then the monitor tail: 14 + 10 */
-    CHECK(members >= 51);
+    /* common 2 + pool 15 + events 10, then the monitor tail: 14 + 10,
+     * then pool_new_config */
+    CHECK(members >= 52);
     /* The way a host tests for a member a newer header may have added. */
     CHECK(offsetof(nde_api, events_get_stats) + sizeof(any_fn) <= api->size);
     CHECK(offsetof(nde_api, device_get_property) + sizeof(any_fn) <= api->size);
+    CHECK(offsetof(nde_api, pool_new_config) + sizeof(any_fn) <= api->size);
+    CHECK(api->pool_new_config(NULL) == NULL);
     /* The monitor tail answers bad input as the exported functions do. */
     CHECK(api->monitor_start(NULL) == NDE_ERR_INVALID);
     CHECK(api->monitor_device_count(NULL) == 0);

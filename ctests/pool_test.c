@@ -1,7 +1,7 @@
 /*
  * The whole nde_pool contract, from C: order, producers, stop/drain/free
  * with queued jobs, free callbacks counted exactly, calls from inside jobs,
- * worker growth, priority workers, parameters and bad input.
+ * worker growth, priority workers, parameters, worker hooks and bad input.
  */
 #include "nde_test.h"
 
@@ -367,6 +367,239 @@ static void test_wait_idle(void)
     gate_destroy(&the_gate);
 }
 
+/* ---- issue 12 item 7: the high-water mark covers every reported depth ---- */
+static void test_high_water_covers_the_reported_depth(void)
+{
+    reset_counts();
+    gate_init(&the_gate);
+    nde_pool *pool = nde_pool_new_full(1, 1, 0, blocking_job, "highwater", NULL);
+    CHECK(pool != NULL);
+    CHECK_EQ(nde_pool_send_job_full(pool, 0, item_new(0, 0), item_free), NDE_OK);
+    gate_wait_for(&the_gate, 1);
+    /* The worker is blocked: these wait in the lock-free intake. */
+    for (int i = 1; i <= 1000; i++)
+        CHECK_EQ(nde_pool_send_job_full(pool, 0, item_new(0, i), item_free), NDE_OK);
+    size_t depth = nde_pool_get_job_queue_depth(pool);
+    CHECK_EQ(depth, 1000);
+    nde_pool_stats st;
+    CHECK_EQ(nde_pool_get_stats(pool, &st), NDE_OK);
+    CHECK(st.queue_high_water >= depth);
+    gate_open(&the_gate);
+    CHECK_EQ(nde_pool_wait_idle(pool, -1), NDE_OK);
+    CHECK_EQ(nde_pool_get_job_queue_depth(pool), 0);
+    CHECK_EQ(nde_pool_get_stats(pool, &st), NDE_OK);
+    CHECK(st.queue_high_water >= 1000); /* a mark, not the current depth */
+    CHECK(st.queue_high_water <= 1001);
+    CHECK_EQ(atomic_load(&ran), 1001);
+    nde_pool_free(pool);
+    CHECK_EQ(atomic_load(&freed), 1001);
+    gate_destroy(&the_gate);
+}
+
+/* ---- issue 12 item 2: stop from inside a job of a lone worker's batch ---- */
+static nde_pool *batch_pool;
+
+static void stop_at_job_one(void *jobdata, void *opaque)
+{
+    (void)opaque;
+    item *it = jobdata;
+    if (it->seq == 0)
+        gate_pass(&the_gate);
+    if (it->seq == 1)
+        nde_pool_stop(batch_pool);
+    atomic_fetch_add(&ran, 1);
+}
+
+static void test_stop_inside_a_lone_workers_batch(void)
+{
+    reset_counts();
+    gate_init(&the_gate);
+    batch_pool = nde_pool_new_full(1, 1, 0, stop_at_job_one, "batchstop", NULL);
+    CHECK(batch_pool != NULL);
+    CHECK_EQ(nde_pool_send_job_full(batch_pool, 0, item_new(0, 0), item_free), NDE_OK);
+    gate_wait_for(&the_gate, 1);
+    for (int i = 1; i <= 10; i++)
+        CHECK_EQ(nde_pool_send_job_full(batch_pool, 0, item_new(0, i), item_free), NDE_OK);
+    gate_open(&the_gate);
+    /* Job 1 stops the pool: jobs 2..10 stay queued for drain. */
+    CHECK_EQ(nde_pool_wait_idle(batch_pool, -1), NDE_ERR_STOPPED);
+    CHECK_EQ(atomic_load(&ran), 2);
+    CHECK_EQ(nde_pool_get_job_queue_depth(batch_pool), 9);
+    CHECK_EQ(nde_pool_drain(batch_pool), NDE_OK);
+    CHECK_EQ(atomic_load(&freed), 11);
+    nde_pool_stats st;
+    CHECK_EQ(nde_pool_get_stats(batch_pool, &st), NDE_OK);
+    CHECK_EQ(st.submitted, 11);
+    CHECK_EQ(st.completed, 2);
+    CHECK_EQ(st.discarded, 9);
+    nde_pool_free(batch_pool);
+    gate_destroy(&the_gate);
+}
+
+/* ---- worker hooks (nde_pool_new_config) ---- */
+typedef struct {
+    atomic_int starts, stops, prio_starts, prio_stops, freed, unhooked_jobs;
+} hook_counts;
+
+/* 0: no hook ran on this thread; 1 / 2: started as ordinary / priority
+ * worker; 3: stopped. */
+static _Thread_local int hook_state;
+
+static void hook_start(void *userdata, int priority_worker)
+{
+    hook_counts *c = userdata;
+    CHECK_EQ(hook_state, 0);
+    hook_state = priority_worker ? 2 : 1;
+    atomic_fetch_add(priority_worker ? &c->prio_starts : &c->starts, 1);
+}
+
+static void hook_stop(void *userdata, int priority_worker)
+{
+    hook_counts *c = userdata;
+    CHECK_EQ(hook_state, priority_worker ? 2 : 1);
+    hook_state = 3;
+    CHECK_EQ(atomic_load(&c->freed), 0);
+    atomic_fetch_add(priority_worker ? &c->prio_stops : &c->stops, 1);
+}
+
+static void hook_free(void *userdata)
+{
+    hook_counts *c = userdata;
+    /* After the last worker's stop hook. */
+    CHECK_EQ(atomic_load(&c->starts), atomic_load(&c->stops));
+    CHECK_EQ(atomic_load(&c->prio_starts), atomic_load(&c->prio_stops));
+    atomic_fetch_add(&c->freed, 1);
+}
+
+static void hooked_job(void *jobdata, void *opaque)
+{
+    hook_counts *c = opaque;
+    if (hook_state != 1 && hook_state != 2)
+        atomic_fetch_add(&c->unhooked_jobs, 1);
+    if (jobdata == (void *)1)
+        gate_pass(&the_gate);
+    atomic_fetch_add(&ran, 1);
+}
+
+static void wait_until_equal(atomic_int *v, int want)
+{
+    for (int i = 0; atomic_load(v) != want; i++) {
+        CHECK(i < 60000);
+        nap_ms(1);
+    }
+}
+
+static nde_pool_config hooked_config(hook_counts *c)
+{
+    nde_pool_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.size = sizeof cfg;
+    cfg.min_workers = 1;
+    cfg.max_workers = 3;
+    cfg.prio_workers = 1;
+    cfg.func = hooked_job;
+    cfg.name = "hooked";
+    cfg.opaque = c;
+    cfg.worker_start = hook_start;
+    cfg.worker_stop = hook_stop;
+    cfg.hook_userdata = c;
+    cfg.hook_userdata_free = hook_free;
+    return cfg;
+}
+
+static void test_worker_hooks(void)
+{
+    static hook_counts c;
+    memset(&c, 0, sizeof c);
+    reset_counts();
+    gate_init(&the_gate);
+    nde_pool_config cfg = hooked_config(&c);
+    nde_pool *pool = nde_pool_new_config(&cfg);
+    CHECK(pool != NULL);
+    wait_until_equal(&c.starts, 1);
+    wait_until_equal(&c.prio_starts, 1);
+
+    /* Growth: three blocked jobs need three ordinary workers. */
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(nde_pool_send_job(pool, 0, (void *)1), NDE_OK);
+    gate_wait_for(&the_gate, 3);
+    CHECK_EQ(nde_pool_get_current_workers(pool), 3);
+    CHECK_EQ(atomic_load(&c.starts), 3);
+    /* The priority worker runs a priority job meanwhile. */
+    CHECK_EQ(nde_pool_send_job(pool, 1, NULL), NDE_OK);
+    for (int i = 0; atomic_load(&ran) != 1; i++) {
+        CHECK(i < 60000);
+        nap_ms(1);
+    }
+    gate_open(&the_gate);
+    CHECK_EQ(nde_pool_wait_idle(pool, -1), NDE_OK);
+
+    /* set_parameters starts workers of both kinds ... */
+    CHECK_EQ(nde_pool_set_parameters(pool, 4, 4, 2), NDE_OK);
+    wait_until_equal(&c.starts, 4);
+    wait_until_equal(&c.prio_starts, 2);
+    /* ... and a shrink ends them, each running its stop hook. */
+    CHECK_EQ(nde_pool_set_parameters(pool, 1, 1, 0), NDE_OK);
+    wait_until_equal(&c.stops, 3);
+    wait_until_equal(&c.prio_stops, 2);
+    CHECK_EQ(atomic_load(&c.freed), 0);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(nde_pool_send_job(pool, 0, NULL), NDE_OK);
+    CHECK_EQ(nde_pool_wait_idle(pool, -1), NDE_OK);
+    CHECK_EQ(nde_pool_drain(pool), NDE_OK);
+    CHECK_EQ(atomic_load(&c.stops), 4);
+    CHECK_EQ(atomic_load(&c.freed), 0); /* freed with the pool */
+    nde_pool_free(pool);
+    CHECK_EQ(atomic_load(&c.starts), 4);
+    CHECK_EQ(atomic_load(&c.prio_starts), 2);
+    CHECK_EQ(atomic_load(&c.prio_stops), 2);
+    CHECK_EQ(atomic_load(&c.freed), 1);
+    CHECK_EQ(atomic_load(&c.unhooked_jobs), 0);
+    CHECK_EQ(atomic_load(&ran), 104);
+    gate_destroy(&the_gate);
+
+    /* NULL hooks: the userdata still lives as long as the pool. */
+    memset(&c, 0, sizeof c);
+    cfg = hooked_config(&c);
+    cfg.worker_start = NULL;
+    cfg.worker_stop = NULL;
+    pool = nde_pool_new_config(&cfg);
+    CHECK(pool != NULL);
+    CHECK_EQ(nde_pool_send_job(pool, 0, NULL), NDE_OK);
+    CHECK_EQ(nde_pool_wait_idle(pool, -1), NDE_OK);
+    CHECK_EQ(atomic_load(&c.freed), 0);
+    nde_pool_free(pool);
+    CHECK_EQ(atomic_load(&c.freed), 1);
+    CHECK_EQ(atomic_load(&c.unhooked_jobs), 1); /* no start hook ran */
+
+    /* Refused configs free the userdata once before returning NULL. */
+    memset(&c, 0, sizeof c);
+    cfg = hooked_config(&c);
+    cfg.func = NULL;
+    CHECK(nde_pool_new_config(&cfg) == NULL);
+    CHECK_EQ(atomic_load(&c.freed), 1);
+    cfg = hooked_config(&c);
+    cfg.max_workers = 0;
+    CHECK(nde_pool_new_config(&cfg) == NULL);
+    CHECK_EQ(atomic_load(&c.freed), 2);
+    CHECK(nde_pool_new_config(NULL) == NULL);
+    /* Too short to reach the hook fields: nothing beyond size is read. */
+    cfg = hooked_config(&c);
+    cfg.size = 4;
+    CHECK(nde_pool_new_config(&cfg) == NULL);
+    CHECK_EQ(atomic_load(&c.freed), 2);
+    /* A config of an older header, without the hook fields, works. */
+    cfg = hooked_config(&c);
+    cfg.size = (uint32_t)offsetof(nde_pool_config, worker_start);
+    pool = nde_pool_new_config(&cfg);
+    CHECK(pool != NULL);
+    CHECK_EQ(nde_pool_send_job(pool, 0, NULL), NDE_OK);
+    CHECK_EQ(nde_pool_wait_idle(pool, -1), NDE_OK);
+    nde_pool_free(pool);
+    CHECK_EQ(atomic_load(&c.starts), 0);
+    CHECK_EQ(atomic_load(&c.freed), 2);
+}
+
 /* ---- bad input ---- */
 static void test_bad_input(void)
 {
@@ -415,6 +648,9 @@ int main(void)
     test_priority_workers();
     test_set_parameters();
     test_wait_idle();
+    test_high_water_covers_the_reported_depth();
+    test_stop_inside_a_lone_workers_batch();
+    test_worker_hooks();
     nde_test_end();
     printf("pool_test: ok\n");
     return 0;

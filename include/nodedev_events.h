@@ -339,6 +339,73 @@ typedef struct nde_monitor_stats {
 } nde_monitor_stats;
 
 /**
+ * A worker hook: `worker_start` / `worker_stop` of `nde_pool_config`.
+ * Called on the worker thread itself with the config's `hook_userdata`;
+ * `priority_worker` is 1 on a priority worker, 0 on an ordinary one.
+ */
+typedef void (*nde_worker_hook_fn)(void *userdata, int priority_worker);
+
+/**
+ * Everything `nde_pool_new_config` needs. Set `size` to
+ * `sizeof(nde_pool_config)`: fields are only ever appended, and the library
+ * reads only the first `size` bytes (the fields up to `opaque` are
+ * required; later ones a shorter struct lacks count as NULL).
+ */
+typedef struct nde_pool_config {
+  /**
+   * `sizeof(nde_pool_config)` as the caller's header defines it.
+   */
+  uint32_t size;
+  /**
+   * As for `nde_pool_new_full`.
+   */
+  size_t min_workers;
+  /**
+   * As for `nde_pool_new_full`.
+   */
+  size_t max_workers;
+  /**
+   * As for `nde_pool_new_full`.
+   */
+  size_t prio_workers;
+  /**
+   * As for `nde_pool_new_full` (required).
+   */
+  nde_job_fn func;
+  /**
+   * As for `nde_pool_new_full` (NULL allowed, copied).
+   */
+  const char *name;
+  /**
+   * As for `nde_pool_new_full`.
+   */
+  void *opaque;
+  /**
+   * Runs on each new worker thread (ordinary or priority, started at
+   * creation, by growth or by `nde_pool_set_parameters`) before its first
+   * job. NULL: none.
+   */
+  nde_worker_hook_fn worker_start;
+  /**
+   * Runs on each worker thread right before it exits (stop, drain, free,
+   * or a shrink by `nde_pool_set_parameters`), after its last job. NULL:
+   * none.
+   */
+  nde_worker_hook_fn worker_stop;
+  /**
+   * Passed to both hooks; owned by the pool from the call on.
+   */
+  void *hook_userdata;
+  /**
+   * Releases `hook_userdata` (NULL allowed): runs exactly once, after
+   * every worker has run `worker_stop` and exited, when the pool is
+   * released (`nde_pool_free`); or before `nde_pool_new_config` returns
+   * NULL.
+   */
+  nde_free_fn hook_userdata_free;
+} nde_pool_config;
+
+/**
  * The function table of ABI version 1, returned by `nde_get_api(1)`.
  *
  * Every member is the exported function of the same name with the `nde_`
@@ -426,6 +493,7 @@ typedef struct nde_api {
   const char *(*device_get_devnode)(const struct nde_device *dev);
   const char *(*device_get_parent)(const struct nde_device *dev);
   const char *(*device_get_property)(const struct nde_device *dev, const char *key);
+  struct nde_pool *(*pool_new_config)(const struct nde_pool_config *config);
 } nde_api;
 
 #ifdef __cplusplus
@@ -898,6 +966,29 @@ int nde_pool_set_parameters(struct nde_pool *pool,
  * Safe from any thread, including from inside a job.
  */
 int nde_pool_get_stats(struct nde_pool *pool, struct nde_pool_stats *out);
+
+/**
+ * Creates a pool as `nde_pool_new_full` does, with per-worker hooks (what
+ * a host needs to make each worker one of its own threads: name it,
+ * set its identity, register it with its thread tracking).
+ *
+ * `worker_start(hook_userdata, priority_worker)` runs on every worker
+ * thread before its first job, `worker_stop(hook_userdata,
+ * priority_worker)` on it after its last job, right before it exits; both
+ * run outside the pool's locks and may call any `nde_pool_*` function
+ * except the joining ones (drain, wait_idle, free), which return
+ * `NDE_ERR_WOULD_DEADLOCK` there as they do in a job. `hook_userdata`
+ * belongs to the pool from this call on: `hook_userdata_free` runs once,
+ * after the last `worker_stop` returned, when the pool is released, or
+ * before this call returns NULL.
+ *
+ * Returns NULL when `config` is NULL, `config->size` is smaller than the
+ * fields up to `opaque` (nothing beyond `size` is read then, so
+ * `hook_userdata_free` does not run), `func` is NULL, `max_workers` is 0, or a thread
+ * cannot be created (every worker that started has run both hooks and
+ * exited then).
+ */
+struct nde_pool *nde_pool_new_config(const struct nde_pool_config *config);
 
 #ifdef __cplusplus
 }  // extern "C"

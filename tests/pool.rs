@@ -157,3 +157,51 @@ fn max_zero_is_invalid() {
     let r = Pool::new(limits(0, 0, 0), "zero", Box::new(|_j: Counted| {}));
     assert_eq!(r.err(), Some(nde_result::NDE_ERR_INVALID));
 }
+
+/// Issue 12 item 2: a lone worker takes jobs 1..10 from the intake as one
+/// batch; job 1 stops the pool; the unstarted rest goes back to the queue.
+/// On a debug build (overflow checks on) the queue's counter underflowed
+/// there, the worker died outside its panic guard and drain hung: the
+/// drain below is bounded so that the failure is a failed test, not a hang.
+#[test]
+fn stop_inside_a_lone_workers_batch_leaves_the_rest_queued() {
+    use std::sync::{OnceLock, Weak};
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let me: Arc<OnceLock<Weak<Pool<Counted>>>> = Arc::new(OnceLock::new());
+    let (g2, me2, ran2) = (gate.clone(), me.clone(), ran.clone());
+    let handler = Box::new(move |j: Counted| {
+        if j.seq == 0 {
+            drop(g2.lock().unwrap());
+        }
+        if j.seq == 1 {
+            me2.get().and_then(Weak::upgrade).expect("pool alive").stop();
+        }
+        ran2.fetch_add(1, Ordering::SeqCst);
+    });
+    let pool = Arc::new(Pool::new(limits(1, 1, 0), "batchstop", handler).unwrap());
+    me.set(Arc::downgrade(&pool)).ok().unwrap();
+    pool.send(0, Counted { seq: 0, drops: drops.clone() }).ok().unwrap();
+    while pool.queue_depth() != 0 {
+        std::thread::yield_now();
+    }
+    for seq in 1..=10 {
+        pool.send(0, Counted { seq, drops: drops.clone() }).ok().unwrap();
+    }
+    drop(held);
+    // Job 1 stops the pool; then drain discards jobs 2..10.
+    while !pool.is_stopped() {
+        std::thread::yield_now();
+    }
+    if let Err(e) = pool.drain_timeout(10_000) {
+        // The worker died: dropping the pool would wait for it for ever.
+        std::mem::forget(pool);
+        panic!("drain did not complete: {e:?}");
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    assert_eq!(drops.load(Ordering::SeqCst), 11);
+    let st = pool.stats();
+    assert_eq!((st.submitted, st.completed, st.discarded), (11, 2, 9));
+}

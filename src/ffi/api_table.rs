@@ -141,6 +141,7 @@ pub struct nde_api {
     pub device_get_devnode: extern "C" fn(dev: *const nde_device) -> *const c_char,
     pub device_get_parent: extern "C" fn(dev: *const nde_device) -> *const c_char,
     pub device_get_property: extern "C" fn(dev: *const nde_device, key: *const c_char) -> *const c_char,
+    pub pool_new_config: extern "C" fn(config: *const nde_pool_config) -> *mut nde_pool,
     // ---- append new members here, never above ----
 }
 
@@ -203,6 +204,7 @@ static API_V1: nde_api = nde_api {
     device_get_devnode: nde_device_get_devnode,
     device_get_parent: nde_device_get_parent,
     device_get_property: nde_device_get_property,
+    pool_new_config: nde_pool_new_config,
 };
 
 /// The static function table for ABI version `abi_version` (pass

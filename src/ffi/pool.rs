@@ -2,9 +2,10 @@
 
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_void};
 use std::ptr;
+use std::sync::Arc;
 
 use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
-use crate::pool::{nde_pool_stats, Pool, PoolLimits};
+use crate::pool::{nde_pool_stats, Pool, PoolLimits, WorkerHook, WorkerHooks};
 use crate::result::nde_result;
 
 /// A pool of worker threads (opaque). Create with `nde_pool_new_full`,
@@ -52,28 +53,35 @@ pub extern "C" fn nde_pool_new_full(
     opaque: *mut c_void,
 ) -> *mut nde_pool {
     ffi_guard!(ptr::null_mut(), {
-        let Some(func) = func else {
-            return ptr::null_mut();
-        };
-        // SAFETY: `name` is NULL or a valid C string (caller's contract).
-        let name = unsafe { c_str(name) }.unwrap_or("nde-pool");
-        let opaque = OpaquePtr(opaque);
-        let limits = PoolLimits {
-            min_workers,
-            max_workers,
-            prio_workers,
-        };
-        let handler = Box::new(move |job: OwnedData| {
-            let opaque = opaque;
-            // SAFETY: the caller's job function with the caller's data.
-            unsafe { func(job.ptr, opaque.0) };
-            // `job` drops here: its free function runs after `func` returned.
-        });
-        match CPool::new(limits, name, handler) {
-            Ok(pool) => Box::into_raw(Box::new(pool)) as *mut nde_pool,
-            Err(_) => ptr::null_mut(),
-        }
+        let limits = PoolLimits { min_workers, max_workers, prio_workers };
+        new_pool(limits, func, name, opaque, WorkerHooks::default())
     })
+}
+
+/// The body of `nde_pool_new_full` and `nde_pool_new_config`.
+fn new_pool(
+    limits: PoolLimits,
+    func: nde_job_fn,
+    name: *const c_char,
+    opaque: *mut c_void,
+    hooks: WorkerHooks,
+) -> *mut nde_pool {
+    let Some(func) = func else {
+        return ptr::null_mut(); // `hooks` drop: their userdata is freed
+    };
+    // SAFETY: `name` is NULL or a valid C string (caller's contract).
+    let name = unsafe { c_str(name) }.unwrap_or("nde-pool");
+    let opaque = OpaquePtr(opaque);
+    let handler = Box::new(move |job: OwnedData| {
+        let opaque = opaque;
+        // SAFETY: the caller's job function with the caller's data.
+        unsafe { func(job.ptr, opaque.0) };
+        // `job` drops here: its free function runs after `func` returned.
+    });
+    match CPool::with_hooks(limits, name, handler, hooks) {
+        Ok(pool) => Box::into_raw(Box::new(pool)) as *mut nde_pool,
+        Err(_) => ptr::null_mut(),
+    }
 }
 
 /// Queues a job whose data stays owned by the caller (libvirt's
@@ -238,4 +246,137 @@ pub extern "C" fn nde_pool_set_parameters(
 pub extern "C" fn nde_pool_get_stats(pool: *mut nde_pool, out: *mut nde_pool_stats) -> c_int {
     // SAFETY: `out` is NULL or writable (caller's contract).
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, pool_ref(pool).map(CPool::stats)) } })
+}
+
+/// A worker hook: `worker_start` / `worker_stop` of `nde_pool_config`.
+/// Called on the worker thread itself with the config's `hook_userdata`;
+/// `priority_worker` is 1 on a priority worker, 0 on an ordinary one.
+#[allow(non_camel_case_types)]
+pub type nde_worker_hook_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, priority_worker: c_int)>;
+
+/// Everything `nde_pool_new_config` needs. Set `size` to
+/// `sizeof(nde_pool_config)`: fields are only ever appended, and the library
+/// reads only the first `size` bytes (the fields up to `opaque` are
+/// required; later ones a shorter struct lacks count as NULL).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct nde_pool_config {
+    /// `sizeof(nde_pool_config)` as the caller's header defines it.
+    pub size: u32,
+    /// As for `nde_pool_new_full`.
+    pub min_workers: usize,
+    /// As for `nde_pool_new_full`.
+    pub max_workers: usize,
+    /// As for `nde_pool_new_full`.
+    pub prio_workers: usize,
+    /// As for `nde_pool_new_full` (required).
+    pub func: nde_job_fn,
+    /// As for `nde_pool_new_full` (NULL allowed, copied).
+    pub name: *const c_char,
+    /// As for `nde_pool_new_full`.
+    pub opaque: *mut c_void,
+    /// Runs on each new worker thread (ordinary or priority, started at
+    /// creation, by growth or by `nde_pool_set_parameters`) before its first
+    /// job. NULL: none.
+    pub worker_start: nde_worker_hook_fn,
+    /// Runs on each worker thread right before it exits (stop, drain, free,
+    /// or a shrink by `nde_pool_set_parameters`), after its last job. NULL:
+    /// none.
+    pub worker_stop: nde_worker_hook_fn,
+    /// Passed to both hooks; owned by the pool from the call on.
+    pub hook_userdata: *mut c_void,
+    /// Releases `hook_userdata` (NULL allowed): runs exactly once, after
+    /// every worker has run `worker_stop` and exited, when the pool is
+    /// released (`nde_pool_free`); or before `nde_pool_new_config` returns
+    /// NULL.
+    pub hook_userdata_free: nde_free_fn,
+}
+
+/// `hook_userdata` with its free function, shared by the two hooks.
+struct HookUserdata(OwnedData);
+// SAFETY: the pointer is only handed to the caller's hooks, which the header
+// says run on the pool's worker threads; it is freed once, by the drop of
+// the last hook.
+unsafe impl Sync for HookUserdata {}
+
+/// The part of `*config` its caller provided (its first `size` bytes);
+/// fields beyond are zero (NULL). None for NULL or a `size` too small.
+///
+/// # Safety
+/// `config` is NULL or points to at least `size` readable bytes, of which
+/// `size` itself is the first 4.
+unsafe fn read_config(config: *const nde_pool_config) -> Option<nde_pool_config> {
+    if config.is_null() {
+        return None;
+    }
+    let ours = std::mem::size_of::<nde_pool_config>();
+    let required = std::mem::offset_of!(nde_pool_config, opaque) + std::mem::size_of::<*mut c_void>();
+    // SAFETY: `size` is the struct's first field (caller's contract).
+    let given = unsafe { std::ptr::addr_of!((*config).size).read_unaligned() } as usize;
+    if given < required {
+        return None;
+    }
+    let mut out = std::mem::MaybeUninit::<nde_pool_config>::zeroed();
+    // SAFETY: the caller's struct has `given` readable bytes, of which we
+    // copy at most our size; every field of ours is valid when zero (NULL,
+    // None, 0).
+    unsafe {
+        std::ptr::copy_nonoverlapping(config as *const u8, out.as_mut_ptr() as *mut u8, given.min(ours));
+        Some(out.assume_init())
+    }
+}
+
+/// Creates a pool as `nde_pool_new_full` does, with per-worker hooks (what
+/// a host needs to make each worker one of its own threads: name it,
+/// set its identity, register it with its thread tracking).
+///
+/// `worker_start(hook_userdata, priority_worker)` runs on every worker
+/// thread before its first job, `worker_stop(hook_userdata,
+/// priority_worker)` on it after its last job, right before it exits; both
+/// run outside the pool's locks and may call any `nde_pool_*` function
+/// except the joining ones (drain, wait_idle, free), which return
+/// `NDE_ERR_WOULD_DEADLOCK` there as they do in a job. `hook_userdata`
+/// belongs to the pool from this call on: `hook_userdata_free` runs once,
+/// after the last `worker_stop` returned, when the pool is released, or
+/// before this call returns NULL.
+///
+/// Returns NULL when `config` is NULL, `config->size` is smaller than the
+/// fields up to `opaque` (nothing beyond `size` is read then, so
+/// `hook_userdata_free` does not run), `func` is NULL, `max_workers` is 0, or a thread
+/// cannot be created (every worker that started has run both hooks and
+/// exited then).
+#[no_mangle]
+pub extern "C" fn nde_pool_new_config(config: *const nde_pool_config) -> *mut nde_pool {
+    ffi_guard!(ptr::null_mut(), {
+        // SAFETY: `config` is NULL or a struct of `config->size` bytes
+        // (caller's contract).
+        let Some(config) = (unsafe { read_config(config) }) else {
+            return ptr::null_mut();
+        };
+        let userdata = Arc::new(HookUserdata(OwnedData::new(config.hook_userdata, config.hook_userdata_free)));
+        // Both hooks hold the userdata (even a NULL hook, so that it lives
+        // as long as the pool): it is freed with the last of them.
+        let hook = |f: nde_worker_hook_fn| -> Option<WorkerHook> {
+            let userdata = Arc::clone(&userdata);
+            Some(Box::new(move |priority: bool| {
+                if let Some(f) = f {
+                    // SAFETY: the caller's hook with the caller's userdata.
+                    unsafe { f(userdata.0.ptr, priority as c_int) }
+                }
+            }))
+        };
+        let hooks = WorkerHooks { on_start: hook(config.worker_start), on_stop: hook(config.worker_stop) };
+        drop(userdata);
+        new_pool(
+            PoolLimits {
+                min_workers: config.min_workers,
+                max_workers: config.max_workers,
+                prio_workers: config.prio_workers,
+            },
+            config.func,
+            config.name,
+            config.opaque,
+            hooks,
+        )
+    })
 }

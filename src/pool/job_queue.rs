@@ -55,6 +55,14 @@ impl<T> JobQueue<T> {
         }
     }
 
+    /// Counts `n` ordinary jobs that went from the intake straight into a
+    /// worker's batch as pushed and taken, so that `return_ordinary_batch`
+    /// can give back their unstarted rest.
+    pub fn count_taken_from_intake(&mut self, n: usize) {
+        self.ordinary_pushed += n as u64;
+        self.ordinary_taken += n as u64;
+    }
+
     /// Takes the oldest job of any priority (what an ordinary worker runs).
     pub fn pop_oldest(&mut self) -> Option<T> {
         if let Some(&(ordinary_before, _)) = self.priority.front() {
@@ -81,8 +89,9 @@ impl<T> JobQueue<T> {
         n
     }
 
-    /// Puts jobs taken by `take_ordinary_batch` and not started back at the
-    /// front, in their order.
+    /// Puts jobs taken by `take_ordinary_batch` (or counted by
+    /// `count_taken_from_intake`) and not started back at the front, in
+    /// their order.
     pub fn return_ordinary_batch(&mut self, batch: &mut VecDeque<T>) {
         while let Some(job) = batch.pop_back() {
             self.ordinary.push_front(job);

@@ -54,6 +54,21 @@ pub struct PoolLimits {
 /// What runs each job. It gets the job by value: dropping it frees its data.
 pub type Handler<T> = Box<dyn Fn(T) + Send + Sync + 'static>;
 
+/// Runs on a worker's own thread; the argument is true on a priority worker.
+pub type WorkerHook = Box<dyn Fn(bool) + Send + Sync + 'static>;
+
+/// Per-worker hooks: `on_start` runs on each new worker thread (at creation,
+/// by growth or by `set_parameters`) before its first job, `on_stop` on it
+/// after its last job, right before it exits, both outside the pool's lock.
+/// Whatever the hooks own is dropped when the pool is released, after the
+/// last `on_stop` returned. A panic in a hook is caught and counted in
+/// `caught_panics`.
+#[derive(Default)]
+pub struct WorkerHooks {
+    pub on_start: Option<WorkerHook>,
+    pub on_stop: Option<WorkerHook>,
+}
+
 struct State<T> {
     queue: JobQueue<T>,
     /// Set once by `stop_locked`, never cleared; mirrored by `quit_hint`.
@@ -71,6 +86,9 @@ struct State<T> {
     sleeping_prio: usize,
     /// Jobs taken from the queue whose handler has not finished yet.
     running: usize,
+    /// Workers that left their loop and run their stop hook (still alive
+    /// for drain).
+    exiting: usize,
     /// Handles of every thread started and not joined yet.
     threads: Vec<Thread>,
     /// The owner asked for release from inside a job: the last worker to
@@ -88,6 +106,7 @@ struct Shared<T> {
     /// Signalled when a job finishes or a worker exits (wait_idle, drain).
     progress: Condvar,
     handler: Handler<T>,
+    hooks: WorkerHooks,
     name: String,
     prio_name: String,
     /// Panics caught in handlers (the worker carries on).
@@ -132,11 +151,25 @@ pub struct Pool<T: Send + 'static> {
     shared: Arc<Shared<T>>,
 }
 
+impl<T> State<T> {
+    /// Workers whose thread has not finished its work yet.
+    fn alive(&self) -> usize {
+        self.workers + self.prio_workers + self.exiting
+    }
+}
+
 impl<T: Send + 'static> Pool<T> {
     /// Creates a pool; `min_workers > max_workers` is clamped to
     /// `max_workers` as libvirt does. Fails with `NDE_ERR_INVALID` when
     /// `max_workers` is 0 and `NDE_ERR_THREAD` when a thread cannot start.
     pub fn new(limits: PoolLimits, name: &str, handler: Handler<T>) -> Result<Pool<T>, Error> {
+        Self::with_hooks(limits, name, handler, WorkerHooks::default())
+    }
+
+    /// [`Pool::new`] with per-worker hooks (see [`WorkerHooks`]). On error
+    /// every worker that started has run both hooks and exited, and the
+    /// hooks are dropped, before this returns.
+    pub fn with_hooks(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T>, Error> {
         if limits.max_workers == 0 {
             return Err(nde_result::NDE_ERR_INVALID);
         }
@@ -155,6 +188,7 @@ impl<T: Send + 'static> Pool<T> {
                 sleeping: 0,
                 sleeping_prio: 0,
                 running: 0,
+                exiting: 0,
                 threads: Vec::new(),
                 release_when_idle: false,
                 stats: PoolStats::default(),
@@ -163,6 +197,7 @@ impl<T: Send + 'static> Pool<T> {
             prio_ready: Condvar::new(),
             progress: Condvar::new(),
             handler,
+            hooks,
             name: name.to_owned(),
             prio_name: format!("prio-{name}"),
             panics: AtomicUsize::new(0),
@@ -276,10 +311,10 @@ impl<T: Send + 'static> Pool<T> {
         let (threads, jobs) = {
             let mut st = lock(&shared.state);
             shared.stop_locked(&mut st);
-            while st.workers + st.prio_workers > 0 {
+            while st.alive() > 0 {
                 let (g, timed_out) = wait_until(&shared.progress, st, deadline);
                 st = g;
-                if timed_out && st.workers + st.prio_workers > 0 {
+                if timed_out && st.alive() > 0 {
                     tsan::acquire(shared.sync_addr());
                     return Err(nde_result::NDE_ERR_TIMEOUT);
                 }
@@ -381,17 +416,21 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Jobs queued and not yet started.
     pub fn queue_depth(&self) -> usize {
-        let st = lock(&self.shared.state);
-        st.queue.len() + self.shared.intake.len() + self.shared.unstarted_in_batch.load(Ordering::Relaxed)
+        let mut st = lock(&self.shared.state);
+        self.shared.depth_seen(&mut st)
     }
 
+    /// The pool's counters; `queue_high_water` is never below a depth that
+    /// `queue_depth` (or this call) has seen.
     pub fn stats(&self) -> PoolStats {
-        let mut stats = lock(&self.shared.state).stats;
+        let mut st = lock(&self.shared.state);
+        self.shared.depth_seen(&mut st);
+        let mut stats = st.stats;
         stats.submitted += self.shared.intake.pushed() as u64;
         stats
     }
 
-    /// Panics caught inside job handlers.
+    /// Panics caught inside job handlers and worker hooks.
     pub fn caught_panics(&self) -> usize {
         self.shared.panics.load(Ordering::Relaxed)
     }
@@ -458,6 +497,15 @@ impl<T: Send + 'static> Shared<T> {
             && st.prio_workers == 0
             && st.workers >= st.limits.max_workers;
         self.fast_path.store(fast, Ordering::Release);
+    }
+
+    /// The current depth (queue, intake, the lone worker's unstarted batch),
+    /// recorded in the high-water mark so that the mark is never below a
+    /// depth a getter reported.
+    fn depth_seen(&self, st: &mut State<T>) -> usize {
+        let depth = st.queue.len() + self.intake.len() + self.unstarted_in_batch.load(Ordering::Relaxed);
+        st.stats.queue_high_water = st.stats.queue_high_water.max(depth as u64);
+        depth
     }
 
     /// Moves every job of the intake into the queue, in order.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Shared, State};
+use super::{Shared, State, WorkerHook};
 use crate::sync::{lock, wait};
 use crate::result::Error;
 use crate::thread::{self, Thread};
@@ -59,6 +59,7 @@ impl<T: Send + 'static> Shared<T> {
 
     fn worker_loop(self: Arc<Self>, kind: WorkerKind) {
         CURRENT_POOL.with(|c| c.set(self.id()));
+        self.run_hook(&self.hooks.on_start, kind);
         let ordinary = kind == WorkerKind::Ordinary;
         // Jobs taken from the queue under one lock and run without it.
         let mut batch: VecDeque<T> = VecDeque::new();
@@ -75,7 +76,9 @@ impl<T: Send + 'static> Shared<T> {
             if ordinary && st.limits.max_workers == 1 && st.workers == 1 && st.prio_workers == 0 {
                 if st.queue.is_empty() {
                     // SAFETY: we hold the state lock: the only consumer.
-                    unsafe { self.intake.take_into(&mut batch, MAX_BATCH) };
+                    let n = unsafe { self.intake.take_into(&mut batch, MAX_BATCH) };
+                    // Counted, so that a stop mid-batch can give back the rest.
+                    st.queue.count_taken_from_intake(n);
                 } else {
                     self.absorb_intake(&mut st);
                     st.queue.take_ordinary_batch(&mut batch, MAX_BATCH);
@@ -148,7 +151,15 @@ impl<T: Send + 'static> Shared<T> {
             st.prio_workers -= 1;
         }
         self.update_fast_path(&st);
-        let last = st.workers + st.prio_workers == 0;
+        if self.hooks.on_stop.is_some() {
+            // Counted as alive until its hook returned: drain waits for it.
+            st.exiting += 1;
+            drop(st);
+            self.run_hook(&self.hooks.on_stop, kind);
+            st = lock(&self.state);
+            st.exiting -= 1;
+        }
+        let last = st.alive() == 0;
         if last && st.release_when_idle {
             // The owner released the pool from inside a job: nobody is left
             // to join, so finish the release here.
@@ -207,6 +218,16 @@ impl<T: Send + 'static> Shared<T> {
             }
             if start.elapsed() >= SPIN_BEFORE_SLEEP {
                 return;
+            }
+        }
+    }
+
+    /// Runs a worker hook on this worker's thread, outside the lock.
+    fn run_hook(&self, hook: &Option<WorkerHook>, kind: WorkerKind) {
+        if let Some(hook) = hook {
+            let priority = kind == WorkerKind::Priority;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(priority))).is_err() {
+                self.panics.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
