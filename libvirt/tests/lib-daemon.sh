@@ -76,7 +76,7 @@ EOF
 daemon_stop() {
     local timeout_s=${1:-30} start state
     start=$(date +%s%N)
-    kill -TERM "$DAEMON_PID"
+    kill -TERM "$DAEMON_PID" 2>/dev/null || echo "daemon_stop: libvirtd $DAEMON_PID had already exited" >&2
     while :; do
         state=$(awk '{ print $3 }' "/proc/$DAEMON_PID/stat" 2>/dev/null || echo gone)
         [ "$state" = Z ] || [ "$state" = gone ] && break
