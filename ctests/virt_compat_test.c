@@ -2,7 +2,7 @@
  * libvirt-style code, compiled unchanged against include/nodedev_events_virt.h.
  *
  * The first half of this file is written the way libvirt writes it: the
- * seed patch's nodeDeviceEvent submit/handler over a (1, 1, 0) pool, the
+ * libvirt worker-pool patch's nodeDeviceEvent submit/handler over a (1, 1, 0) pool, the
  * qemu driver's lazily started (0, 1, 0) pool with an identity, and the RPC
  * server's admin calls (getters, SetParameters). Only virThreadPool* names,
  * libvirt's return conventions (-1 on failure, void Drain), and a minimal
@@ -77,7 +77,7 @@ nodeDeviceEventSubmit(nodeDeviceEventType eventType, void *data,
     udevEventData *priv = NULL;
 
     if (!driver) {
-        /* (the seed leaks here; a port should not) */
+        /* (libvirt's patch leaks here; a port should not) */
         event->dataFreeFunc = dataFreeFunc;
         event->data = data;
         nodeDeviceEventFree(event);
@@ -226,7 +226,7 @@ static void count_free(void *p)
 
 enum { EVENTS = 2000 };
 
-static void test_seed_driver(void)
+static void test_libvirt_patch_driver(void)
 {
     atomic_store(&data_freed, 0);
     CHECK_EQ(nodeStateInitialize(), 0);
@@ -269,7 +269,7 @@ static void test_seed_driver(void)
     g_free(driver);
     driver = NULL;
 
-    /* The seed's NULL-driver path: data freed, -1. */
+    /* libvirt's NULL-driver path: data freed, -1. */
     long *orphan = malloc(sizeof *orphan);
     CHECK(orphan != NULL);
     CHECK_EQ(nodeDeviceEventSubmit(NODE_DEVICE_EVENT_UDEV_ADD, orphan, count_free), -1);
@@ -444,7 +444,7 @@ static void test_admin_parameters(void)
 int main(void)
 {
     nde_test_begin();
-    test_seed_driver();
+    test_libvirt_patch_driver();
     test_qemu_lazy_pool();
     test_stop_and_drain();
     test_drain_from_a_job();

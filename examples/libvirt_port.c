@@ -1,12 +1,12 @@
 /*
  * libvirt-port: the structure of libvirt's node_device_udev driver after the
- * worker-pool series (the seed patch), ported to nodedev-events.
+ * worker-pool series, ported to nodedev-events.
  *
- * What the seed does with virThreadPool + struct _nodeDeviceEvent +
+ * What libvirt does with virThreadPool + struct _nodeDeviceEvent +
  * nodeDeviceEventSubmit + a virEventAddTimeout debounce, this file does with
  * nde_events_*:
  *
- *   seed (libvirt)                              here
+ *   libvirt                                     here
  *   ------------------------------------------  -------------------------------------------
  *   virThreadPoolNewFull(1, 1, 0, handler, ..)  nde_events_new() + nde_events_register(ANY)
  *   nodeDeviceEventSubmit(type, data, freecb)   nde_events_submit(ev, type, data, freecb)
@@ -15,7 +15,7 @@
  *   udev_device_ref for the event, unref of     the monitor's one reference moves into the
  *     the caller's on the udev thread (racy)      event: one thread at a time owns it
  *   scheduleMdevctlUpdate: 100 ms main-loop     nde_events_schedule(ev, MDEVCTL_.., 100)
- *     timer, then submit                        (0 = the seed's "force")
+ *     timer, then submit                        (0 = libvirt's "force")
  *   ShutdownPrepare: quit flag, PoolStop        quit flag, nde_events_shutdown_prepare()
  *   ShutdownWait: join under the priv lock,     join with no lock held, then
  *     PoolDrain (queued events leak)            nde_events_shutdown_wait() (queued data freed)
@@ -269,7 +269,7 @@ static void process_initialize_enumerate(struct udev *udev)
     }
 }
 
-/* ---- the handler: the seed's nodeDeviceEventHandler switch -------------- */
+/* ---- the handler: libvirt's nodeDeviceEventHandler switch --------------- */
 
 static void node_device_event_handler(void *opaque, nde_event_type type, void *data)
 {
@@ -311,7 +311,7 @@ static void node_device_event_handler(void *opaque, nde_event_type type, void *d
 /* ---- submitting: nodeDeviceEventSubmit is nde_events_submit ------------- */
 
 /* Free functions with the exact nde_free_fn type (calling udev_device_unref
- * through a cast pointer, as the seed does, is undefined behaviour). */
+ * through a cast pointer, as libvirt does, is undefined behaviour). */
 static void unref_device(void *dev)
 {
     udev_device_unref(dev);
@@ -319,7 +319,7 @@ static void unref_device(void *dev)
 
 /* udevHandleOneDevice: takes the caller's reference. It moves into the
  * event and is released after the handler ran, or when the event is
- * discarded at shutdown, or right away if the submit fails. The seed takes
+ * discarded at shutdown, or right away if the submit fails. libvirt takes
  * a second reference here and drops its own on the udev thread while the
  * worker may drop the other: libudev's reference count is not atomic, so
  * only one thread at a time may own references to a device. */
@@ -378,7 +378,7 @@ static void *udev_event_thread(void *arg)
                 if (!dev) {
                     if (errno == ENOBUFS) {
                         /* events were lost: resync instead of dying (the
-                         * seed's thread exits here for good) */
+                         * libvirt's thread exits here for good) */
                         nde_events_submit(priv.events, NDE_EVENT_INIT, priv.udev, NULL);
                         continue;
                     }
@@ -410,7 +410,7 @@ static int state_initialize(bool kernel_group, const char *mdevctl_dir, bool pri
     memset(&priv, 0, sizeof priv);
     priv.inotify_fd = -1;
 
-    /* The worker must exist before anything can submit (the seed's rule);
+    /* The worker must exist before anything can submit (libvirt's rule);
      * one worker keeps order(udev events) == order(nodedev events). */
     priv.events = nde_events_new("nodedev-event");
     if (!priv.events)
@@ -565,7 +565,7 @@ static int self_test(bool kernel_group)
     EXPECT(table_has("net_lo"));
     EXPECT(counter(&driver->mdevctl_refreshes) == 1); /* the one INIT runs */
 
-    /* Synthetic udev events for the loopback device, in the seed's order.
+    /* Synthetic udev events for the loopback device, in libvirt's order.
      * Each event gets its own device object: its one reference moves to
      * the worker. */
     long updated = counter(&driver->updated), created = counter(&driver->created),
@@ -613,7 +613,7 @@ static int self_test(bool kernel_group)
     EXPECT(counter(&driver->mdevctl_refreshes) == before + 1);
 
     /* Two-phase shutdown. After prepare, submits fail and still release
-     * the udev reference they were given (the seed leaks it). */
+     * the udev reference they were given (libvirt leaks it). */
     EXPECT(state_shutdown_prepare() == 0);
     EXPECT(nde_events_submit(priv.events, NDE_EVENT_UDEV_ADD, loopback(), unref_device) == NDE_ERR_STOPPED);
     EXPECT(nde_events_schedule(priv.events, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, 100) == NDE_ERR_STOPPED);

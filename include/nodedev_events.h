@@ -61,7 +61,7 @@
 #define NDE_API_VERSION 1
 
 /**
- * Event types of the seed driver.
+ * Event types of libvirt's node-device (udev) driver.
  */
 typedef enum nde_event_type {
   /**
@@ -580,11 +580,11 @@ int nde_events_deregister(struct nde_events *ev, int callback_id);
 int nde_events_submit(struct nde_events *ev, int event_type, void *data, nde_free_fn data_free);
 
 /**
- * Debounces events of `event_type` (the seed's 100 ms mdevctl timer): each
+ * Debounces events of `event_type` (libvirt's 100 ms mdevctl timer): each
  * call (re)arms a one-shot timer for that type; when it fires,
  * `(event_type, NULL)` is submitted with no data. Calls within the delay
  * collapse into one event, `delay_ms` after the last call.
- * `delay_ms == 0` submits now and cancels a pending timer (the seed's
+ * `delay_ms == 0` submits now and cancels a pending timer (libvirt's
  * "force").
  *
  * Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL object or a type that is not an

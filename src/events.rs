@@ -1,5 +1,5 @@
-//! Typed events handled in order on one worker (layer 2): the seed's
-//! `nodeDeviceEvent` machinery, made reusable.
+//! Typed events handled in order on one worker (layer 2): the
+//! `nodeDeviceEvent` machinery of libvirt's node-device driver, made reusable.
 //!
 //! One [`Events`] owns one pool of exactly one worker, so events are handled
 //! in submission order. Callbacks are registered per type (or for every
@@ -20,7 +20,7 @@ use crate::result::{nde_result, Error};
 
 pub use crate::owned::FreeFn;
 
-/// Event types of the seed driver.
+/// Event types of libvirt's node-device (udev) driver.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

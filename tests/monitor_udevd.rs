@@ -1,5 +1,5 @@
-//! Genuine udev-group events from a real, isolated systemd-udevd (tier 3
-//! of testing.md): in a private network + mount namespace with sysfs
+//! Genuine udev-group events from a real, isolated systemd-udevd (the
+//! real-daemon tier of the tests): in a private network + mount namespace with sysfs
 //! remounted, `/run/udev` and `/dev` replaced by private tmpfs mounts (the
 //! daemon must not touch the machine's devtmpfs), and every rules
 //! directory hidden behind an empty one (no rule renames anything). The

@@ -143,11 +143,11 @@ pub extern "C" fn nde_events_submit(
     })
 }
 
-/// Debounces events of `event_type` (the seed's 100 ms mdevctl timer): each
+/// Debounces events of `event_type` (libvirt's 100 ms mdevctl timer): each
 /// call (re)arms a one-shot timer for that type; when it fires,
 /// `(event_type, NULL)` is submitted with no data. Calls within the delay
 /// collapse into one event, `delay_ms` after the last call.
-/// `delay_ms == 0` submits now and cancels a pending timer (the seed's
+/// `delay_ms == 0` submits now and cancels a pending timer (libvirt's
 /// "force").
 ///
 /// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL object or a type that is not an
