@@ -130,7 +130,7 @@ sync_ported_source() {
     else
         # Changed or new files: copy over (new mtime). Files gone from the
         # stage (an added file dropped from libvirt/files): remove.
-        diff -rq "$stage" "$ported_src" 2>/dev/null | while read -r line; do
+        { diff -rq "$stage" "$ported_src" 2>/dev/null || true; } | while read -r line; do
             case "$line" in
                 "Files $stage/"*" and "*" differ")
                     f=${line#"Files $stage/"}; f=${f%% and *}
