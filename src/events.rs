@@ -7,18 +7,20 @@
 //! two-phase shutdown never blocks in `shutdown_prepare` and never leaks in
 //! `shutdown_wait`: queued events are discarded and their data freed.
 
+use std::any::Any;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::callbacks::{OnRemove, Registry};
+use crate::registry::Registry;
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
 use crate::pool::{Pool, PoolLimits, PoolStats};
 use crate::result::{nde_result, Error};
 
 pub use crate::owned::FreeFn;
+pub use crate::registry::OnRemove;
 
 /// Event types of libvirt's node-device (udev) driver.
 #[repr(C)]
@@ -41,8 +43,9 @@ pub enum nde_event_type {
     NDE_EVENT_LAST = 6,
 }
 
-/// The type of internal markers (see `Events::submit_marker`).
-const MARKER_EVENT: i32 = crate::callbacks::INTERNAL_EVENT_BASE;
+/// The type of internal markers (see `Events::submit_marker`); above every
+/// public type.
+const MARKER_EVENT: i32 = 1000;
 
 /// Pass as the type to `register` to receive every type.
 pub const NDE_EVENT_ANY: i32 = -1;
@@ -69,17 +72,70 @@ pub type EventData = OwnedData;
 /// A Rust callback: receives the event type and the raw data pointer.
 pub type Callback = Box<dyn FnMut(nde_event_type, *mut c_void) + Send>;
 
+/// What an event carries: C data, which every callback for its type sees,
+/// or a value of the library's own, which only internal handlers see.
+/// Nothing internal ever travels as a C-visible value.
+pub enum Payload {
+    /// C data with its free function (runs exactly once).
+    C(EventData),
+    /// An internal value (e.g. a batch of the monitor's reader).
+    Internal(Box<dyn Any + Send>),
+}
+
+/// How an internal handler receives an event's payload.
+pub enum Delivery<'a> {
+    /// The C data pointer (NULL allowed) of a public event.
+    Data(*mut c_void),
+    /// The value of an internal event (see [`Events::submit_internal`]).
+    Internal(&'a mut (dyn Any + Send)),
+}
+
+/// An internal handler (see [`Events::register_internal_handler`]).
+pub type InternalHandler = Box<dyn FnMut(nde_event_type, Delivery<'_>) + Send>;
+
+/// The registry's view of a callback: the C type value and the delivery.
+type RegistryCallback = dyn FnMut(i32, Delivery<'_>) + Send;
+
+/// What a registered callback receives.
+#[derive(Copy, Clone)]
+struct Filter {
+    /// The public type it wants; `None` = every type.
+    event_type: Option<i32>,
+    /// The library's own handler: the only kind that sees internal events.
+    internal: bool,
+}
+
 /// One queued event.
 struct Event {
     event_type: i32,
-    data: EventData,
+    payload: Payload,
+}
+
+impl Event {
+    /// Runs the callbacks of `registry` that want this event.
+    fn dispatch(mut self, registry: &Registry<RegistryCallback, Filter>) {
+        let t = self.event_type;
+        let snapshot = registry.snapshot();
+        match &mut self.payload {
+            Payload::C(data) => {
+                let ptr = data.ptr;
+                let marker = t == MARKER_EVENT;
+                let wants = |f: &Filter| (f.internal || !marker) && f.event_type.is_none_or(|w| w == t);
+                registry.dispatch(&snapshot, wants, |cb| cb(t, Delivery::Data(ptr)));
+            }
+            Payload::Internal(value) => {
+                registry.dispatch(&snapshot, |f: &Filter| f.internal, |cb| cb(t, Delivery::Internal(&mut **value)));
+            }
+        }
+        // `self` drops here: C data is freed after every callback returned.
+    }
 }
 
 struct Core {
     // Field order is drop order: timers stop before the worker is drained.
     timers: Debouncer,
     pool: Pool<Event>,
-    registry: Arc<Registry>,
+    registry: Arc<Registry<RegistryCallback, Filter>>,
     stopping: AtomicBool,
 }
 
@@ -90,14 +146,17 @@ pub struct Events {
 
 impl Core {
     fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
+        self.send(Event { event_type: event_type as i32, payload: Payload::C(data) })
+    }
+
+    fn send(&self, ev: Event) -> Result<(), Error> {
         if self.stopping.load(Ordering::SeqCst) {
             // shutdown_prepare may still be on its way to stopping the pool:
             // stop it here too (idempotent, never blocks), so the pool
             // refuses the event and counts it in `rejected`.
             self.pool.stop();
         }
-        let ev = Event { event_type: event_type as i32, data };
-        self.pool.send(0, ev).map_err(|(e, _ev)| e) // refused: `data` drops, freed
+        self.pool.send(0, ev).map_err(|(e, _ev)| e) // refused: the payload drops, freed
     }
 }
 
@@ -110,7 +169,7 @@ impl Events {
         let pool = Pool::new(
             PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 },
             name,
-            Box::new(move |ev: Event| dispatch.dispatch(ev.event_type, ev.data.ptr)),
+            Box::new(move |ev: Event| ev.dispatch(&dispatch)),
         )?;
         let core = Arc::new_cyclic(|weak: &Weak<Core>| {
             let weak = weak.clone();
@@ -140,9 +199,9 @@ impl Events {
         mut cb: Callback,
         on_remove: Option<OnRemove>,
     ) -> Result<i32, Error> {
-        let filter = event_type.map(|t| t as i32);
-        let wrapped = Box::new(move |t: i32, data: *mut c_void| {
-            if let Some(t) = nde_event_type::from_i32(t) {
+        let filter = Filter { event_type: event_type.map(|t| t as i32), internal: false };
+        let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
+            if let (Some(t), Delivery::Data(data)) = (nde_event_type::from_i32(t), delivery) {
                 cb(t, data)
             }
         });
@@ -154,24 +213,46 @@ impl Events {
     /// [`Events::submit_marker`], as `(NDE_EVENT_UDEV_ADD, NULL)`; no other
     /// callback sees those, and it does not count for `has_callback_for`.
     pub fn register_internal(&self, mut cb: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
-        let wrapped = Box::new(move |t: i32, data: *mut c_void| {
+        let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
+            let Delivery::Data(data) = delivery else { return };
             if t == MARKER_EVENT {
                 cb(nde_event_type::NDE_EVENT_UDEV_ADD, std::ptr::null_mut())
             } else if let Some(t) = nde_event_type::from_i32(t) {
                 cb(t, data)
             }
         });
-        self.core.registry.register_internal(wrapped, on_remove)
+        self.core.registry.register(Filter { event_type: None, internal: true }, wrapped, on_remove)
     }
 
     /// Queues an internal marker (see `register_internal`): ordered with
     /// every other event, invisible to C callbacks.
     pub fn submit_marker(&self) -> Result<(), Error> {
-        if self.core.stopping.load(Ordering::SeqCst) {
-            self.core.pool.stop();
+        self.core.send(Event { event_type: MARKER_EVENT, payload: Payload::C(EventData::none()) })
+    }
+
+    /// Registers an internal handler (for every type): it receives every
+    /// public event as [`Delivery::Data`] and every internal event (see
+    /// [`Events::submit_internal`]) as [`Delivery::Internal`]; no other
+    /// callback sees internal events, and it does not count for
+    /// `has_callback_for`. Returns its id, as `register` does.
+    pub fn register_internal_handler(&self, mut cb: InternalHandler, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
+            if let Some(t) = nde_event_type::from_i32(t) {
+                cb(t, delivery)
+            }
+        });
+        self.core.registry.register(Filter { event_type: None, internal: true }, wrapped, on_remove)
+    }
+
+    /// Queues an internal event: ordered with every other event, handed
+    /// only to internal handlers (as `(event_type, Delivery::Internal)`),
+    /// dropped once they all returned, or when the event is refused or
+    /// discarded.
+    pub fn submit_internal(&self, event_type: nde_event_type, value: Box<dyn Any + Send>) -> Result<(), Error> {
+        if event_type == nde_event_type::NDE_EVENT_LAST {
+            return Err(nde_result::NDE_ERR_INVALID);
         }
-        let ev = Event { event_type: MARKER_EVENT, data: EventData::none() };
-        self.core.pool.send(0, ev).map_err(|(e, _ev)| e)
+        self.core.send(Event { event_type: event_type as i32, payload: Payload::Internal(value) })
     }
 
     /// Removes callback `id`. From another thread: when this returns the
@@ -254,7 +335,8 @@ impl Events {
     /// True when a callback other than the library's own would receive
     /// `event_type` (one registered for it or for ANY).
     pub fn has_callback_for(&self, event_type: nde_event_type) -> bool {
-        self.core.registry.has_callback_for(event_type as i32)
+        let t = event_type as i32;
+        self.core.registry.any(|f| !f.internal && f.event_type.is_none_or(|w| w == t))
     }
 
     /// Panics caught inside callbacks.

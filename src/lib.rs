@@ -17,7 +17,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod callbacks;
 pub mod debounce;
 pub mod events;
 // Until the restructuring of these layers lands, their unsafe operations
@@ -30,6 +29,7 @@ pub mod result;
 pub mod owned;
 #[allow(clippy::undocumented_unsafe_blocks)]
 pub mod thread;
+pub(crate) mod registry;
 pub(crate) mod sync;
 pub(crate) mod tsan;
 

@@ -2,10 +2,10 @@
 //! protocols of the concurrency core, std-only (no loom):
 //!
 //! 1. the pool's lock-free send path against the workers' park/wake logic
-//!    and `wait_idle` (src/pool.rs: `Pool::send` fast path, `worker_loop`,
+//!    and `wait_idle` (src/pool/: `Pool::send` fast path, `worker_loop`,
 //!    `Shared::sleep`, `Pool::wait_idle`);
 //! 2. `deregister` against `dispatch` in the callback registry
-//!    (src/callbacks.rs: the `running` / `removed` / `waiters` handshake).
+//!    (src/registry.rs: the `running` / `removed` / `waiters` handshake).
 //!
 //! Each protocol is transcribed by hand into a small state machine whose
 //! steps are the code's individual atomic operations and mutex/condvar

@@ -42,9 +42,9 @@ pub(crate) fn c_callback(
 }
 
 /// Runs `userdata_free(userdata)` once, later, as a Rust closure.
-pub(crate) fn c_release(userdata: *mut c_void, userdata_free: nde_free_fn) -> Option<crate::callbacks::OnRemove> {
+pub(crate) fn c_release(userdata: *mut c_void, userdata_free: nde_free_fn) -> Option<crate::registry::OnRemove> {
     let data = OwnedData::new(userdata, userdata_free);
-    userdata_free.map(|_| Box::new(move || drop(data)) as crate::callbacks::OnRemove)
+    userdata_free.map(|_| Box::new(move || drop(data)) as crate::registry::OnRemove)
 }
 
 /// Creates an events object with its one worker thread, named after `name`
