@@ -1,4 +1,8 @@
-# libvirt/checks/lib.sh: what the node-device checks share (sourced).
+# libvirt/tests/lib-nodedev.sh: what the node-device checks (2, 4, 5) share
+# (sourced). They run under libvirt/tests/run.sh (make check-libvirt), which
+# gives STOCK and PORTED (the install trees) and CHECK_OUT (the check's own
+# output directory); run by hand, the defaults are target/libvirt/{stock,
+# ported} and target/libvirt/checks/manual/<check>.
 #
 # A check script calls `nde_enter_namespace "$@"` first: it re-runs itself
 # as PID 1 of a private net + mount + pid namespace (unshare), where
@@ -8,16 +12,18 @@
 # (target/libvirt/{stock,ported}) with only the nodedev module in their
 # driver directory, and are stopped by their PID.
 #
-# Environment: NDE_STOCK_TREE, NDE_PORTED_TREE (the two install trees),
-# NDE_CHECK_OUT (where results go; default target/libvirt-checks).
+# Figures go to lines starting with "summary: " (the runner repeats them).
+# NDE_MODULE_FOR_STOCK: where libvirt/build-module-for-stock.sh put the
+# ported module for Debian's own libvirtd (check 2 then runs it too).
 
 set -euo pipefail
 
 nde_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-NDE_STOCK_TREE=${NDE_STOCK_TREE:-$nde_root/target/libvirt/stock}
-NDE_PORTED_TREE=${NDE_PORTED_TREE:-$nde_root/target/libvirt/ported}
-NDE_CHECK_OUT=${NDE_CHECK_OUT:-$nde_root/target/libvirt-checks}
+NDE_STOCK_TREE=${STOCK:-$nde_root/target/libvirt/stock}
+NDE_PORTED_TREE=${PORTED:-$nde_root/target/libvirt/ported}
+NDE_CHECK_OUT=${CHECK_OUT:-$nde_root/target/libvirt/checks/manual/$(basename "$0" .sh)}
 NDE_MODULE_FOR_STOCK=${NDE_MODULE_FOR_STOCK:-$nde_root/target/libvirt/module-for-stock}
+export STOCK=$NDE_STOCK_TREE PORTED=$NDE_PORTED_TREE CHECK_OUT=$NDE_CHECK_OUT
 nde_libdir=usr/lib/x86_64-linux-gnu
 NDE_URI='nodedev:///system?socket=/run/libvirt/libvirt-sock'
 
@@ -116,6 +122,12 @@ nde_start_daemon() {
     mkdir -p "$work/drivers"
     rm -f /run/libvirt/libvirt-sock /run/libvirt/nodedev/driver.pid
     ln -sf "$module" "$work/drivers/libvirt_driver_nodedev.so"
+    # A module built for Debian's daemon finds our library next to it
+    # (RUNPATH $ORIGIN, which is the directory of the link).
+    local lib
+    for lib in "$(dirname "$module")"/libnodedev_events.so.*; do
+        [ -e "$lib" ] && ln -sf "$lib" "$work/drivers/"
+    done
     cat > "$work/libvirtd.conf" <<EOF
 unix_sock_dir = "/run/libvirt"
 auth_unix_rw = "none"
@@ -174,5 +186,5 @@ nde_thread_cpu() {
 
 # Builds the injector (once per run) into $1.
 nde_build_injector() {
-    cc -std=c11 -O2 -Wall -Wextra -Werror "$nde_root/libvirt/checks/uevent-inject.c" -o "$1"
+    cc -std=c11 -O2 -Wall -Wextra -Werror "$nde_root/libvirt/tests/uevent-inject.c" -o "$1"
 }

@@ -14,8 +14,8 @@
 #
 # --profile: after the comparison, one more ported storm under
 # `perf record` (skipped when perf is not installed); the
-# report by library and by symbol goes to $NDE_CHECK_OUT/check-4/profile-*.
-. "$(dirname "$0")/lib.sh"
+# report by library and by symbol goes to $CHECK_OUT/profile-*.
+. "$(dirname "$0")/lib-nodedev.sh"
 nde_enter_namespace "$@"
 
 count=100000
@@ -28,8 +28,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-out="$NDE_CHECK_OUT/check-4"
-rm -rf "$out"
+out="$NDE_CHECK_OUT"
+rm -rf "${out:?}"/*
 mkdir -p "$out"
 nde_namespace_setup
 nde_fake_udev_control
@@ -133,7 +133,8 @@ done
     read -r _ _ _ _ _ prate pcpu _ _ < "$out/ported/result.txt"
     awk -v sr="$srate" -v pr="$prate" -v sc="$scpu" -v pc="$pcpu" 'BEGIN {
         printf "ported/stock: rate x%.2f (target >= 3), CPU per event x%.2f (target <= 0.33)\n", pr / sr, pc / sc }'
-} | tee "$out/summary.txt"
+} > "$out/summary.txt"
+sed 's/^/summary: /' "$out/summary.txt"
 
 if [ $profile = 1 ]; then
     if command -v perf > /dev/null; then
@@ -150,6 +151,8 @@ if [ $profile = 1 ]; then
         set -o pipefail
         echo "--- profile by thread"; cat "$out/profile-by-thread.txt"
         echo "--- profile by thread and library"; cat "$out/profile-by-dso.txt"
+        sed -n 's/^ *\([0-9.]*%\) *\(nodedev-ev\|nodedev-udev\|libvirtd\) *\(.*\)$/summary: profile \2 \1 \3/p' \
+            "$out/profile-by-dso.txt" | head -12
     else
         echo "perf not installed: no profile"
     fi

@@ -6,7 +6,7 @@
  * tests/support/mod.rs (Injector).
  *
  *   uevent-inject [--action add|remove|pairs] [--count N] [--first K]
- *                 [--prefix NAME] [--type sg|net] [--rate MSGS_PER_S]
+ *                 [--prefix NAME] [--type sg|net] [--pad BYTES] [--rate MSGS_PER_S]
  *
  * Each message describes a device NAME<i> (i = K .. K+N-1) with no sysfs
  * entry:
@@ -18,6 +18,9 @@
  *       INTERFACE=NAME<i> (libvirt 9.0 drops a net device whose sysfs
  *       entry is missing; the library's monitor keeps it).
  * "pairs" sends add then remove of each device (the table stays small).
+ * --pad adds an ID_NDE_PAD property of that many bytes: udevd's messages
+ * carry many properties (often 1 KB or more), which is what fills a
+ * receive buffer.
  * Prints the number of messages sent and the wall time (s) of the first
  * send, as "sent N first_send_unix_s".
  */
@@ -81,10 +84,11 @@ static double now_s(void)
 }
 
 static int type_sg = 1;
+static char pad[2048];
 
 static void send_dev(const char *action, const char *name, long long i)
 {
-    char body[512];
+    char body[512 + sizeof pad + 16];
     int len;
     if (type_sg)
         len = snprintf(body, sizeof body,
@@ -97,6 +101,8 @@ static void send_dev(const char *action, const char *name, long long i)
                        "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%c"
                        "INTERFACE=%s%cIFINDEX=7%cSEQNUM=%llu%cUSEC_INITIALIZED=1%c",
                        action, 0, name, 0, 0, name, 0, 0, ++seqnum, 0, 0);
+    if (pad[0])
+        len += snprintf(body + len, sizeof body - (size_t)len, "ID_NDE_PAD=%s%c", pad, 0);
     unsigned char msg[40 + sizeof body];
     uint32_t v;
     memcpy(msg, "libudev", 8);
@@ -144,13 +150,19 @@ int main(int argc, char **argv)
             first = atoll(argv[++i]);
         else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc)
             prefix = argv[++i];
-        else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--pad") == 0 && i + 1 < argc) {
+            long n = atol(argv[++i]);
+            if (n < 0 || n >= (long)sizeof pad)
+                n = sizeof pad - 1;
+            memset(pad, 'x', (size_t)n);
+            pad[n] = 0;
+        } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc)
             type_sg = strcmp(argv[++i], "net") != 0;
         else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
             rate = atoll(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--action add|remove|pairs] [--count N] [--first K] "
-                            "[--prefix NAME] [--type sg|net] [--rate MSGS_PER_S]\n", argv[0]);
+                            "[--prefix NAME] [--type sg|net] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
             return 2;
         }
     }

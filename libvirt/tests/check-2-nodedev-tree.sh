@@ -8,12 +8,12 @@
 #   - `virsh nodedev-event --loop` lines (lifecycle and update listeners)
 #     while a veth pair with fixed MAC addresses is added, renamed and
 #     deleted.
-# Stock and ported outputs must be identical. Results: $NDE_CHECK_OUT/check-2/.
-. "$(dirname "$0")/lib.sh"
+# Stock and ported outputs must be identical. Results: $CHECK_OUT.
+. "$(dirname "$0")/lib-nodedev.sh"
 nde_enter_namespace "$@"
 
-out="$NDE_CHECK_OUT/check-2"
-rm -rf "$out"
+out="$NDE_CHECK_OUT"
+rm -rf "${out:?}"/*
 mkdir -p "$out"
 nde_namespace_setup
 nde_start_udevd
@@ -116,6 +116,7 @@ grep -q "vethcheck0" "$out/stock/events-lifecycle.txt" || { echo "FAIL: no veth 
 [ -s "$out/ported/log-other.txt" ] && { echo "note: ported daemon log:"; head -20 "$out/ported/log-other.txt"; }
 echo "--- events by step (ported)"; cat "$out/ported/events-by-step.txt"
 if [ $status = 0 ]; then
-    echo "PASS check 2: ${flavours[*]} give what stock gives: $(wc -l < "$out/ported/list.txt") devices, the tree, every dumpxml, the veth events"
+    echo "PASS check 2"
+    echo "summary: ${flavours[*]:1} = stock: $(wc -l < "$out/ported/list.txt") devices (tree, every dumpxml), $(grep -vc '^==' "$out/ported/events-by-step.txt") veth add/rename/delete events"
 fi
 exit $status
