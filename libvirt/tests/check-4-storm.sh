@@ -83,8 +83,16 @@ storm() {
     cpu0=$(nde_cpu_s "$pid"); rss0=$(nde_rss_kib "$pid")
     nde_thread_cpu "$pid" > "$dir/threads-before.txt"
     if [ -n "${NDE_PERF:-}" ]; then
+        # the whole daemon (flat), and the ordered worker with call graphs
+        local worker t
+        for t in /proc/"$pid"/task/*; do
+            [ "$(cat "$t/comm")" = nodedev-ev ] && worker=${t##*/}
+        done
         perf record -F 4999 -p "$pid" -o "$dir/perf.data" > "$dir/perf.out" 2>&1 &
         local perfpid=$!
+        perf record -F 997 --call-graph dwarf,16384 -t "$worker" -o "$dir/perf-worker.data" \
+            > "$dir/perf-worker.out" 2>&1 &
+        local perfpid2=$!
         sleep 1
     fi
     local sent t0
@@ -94,7 +102,7 @@ storm() {
     cpu1=$(nde_cpu_s "$pid"); rss1=$(nde_rss_kib "$pid")
     nde_thread_cpu "$pid" > "$dir/threads-after.txt"
     if [ -n "${NDE_PERF:-}" ]; then
-        kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
+        kill -INT "$perfpid" "$perfpid2"; wait "$perfpid" "$perfpid2" 2>/dev/null || true
     fi
     local last; last=$(grep "node device scsi_generic_storm[0-9]*: Created" "$dir/events.txt" | tail -1)
     local t1; t1=$(line_time "$last")
@@ -148,7 +156,16 @@ if [ $profile = 1 ]; then
             | grep '%' | head -30 > "$out/profile-by-dso.txt"
         perf report -i "$out/profile/perf.data" --no-children --sort comm,dso,symbol --stdio 2>/dev/null \
             | grep '%' | head -80 > "$out/profile-by-symbol.txt"
+        # The worker's time by what it runs (inclusive): libvirt's handler
+        # and its parts, the library's built-in table handler, the release
+        # of each event's udev device.
+        perf report -i "$out/profile/perf-worker.data" --children --stdio -g none 2>/dev/null \
+            | sed -nE 's/^ *([0-9.]+%) +[0-9.]+% +.*\[[.k]\] (.*[^ -])[ -]*$/\1  \2/p' \
+            | grep -E '  (nodedev_events::callbacks::Registry::dispatch|nodeDeviceEventHandler|udevAddOneDevice|udev_device_get_parent|virObjectEventStateQueueRemote|virNodeDeviceObjListAssignDef|nodedev_events::monitor::handle|nodedev_events::monitor::source::free_udev_device)( \(inlined\))?$' \
+            > "$out/profile-worker.txt"
         set -o pipefail
+        echo "--- the worker's time, inclusive"; cat "$out/profile-worker.txt"
+        sed 's/^ */summary: worker /' "$out/profile-worker.txt"
         echo "--- profile by thread"; cat "$out/profile-by-thread.txt"
         echo "--- profile by thread and library"; cat "$out/profile-by-dso.txt"
         sed -n 's/^ *\([0-9.]*%\) *\(nodedev-ev\|nodedev-udev\|libvirtd\) *\(.*\)$/summary: profile \2 \1 \3/p' \
