@@ -45,6 +45,17 @@ impl<T> JobQueue<T> {
         self.ordinary.is_empty() && self.priority.is_empty()
     }
 
+    /// Unkeyed ordinary jobs accepted so far (keyed jobs order themselves
+    /// against it, as priority jobs do).
+    pub fn ordinary_pushed(&self) -> u64 {
+        self.ordinary_pushed
+    }
+
+    /// Ordinary jobs taken so far.
+    pub fn ordinary_taken(&self) -> u64 {
+        self.ordinary_taken
+    }
+
     /// Appends a job; `priority != 0` also makes it visible to priority workers.
     pub fn push(&mut self, job: T, priority: u32) {
         if priority == 0 {

@@ -10,6 +10,7 @@
 
 mod intake;
 mod job_queue;
+mod keyed;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +23,9 @@ use crate::tsan;
 use intake::Intake;
 use job_queue::JobQueue;
 use worker::WorkerKind;
+
+pub use keyed::{nde_pool_key_stats, KeyStats};
+use keyed::Keyed;
 
 /// Counters of a pool's life, safe to read at any time.
 #[repr(C)]
@@ -71,6 +75,8 @@ pub struct WorkerHooks {
 
 struct State<T> {
     queue: JobQueue<T>,
+    /// Keyed jobs and barriers (keyed.rs).
+    keyed: Keyed<T>,
     /// Set once by `stop_locked`, never cleared; mirrored by `quit_hint`.
     quit: bool,
     limits: PoolLimits,
@@ -180,6 +186,7 @@ impl<T: Send + 'static> Pool<T> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: JobQueue::new(),
+                keyed: Keyed::new(),
                 quit: false,
                 limits,
                 workers: 0,
@@ -255,6 +262,12 @@ impl<T: Send + 'static> Pool<T> {
         }
         // Jobs that came through the intake were accepted earlier.
         shared.absorb_intake(&mut st);
+        if st.keyed.holds_new_jobs() {
+            // Sent after a pending barrier: held until it has run.
+            st.keyed.hold_unkeyed(priority, job);
+            st.stats.submitted += 1;
+            return Ok(());
+        }
         st.queue.push(job, priority);
         let depth = st.queue.len();
         // Grow while queued jobs outnumber idle workers.
@@ -320,7 +333,8 @@ impl<T: Send + 'static> Pool<T> {
                 }
             }
             shared.absorb_intake(&mut st);
-            let jobs = st.queue.take_all();
+            let mut jobs = st.queue.take_all();
+            jobs.extend(st.keyed.take_all());
             st.stats.discarded += jobs.len() as u64;
             (std::mem::take(&mut st.threads), jobs)
         };
@@ -344,7 +358,7 @@ impl<T: Send + 'static> Pool<T> {
         let intake = &self.shared.intake;
         let mut st = lock(&self.shared.state);
         let result = loop {
-            let queued = !st.queue.is_empty() || !intake.is_empty();
+            let queued = !st.queue.is_empty() || !intake.is_empty() || !st.keyed.is_empty();
             if !queued && st.running == 0 {
                 break Ok(());
             }
@@ -493,6 +507,7 @@ impl<T: Send + 'static> Shared<T> {
     /// priority workers to consider and no worker left to start.
     fn update_fast_path(&self, st: &State<T>) {
         let fast = !st.quit
+            && !st.keyed.holds_new_jobs()
             && st.limits.prio_workers == 0
             && st.prio_workers == 0
             && st.workers >= st.limits.max_workers;
@@ -503,7 +518,10 @@ impl<T: Send + 'static> Shared<T> {
     /// recorded in the high-water mark so that the mark is never below a
     /// depth a getter reported.
     fn depth_seen(&self, st: &mut State<T>) -> usize {
-        let depth = st.queue.len() + self.intake.len() + self.unstarted_in_batch.load(Ordering::Relaxed);
+        let depth = st.queue.len()
+            + st.keyed.queued()
+            + self.intake.len()
+            + self.unstarted_in_batch.load(Ordering::Relaxed);
         st.stats.queue_high_water = st.stats.queue_high_water.max(depth as u64);
         depth
     }
@@ -512,7 +530,12 @@ impl<T: Send + 'static> Shared<T> {
     fn absorb_intake(&self, st: &mut State<T>) {
         // SAFETY: we hold the state lock, so we are the only consumer.
         while let Some(job) = unsafe { self.intake.pop() } {
-            st.queue.push(job, 0);
+            if st.keyed.barrier_started() {
+                // Pushed after the barrier's start found the intake empty.
+                st.keyed.hold_raced(job);
+            } else {
+                st.queue.push(job, 0);
+            }
         }
         let depth = st.queue.len() as u64;
         st.stats.queue_high_water = st.stats.queue_high_water.max(depth);

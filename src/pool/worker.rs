@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::keyed::Finished;
 use super::{Shared, State, WorkerHook};
 use crate::sync::{lock, wait};
 use crate::result::Error;
@@ -63,6 +64,8 @@ impl<T: Send + 'static> Shared<T> {
         let ordinary = kind == WorkerKind::Ordinary;
         // Jobs taken from the queue under one lock and run without it.
         let mut batch: VecDeque<T> = VecDeque::new();
+        // Set when the job taken came from the keyed scheduler.
+        let mut finished: Option<Finished> = None;
         let mut spun = false;
         let mut st = lock(&self.state);
         loop {
@@ -73,7 +76,8 @@ impl<T: Send + 'static> Shared<T> {
             // and the lock is taken once per batch instead of once per job.
             let depth = (st.queue.len() + self.intake.len()) as u64;
             st.stats.queue_high_water = st.stats.queue_high_water.max(depth);
-            if ordinary && st.limits.max_workers == 1 && st.workers == 1 && st.prio_workers == 0 {
+            let lone = st.limits.max_workers == 1 && st.workers == 1 && st.prio_workers == 0;
+            if ordinary && lone && st.keyed.is_empty() {
                 if st.queue.is_empty() {
                     // SAFETY: we hold the state lock: the only consumer.
                     let n = unsafe { self.intake.take_into(&mut batch, MAX_BATCH) };
@@ -86,12 +90,16 @@ impl<T: Send + 'static> Shared<T> {
             }
             if batch.is_empty() {
                 self.absorb_intake(&mut st);
-                let job = if ordinary {
-                    st.queue.pop_oldest()
+                let State { keyed, queue, .. } = &mut *st;
+                let taken = if ordinary {
+                    keyed.take_ordinary(queue)
                 } else {
-                    st.queue.pop_priority()
+                    keyed.take_priority(queue)
                 };
-                batch.extend(job);
+                if let Some((job, from_keyed)) = taken {
+                    batch.push_back(job);
+                    finished = from_keyed;
+                }
             }
             if batch.is_empty() {
                 if spun {
@@ -111,8 +119,9 @@ impl<T: Send + 'static> Shared<T> {
                 continue;
             }
             spun = false;
-            self.queued_hint.store(st.queue.len(), Ordering::Relaxed);
-            if st.sleeping > 0 && !st.queue.is_empty() && !self.wake_pending.swap(true, Ordering::SeqCst) {
+            let more = st.queue.len() + st.keyed.ready();
+            self.queued_hint.store(more, Ordering::Relaxed);
+            if st.sleeping > 0 && more > 0 && !self.wake_pending.swap(true, Ordering::SeqCst) {
                 // More work than this worker takes: pass the wake-up on.
                 self.work_ready.notify_one();
             }
@@ -132,12 +141,20 @@ impl<T: Send + 'static> Shared<T> {
             if taken > 1 {
                 self.unstarted_in_batch.store(0, Ordering::Relaxed);
             }
+            if let Some(f) = finished.take() {
+                let State { keyed, queue, .. } = &mut *st;
+                keyed.finish(f, queue);
+                if f == Finished::Barrier {
+                    self.update_fast_path(&st);
+                }
+            }
             st.running -= taken;
             st.stats.completed += ran as u64;
+            self.start_barrier_if_idle(&mut st);
             if ordinary {
                 st.free_workers += 1;
             }
-            if st.queue.is_empty() && self.intake.is_empty() {
+            if st.queue.is_empty() && self.intake.is_empty() && st.keyed.is_empty() {
                 st.queue.shrink_if_empty();
                 if st.running == 0 {
                     self.progress.notify_all();
@@ -164,7 +181,8 @@ impl<T: Send + 'static> Shared<T> {
             // The owner released the pool from inside a job: nobody is left
             // to join, so finish the release here.
             self.absorb_intake(&mut st);
-            let jobs = st.queue.take_all();
+            let mut jobs = st.queue.take_all();
+            jobs.extend(st.keyed.take_all());
             st.stats.discarded += jobs.len() as u64;
             let threads = std::mem::take(&mut st.threads);
             drop(st);
