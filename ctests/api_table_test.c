@@ -145,6 +145,7 @@ static void check_table_shape(const nde_api *api)
     CHECK(offsetof(nde_api, device_get_property) + sizeof(any_fn) <= api->size);
     CHECK(offsetof(nde_api, pool_new_config) + sizeof(any_fn) <= api->size);
     CHECK(api->pool_new_config(NULL) == NULL);
+    CHECK(offsetof(nde_api, pool_get_key_stats) + sizeof(any_fn) <= api->size);
     /* The monitor tail answers bad input as the exported functions do. */
     CHECK(api->monitor_start(NULL) == NDE_ERR_INVALID);
     CHECK(api->monitor_device_count(NULL) == 0);
@@ -173,9 +174,21 @@ static void pool_round_trip(const nde_api *api)
     nde_pool_stats st;
     CHECK_EQ(api->pool_get_stats(pool, &st), NDE_OK);
     CHECK_EQ(st.completed, 100);
+    /* Keyed jobs and a barrier through the table (appended members). */
+    for (long i = 1; i <= 10; i++)
+        CHECK_EQ(api->pool_send_job_keyed(pool, (uint64_t)(i % 3 + 1), 0, boxed(i), count_free), NDE_OK);
+    CHECK_EQ(api->pool_send_barrier(pool, boxed(1000), count_free), NDE_OK);
+    CHECK_EQ(api->pool_wait_idle(pool, -1), NDE_OK);
+    CHECK_EQ(atomic_load(&sum), 5050 + 55 + 1000);
+    CHECK_EQ(atomic_load(&freed), 111);
+    nde_pool_key_stats ks;
+    CHECK_EQ(api->pool_get_key_stats(pool, &ks), NDE_OK);
+    CHECK_EQ(ks.keyed_submitted, 10);
+    CHECK_EQ(ks.barriers_submitted, 1);
+    CHECK_EQ(ks.active_keys, 0);
     api->pool_stop(pool);
     CHECK_EQ(api->pool_send_job_full(pool, 0, boxed(1), count_free), NDE_ERR_STOPPED);
-    CHECK_EQ(atomic_load(&freed), 101); /* freed on the failed send */
+    CHECK_EQ(atomic_load(&freed), 112); /* freed on the failed send */
     CHECK_EQ(api->pool_drain(pool), NDE_OK);
     api->pool_free(pool);
 }

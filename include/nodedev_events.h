@@ -406,6 +406,42 @@ typedef struct nde_pool_config {
 } nde_pool_config;
 
 /**
+ * Counters of key and barrier contention, safe to read at any time.
+ */
+typedef struct nde_pool_key_stats {
+  /**
+   * Keyed jobs accepted (also counted in `nde_pool_stats.submitted`).
+   */
+  uint64_t keyed_submitted;
+  /**
+   * Barriers accepted (also counted in `nde_pool_stats.submitted`).
+   */
+  uint64_t barriers_submitted;
+  /**
+   * Keyed jobs that found an earlier job of their key running or waiting,
+   * and waited for it.
+   */
+  uint64_t waited_behind_key;
+  /**
+   * Most jobs of one key seen waiting behind its running job.
+   */
+  uint64_t key_backlog_high_water;
+  /**
+   * Jobs (keyed or not) and barriers that were sent while an earlier
+   * barrier had not finished, and waited for it.
+   */
+  uint64_t held_by_barrier;
+  /**
+   * Keys with a job running or waiting, now.
+   */
+  uint64_t active_keys;
+  /**
+   * Most keys with a job running or waiting at the same time.
+   */
+  uint64_t active_keys_high_water;
+} nde_pool_key_stats;
+
+/**
  * The function table of ABI version 1, returned by `nde_get_api(1)`.
  *
  * Every member is the exported function of the same name with the `nde_`
@@ -494,6 +530,13 @@ typedef struct nde_api {
   const char *(*device_get_parent)(const struct nde_device *dev);
   const char *(*device_get_property)(const struct nde_device *dev, const char *key);
   struct nde_pool *(*pool_new_config)(const struct nde_pool_config *config);
+  int (*pool_send_job_keyed)(struct nde_pool *pool,
+                             uint64_t key,
+                             unsigned int priority,
+                             void *jobdata,
+                             nde_free_fn free_fn);
+  int (*pool_send_barrier)(struct nde_pool *pool, void *jobdata, nde_free_fn free_fn);
+  int (*pool_get_key_stats)(struct nde_pool *pool, struct nde_pool_key_stats *out);
 } nde_api;
 
 #ifdef __cplusplus
@@ -989,6 +1032,72 @@ int nde_pool_get_stats(struct nde_pool *pool, struct nde_pool_stats *out);
  * exited then).
  */
 struct nde_pool *nde_pool_new_config(const struct nde_pool_config *config);
+
+/**
+ * Queues a keyed job: ordered per key, parallel across keys.
+ *
+ * - Jobs sent with the same non-zero `key` run one at a time, in the order
+ *   the sends were accepted: a job starts only after the previous job of
+ *   its key (its `func` and `free_fn`) has returned. Two sends of one key
+ *   from different threads are ordered by whichever call the pool accepted
+ *   first.
+ * - Jobs with different keys, and unkeyed jobs, may run at the same time
+ *   on different workers (with one worker, everything runs in send order).
+ * - A job whose key is busy waits outside the queue and holds no worker:
+ *   other keys' jobs never wait behind it (no head-of-line blocking).
+ * - Among jobs that may start, workers take the oldest first, keyed or not.
+ * - `key == 0` is `nde_pool_send_job_full`: no ordering at all.
+ * - `priority != 0` also lets priority workers take the job once its key is
+ *   free; it never lets a job pass an earlier job of its key.
+ * - A keyed job sent while a barrier is pending waits for that barrier
+ *   (see `nde_pool_send_barrier`).
+ *
+ * Ownership is as for `nde_pool_send_job_full`: from this call on,
+ * `jobdata` belongs to the pool and `free_fn` (NULL allowed) runs exactly
+ * once: on the worker right after `func` returned, or when the job is
+ * discarded by drain/free (even while it waits behind its key or a
+ * barrier), or before this call returns when it fails.
+ *
+ * Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL pool), `NDE_ERR_STOPPED`
+ * (after stop/drain) or `NDE_ERR_THREAD` (no worker exists and none could
+ * start). Safe from any thread, including from inside a job (a job may
+ * send the next job of its own key: it runs after the current one).
+ */
+int nde_pool_send_job_keyed(struct nde_pool *pool,
+                            uint64_t key,
+                            unsigned int priority,
+                            void *jobdata,
+                            nde_free_fn free_fn);
+
+/**
+ * Queues a barrier: `func(jobdata, opaque)` runs on an ordinary worker
+ * after every job (keyed or not) and barrier whose send returned before
+ * this call began has finished, and before any job or barrier whose send
+ * began after this call returned starts; nothing else runs while it runs.
+ * Jobs sent while it waits are held (they hold no worker) and enter the
+ * pool in send order once it has returned. Sends that overlap this call in
+ * time from other threads fall on one side or the other.
+ *
+ * Use it for work that must see everything before it and nothing after it
+ * (an initial enumeration, a configuration refresh, a resync).
+ *
+ * Ownership, return values and threading are as for
+ * `nde_pool_send_job_keyed`. A barrier sent from inside a job runs after
+ * that job has returned; a job cannot wait for a barrier it sent.
+ */
+int nde_pool_send_barrier(struct nde_pool *pool, void *jobdata, nde_free_fn free_fn);
+
+/**
+ * Copies the pool's key and barrier counters into `*out`, which is written
+ * only on success: how often jobs waited behind their key or a barrier,
+ * the deepest backlog of one key, and how many keys have work now. Keyed
+ * jobs and barriers are also counted in `nde_pool_stats` (submitted,
+ * completed, discarded, rejected) like every job, and the queue depth
+ * counts those waiting behind their key or a barrier.
+ * Returns `NDE_OK` or `NDE_ERR_INVALID` (a NULL argument). Safe from any
+ * thread, including from inside a job.
+ */
+int nde_pool_get_key_stats(struct nde_pool *pool, struct nde_pool_key_stats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -27,7 +27,7 @@ use super::events::*;
 use super::monitor::*;
 use super::nde_free_fn;
 use super::pool::*;
-use crate::pool::nde_pool_stats;
+use crate::pool::{nde_pool_key_stats, nde_pool_stats};
 
 /// The ABI version of the function table this header describes; pass it to
 /// `nde_get_api`.
@@ -142,6 +142,16 @@ pub struct nde_api {
     pub device_get_parent: extern "C" fn(dev: *const nde_device) -> *const c_char,
     pub device_get_property: extern "C" fn(dev: *const nde_device, key: *const c_char) -> *const c_char,
     pub pool_new_config: extern "C" fn(config: *const nde_pool_config) -> *mut nde_pool,
+    // ---- keyed jobs and barriers (issue 15) ----
+    pub pool_send_job_keyed: extern "C" fn(
+        pool: *mut nde_pool,
+        key: u64,
+        priority: c_uint,
+        jobdata: *mut c_void,
+        free_fn: nde_free_fn,
+    ) -> c_int,
+    pub pool_send_barrier: extern "C" fn(pool: *mut nde_pool, jobdata: *mut c_void, free_fn: nde_free_fn) -> c_int,
+    pub pool_get_key_stats: extern "C" fn(pool: *mut nde_pool, out: *mut nde_pool_key_stats) -> c_int,
     // ---- append new members here, never above ----
 }
 
@@ -205,6 +215,10 @@ static API_V1: nde_api = nde_api {
     device_get_parent: nde_device_get_parent,
     device_get_property: nde_device_get_property,
     pool_new_config: nde_pool_new_config,
+
+    pool_send_job_keyed: nde_pool_send_job_keyed,
+    pool_send_barrier: nde_pool_send_barrier,
+    pool_get_key_stats: nde_pool_get_key_stats,
 };
 
 /// The static function table for ABI version `abi_version` (pass

@@ -5,7 +5,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
-use crate::pool::{nde_pool_stats, Pool, PoolLimits, WorkerHook, WorkerHooks};
+use crate::pool::{nde_pool_key_stats, nde_pool_stats, Pool, PoolLimits, WorkerHook, WorkerHooks};
 use crate::result::nde_result;
 
 /// A pool of worker threads (opaque). Create with `nde_pool_new_full`,
@@ -379,4 +379,104 @@ pub extern "C" fn nde_pool_new_config(config: *const nde_pool_config) -> *mut nd
             hooks,
         )
     })
+}
+
+/// Queues a keyed job: ordered per key, parallel across keys.
+///
+/// - Jobs sent with the same non-zero `key` run one at a time, in the order
+///   the sends were accepted: a job starts only after the previous job of
+///   its key (its `func` and `free_fn`) has returned. Two sends of one key
+///   from different threads are ordered by whichever call the pool accepted
+///   first.
+/// - Jobs with different keys, and unkeyed jobs, may run at the same time
+///   on different workers (with one worker, everything runs in send order).
+/// - A job whose key is busy waits outside the queue and holds no worker:
+///   other keys' jobs never wait behind it (no head-of-line blocking).
+/// - Among jobs that may start, workers take the oldest first, keyed or not.
+/// - `key == 0` is `nde_pool_send_job_full`: no ordering at all.
+/// - `priority != 0` also lets priority workers take the job once its key is
+///   free; it never lets a job pass an earlier job of its key.
+/// - A keyed job sent while a barrier is pending waits for that barrier
+///   (see `nde_pool_send_barrier`).
+///
+/// Ownership is as for `nde_pool_send_job_full`: from this call on,
+/// `jobdata` belongs to the pool and `free_fn` (NULL allowed) runs exactly
+/// once: on the worker right after `func` returned, or when the job is
+/// discarded by drain/free (even while it waits behind its key or a
+/// barrier), or before this call returns when it fails.
+///
+/// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL pool), `NDE_ERR_STOPPED`
+/// (after stop/drain) or `NDE_ERR_THREAD` (no worker exists and none could
+/// start). Safe from any thread, including from inside a job (a job may
+/// send the next job of its own key: it runs after the current one).
+#[no_mangle]
+pub extern "C" fn nde_pool_send_job_keyed(
+    pool: *mut nde_pool,
+    key: u64,
+    priority: c_uint,
+    jobdata: *mut c_void,
+    free_fn: nde_free_fn,
+) -> c_int {
+    let job = OwnedData::new(jobdata, free_fn);
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        let Some(pool) = pool_ref(pool) else {
+            return nde_result::NDE_ERR_INVALID.code(); // `job` drops: data freed
+        };
+        match pool.send_keyed(key, priority, job) {
+            Ok(()) => nde_result::NDE_OK.code(),
+            Err((err, job)) => {
+                drop(job);
+                err.code()
+            }
+        }
+    })
+}
+
+/// Queues a barrier: `func(jobdata, opaque)` runs on an ordinary worker
+/// after every job (keyed or not) and barrier whose send returned before
+/// this call began has finished, and before any job or barrier whose send
+/// began after this call returned starts; nothing else runs while it runs.
+/// Jobs sent while it waits are held (they hold no worker) and enter the
+/// pool in send order once it has returned. Sends that overlap this call in
+/// time from other threads fall on one side or the other.
+///
+/// Use it for work that must see everything before it and nothing after it
+/// (an initial enumeration, a configuration refresh, a resync).
+///
+/// Ownership, return values and threading are as for
+/// `nde_pool_send_job_keyed`. A barrier sent from inside a job runs after
+/// that job has returned; a job cannot wait for a barrier it sent.
+#[no_mangle]
+pub extern "C" fn nde_pool_send_barrier(
+    pool: *mut nde_pool,
+    jobdata: *mut c_void,
+    free_fn: nde_free_fn,
+) -> c_int {
+    let job = OwnedData::new(jobdata, free_fn);
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        let Some(pool) = pool_ref(pool) else {
+            return nde_result::NDE_ERR_INVALID.code(); // `job` drops: data freed
+        };
+        match pool.send_barrier(job) {
+            Ok(()) => nde_result::NDE_OK.code(),
+            Err((err, job)) => {
+                drop(job);
+                err.code()
+            }
+        }
+    })
+}
+
+/// Copies the pool's key and barrier counters into `*out`, which is written
+/// only on success: how often jobs waited behind their key or a barrier,
+/// the deepest backlog of one key, and how many keys have work now. Keyed
+/// jobs and barriers are also counted in `nde_pool_stats` (submitted,
+/// completed, discarded, rejected) like every job, and the queue depth
+/// counts those waiting behind their key or a barrier.
+/// Returns `NDE_OK` or `NDE_ERR_INVALID` (a NULL argument). Safe from any
+/// thread, including from inside a job.
+#[no_mangle]
+pub extern "C" fn nde_pool_get_key_stats(pool: *mut nde_pool, out: *mut nde_pool_key_stats) -> c_int {
+    // SAFETY: `out` is NULL or writable (caller's contract).
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, pool_ref(pool).map(CPool::key_stats)) } })
 }
