@@ -12,7 +12,7 @@
 #   make tool       build tools/nodedev-monitor.c -> target/release/nodedev-monitor
 #   make run-monitor  run it (MONITOR_ARGS="--timeout 10 --subsystem net")
 #   make examples   build examples/*.c (target/release/libvirt-port,
-#                   target/release/plugin-host)
+#                   target/release/plugin-host, target/release/keyed-driver)
 #   make check-examples  build and run the examples' self tests
 #
 # Variables: PREFIX (/usr/local), DESTDIR (empty), LIBDIR ($(PREFIX)/lib),
@@ -124,8 +124,12 @@ $(RELEASE_DIR)/plugin-host: examples/plugin_host.c include/nodedev_events.h
 	@mkdir -p $(@D)
 	$(CC) $(NDE_EXAMPLE_CFLAGS) $< -o $@ -ldl
 
-examples: $(RELEASE_DIR)/libvirt-port $(RELEASE_DIR)/plugin-host
+$(RELEASE_DIR)/keyed-driver: examples/keyed_driver.c include/nodedev_events.h lib
+	$(CC) $(NDE_EXAMPLE_CFLAGS) $< -o $@ $(NDE_EXAMPLE_LIBS)
+
+examples: $(RELEASE_DIR)/libvirt-port $(RELEASE_DIR)/plugin-host $(RELEASE_DIR)/keyed-driver
 
 check-examples: examples
 	$(RELEASE_DIR)/libvirt-port --self-test
 	$(RELEASE_DIR)/plugin-host $(RELEASE_DIR)/libnodedev_events.so
+	$(RELEASE_DIR)/keyed-driver --self-test
