@@ -482,7 +482,6 @@ impl<T: Send + 'static> Shared<T> {
         Ok(())
     }
 
-
     /// A keyed job or a barrier became ready: wake a worker for it.
     fn wake_for_ready(&self, st: &mut State<T>, priority: bool) {
         self.queued_hint.store(1, Ordering::Relaxed);
