@@ -85,7 +85,7 @@ run_flavour() {
         sed -n "${from_u},${nu}p" "$dir/events-update.txt" | sort
         from_l=$((nl + 1)); from_u=$((nu + 1))
     done < "$dir/steps.txt" > "$dir/events-by-step.txt"
-    local ms; ms=$(nde_stop_daemon "$pid")
+    nde_stop_daemon "$pid"; local ms=$NDE_STOP_MS
     nde_say "$flavour: $(wc -l < "$dir/list.txt") devices, $(wc -l < "$dir/events-lifecycle.txt") lifecycle and $(wc -l < "$dir/events-update.txt") update events; exited ${ms} ms after SIGTERM"
     grep -v "udevGetDMIData\|/sys/devices/virtual/dmi/id\|End of file while reading data\|: info : " "$dir/libvirtd.log" > "$dir/log-other.txt" || true
 }

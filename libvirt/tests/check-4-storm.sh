@@ -108,7 +108,7 @@ storm() {
     local t1; t1=$(line_time "$last")
     kill -TERM "$listener" 2>/dev/null || true
     wait "$listener" 2>/dev/null || true
-    local ms; ms=$(nde_stop_daemon "$pid")
+    nde_stop_daemon "$pid"; local ms=$NDE_STOP_MS
     local distinct; distinct=$(grep -o "node device scsi_generic_storm[0-9]*: Created" "$dir/events.txt" | sort -u | wc -l)
     awk -v f="$flavour" -v n="$count" -v sent="$sent" -v got="$distinct" -v t0="$t0" -v t1="$t1" \
         -v c0="$cpu0" -v c1="$cpu1" -v r0="$rss0" -v r1="$rss1" -v ms="$ms" 'BEGIN {

@@ -75,7 +75,7 @@ quiet_file() {
 fresh_list() {
     nde_start_daemon stock "$out/fresh"
     nde_virsh stock nodedev-list | sed '/^$/d' | sort > "$out/sysfs-list.txt"
-    nde_stop_daemon > /dev/null
+    nde_stop_daemon
 }
 
 overflow() {
@@ -114,7 +114,7 @@ overflow() {
     diff -q "$dir/list.txt" "$out/sysfs-list.txt" > /dev/null && equal=yes
     kill -TERM "$listener" 2>/dev/null || true
     wait "$listener" 2>/dev/null || true
-    local ms; ms=$(nde_stop_daemon "$pid")
+    nde_stop_daemon "$pid"; local ms=$NDE_STOP_MS
     local overflows resyncs
     overflows=$(grep -c "No buffer space available\|overflowed" "$dir/libvirtd.log" || true)
     resyncs=$(grep -c "re-enumerating node devices" "$dir/libvirtd.log" || true)

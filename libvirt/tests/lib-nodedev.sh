@@ -151,16 +151,26 @@ EOF
     nde_fail "$flavour daemon does not answer"
 }
 
-# Stops the daemon by its PID (SIGTERM), waits for it; prints how long the
-# exit took, in ms.
+# Stops the daemon by its PID (SIGTERM) and waits for it (at most 120 s,
+# then SIGKILL); sets NDE_STOP_MS to how long the exit took. Call it from
+# the shell that started the daemon (not in $(...): a subshell cannot wait
+# for it).
 nde_stop_daemon() {
     local pid=${1:-$NDE_DAEMON_PID}
     local t0 t1
     t0=$(date +%s%N)
     kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 60000); do
+        kill -0 "$pid" 2>/dev/null || break
+        [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+        sleep 0.002
+    done
+    kill -0 "$pid" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] &&
+        kill -KILL "$pid" 2>/dev/null
     t1=$(date +%s%N)
-    echo $(( (t1 - t0) / 1000000 ))
+    wait "$pid" 2>/dev/null || true
+    NDE_STOP_MS=$(( (t1 - t0) / 1000000 ))
 }
 
 # CPU seconds (user + system) used so far by a process.
