@@ -71,11 +71,6 @@ impl Debouncer {
         }
     }
 
-    /// True while timer `slot` is armed.
-    pub fn is_armed(&self, slot: usize) -> bool {
-        lock(&self.shared.state).deadlines.get(slot).is_some_and(|d| d.is_some())
-    }
-
     /// Cancels every timer for good; never blocks.
     pub fn cancel(&self) {
         let mut st = lock(&self.shared.state);

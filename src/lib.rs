@@ -1,38 +1,125 @@
 //! nodedev-events: ordered, leak-free Linux device hotplug events for C
-//! hypervisor drivers.
+//! hypervisor drivers (libvirt first) and for Rust programs.
 //!
-//! Three layers, each usable alone:
-//! - [`pool`]: a job pool with libvirt's `virThreadPool` semantics, plus a
-//!   per-job free callback that runs exactly once on every path;
-//! - [`events`]: typed events handled in order on one worker, with per-type
-//!   callbacks, debounced scheduling and a two-phase shutdown;
-//! - [`monitor`]: the udev and mdevctl sources and a node-device table that
-//!   emits libvirt's lifecycle events.
+//! Three layers, each usable alone, re-exported here with the one error
+//! type, [`Error`]:
 //!
-//! The safe Rust core lives in these modules; every `extern "C"` item lives
-//! under [`ffi`].
+//! - [`Pool`]: a job pool with libvirt's `virThreadPool` semantics (minimum,
+//!   maximum and priority workers, FIFO order, two-step shutdown); each job
+//!   is handed over by value and dropped exactly once, run or not.
+//! - [`Events`]: typed events handled in submission order on one worker,
+//!   with per-type callbacks, debounced scheduling and a two-phase shutdown.
+//! - [`Monitor`]: the udev and mdevctl sources and a table of node
+//!   [`Device`]s named as libvirt names them, which reports each change as a
+//!   [`Lifecycle`] event to registered callbacks.
+//!
+//! Every object owns its threads and joins them when dropped (from inside
+//! one of its own callbacks the release is deferred until that callback
+//! returns). Calls that would wait for the calling thread itself return
+//! [`Error::NDE_ERR_WOULD_DEADLOCK`] instead of hanging. Every `extern "C"`
+//! item lives under [`ffi`]; `include/nodedev_events.h` is generated from it.
+//!
+//! # A pool
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use nodedev_events::{Pool, PoolLimits};
+//!
+//! let total = Arc::new(AtomicUsize::new(0));
+//! let sum = Arc::clone(&total);
+//! // One ordinary worker: jobs run one at a time, in the order sent.
+//! let limits = PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 };
+//! let pool = Pool::new(limits, "example", Box::new(move |n: usize| {
+//!     sum.fetch_add(n, Ordering::Relaxed);
+//! }))?;
+//! for n in 1..=10 {
+//!     pool.send(0, n).map_err(|(err, _job)| err)?;
+//! }
+//! pool.wait_idle(-1)?; // -1: no timeout
+//! assert_eq!(total.load(Ordering::Relaxed), 55);
+//! # Ok::<(), nodedev_events::Error>(())
+//! ```
+//!
+//! # Events
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use nodedev_events::{EventData, EventType, Events};
+//!
+//! let events = Events::new("example")?;
+//! let (seen, rx) = mpsc::channel();
+//! // Runs on the events' worker thread, in submission order.
+//! events.register(None, Box::new(move |event_type, _data| {
+//!     seen.send(event_type).unwrap();
+//! }), None)?;
+//! events.submit(EventType::NDE_EVENT_UDEV_ADD, EventData::none())?;
+//! events.submit(EventType::NDE_EVENT_UDEV_REMOVE, EventData::none())?;
+//! events.wait_idle(-1)?;
+//! let order: Vec<_> = rx.try_iter().collect();
+//! assert_eq!(order, [EventType::NDE_EVENT_UDEV_ADD, EventType::NDE_EVENT_UDEV_REMOVE]);
+//! # Ok::<(), nodedev_events::Error>(())
+//! ```
+//!
+//! # A monitor
+//!
+//! Reads the kernel's uevents (no udevd needed); see `examples/monitor.rs`
+//! for a complete program.
+//!
+//! ```
+//! use nodedev_events::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
+//!
+//! let monitor = Monitor::new(MonitorConfig {
+//!     flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+//!     ..MonitorConfig::default()
+//! })?;
+//! // Runs on the monitor's worker for every device change, in udev order.
+//! monitor.register(None, Box::new(|device, event| {
+//!     println!("{}: {:?}", device.name(), event);
+//! }), None)?;
+//! monitor.start()?;
+//! monitor.wait_initialized(-1)?; // the inventory is in the table now
+//! let computer = monitor.lookup("computer").expect("the root device");
+//! assert_eq!(computer.name(), "computer");
+//! monitor.stop(-1)?;
+//! # Ok::<(), nodedev_events::Error>(())
+//! ```
 //!
 //! Every `unsafe` operation sits in its own `unsafe` block with a
 //! `// SAFETY:` line, also inside `unsafe fn`s.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod debounce;
+mod debounce;
 pub mod events;
 // Until the restructuring of these layers lands, their unsafe operations
 // inside `unsafe fn`s and their SAFETY comments are not yet checked.
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 pub mod monitor;
+mod owned;
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 pub mod pool;
-pub mod result;
-pub mod owned;
+mod result;
+mod sync;
 #[allow(clippy::undocumented_unsafe_blocks)]
-pub mod thread;
-pub(crate) mod registry;
-pub(crate) mod sync;
-pub(crate) mod tsan;
+mod thread;
+mod registry;
+mod tsan;
 
 pub mod ffi;
 
+pub use events::{nde_event_type as EventType, EventData, Events};
+pub use monitor::{
+    Device, Lifecycle, Monitor, MonitorConfig, MonitorStats, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL,
+    NDE_MONITOR_UDEV_EVENTS,
+};
+pub use pool::{Pool, PoolLimits, PoolStats};
 pub use result::{nde_result, Error};
+
+/// Hooks for this crate's own tests (feature `test-hooks`, which the
+/// crate's dev-dependency on itself turns on); not part of the API.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod test_hooks {
+    pub use crate::thread::fail_next_spawns;
+}

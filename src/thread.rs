@@ -6,8 +6,6 @@
 //! so `top -H` and gdb show them, and are always joined by their owner.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use crate::result::{nde_result, Error};
 
@@ -26,43 +24,53 @@ pub struct Thread {
 unsafe impl Send for Thread {}
 unsafe impl Sync for Thread {}
 
-/// Fault injection for tests: thread names starting with a registered
-/// prefix fail to start, as many times as registered. One entry per prefix,
-/// so tests running in parallel with their own prefixes do not interfere.
-static INJECTED_FAILURES: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
-static INJECTION_ARMED: AtomicUsize = AtomicUsize::new(0);
+#[cfg(any(test, feature = "test-hooks"))]
+pub use inject::fail_next_spawns;
 
-/// Makes the next `count` calls to [`spawn`] whose thread name starts with
-/// `name_prefix` fail with `NDE_ERR_THREAD` (fault injection for tests);
-/// a count of 0 disarms every prefix starting with `name_prefix` (so ""
-/// disarms all).
-pub fn fail_next_spawns(name_prefix: &str, count: usize) {
-    let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    if count == 0 {
-        table.retain(|(p, _)| !p.starts_with(name_prefix));
-    } else {
-        table.retain(|(p, _)| p != name_prefix);
-    }
-    if count > 0 {
-        table.push((name_prefix.to_owned(), count));
-    }
-    INJECTION_ARMED.store(table.len(), Ordering::SeqCst);
-}
+/// Fault injection for tests only (`cfg(test)` or the `test-hooks`
+/// feature): thread names starting with a registered prefix fail to start,
+/// as many times as registered. One entry per prefix, so tests running in
+/// parallel with their own prefixes do not interfere.
+#[cfg(any(test, feature = "test-hooks"))]
+mod inject {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
-fn injected_failure(name: &str) -> bool {
-    if INJECTION_ARMED.load(Ordering::Relaxed) == 0 {
-        return false;
+    static INJECTED_FAILURES: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+    static INJECTION_ARMED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Makes the next `count` calls to [`spawn`](super::spawn) whose thread name starts with
+    /// `name_prefix` fail with `NDE_ERR_THREAD` (fault injection for tests);
+    /// a count of 0 disarms every prefix starting with `name_prefix` (so ""
+    /// disarms all).
+    pub fn fail_next_spawns(name_prefix: &str, count: usize) {
+        let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+        if count == 0 {
+            table.retain(|(p, _)| !p.starts_with(name_prefix));
+        } else {
+            table.retain(|(p, _)| p != name_prefix);
+        }
+        if count > 0 {
+            table.push((name_prefix.to_owned(), count));
+        }
+        INJECTION_ARMED.store(table.len(), Ordering::SeqCst);
     }
-    let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(i) = table.iter().position(|(p, _)| name.starts_with(p.as_str())) else {
-        return false;
-    };
-    table[i].1 -= 1;
-    if table[i].1 == 0 {
-        table.remove(i);
+
+    pub(super) fn injected_failure(name: &str) -> bool {
+        if INJECTION_ARMED.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut table = INJECTED_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = table.iter().position(|(p, _)| name.starts_with(p.as_str())) else {
+            return false;
+        };
+        table[i].1 -= 1;
+        if table[i].1 == 0 {
+            table.remove(i);
+        }
+        INJECTION_ARMED.store(table.len(), Ordering::SeqCst);
+        true
     }
-    INJECTION_ARMED.store(table.len(), Ordering::SeqCst);
-    true
 }
 
 /// Cuts `name` to what Linux keeps, on a UTF-8 boundary, without NULs.
@@ -93,7 +101,8 @@ pub fn spawn<F>(name: &str, body: F) -> Result<Thread, Error>
 where
     F: FnOnce() + Send + 'static,
 {
-    if injected_failure(name) {
+    #[cfg(any(test, feature = "test-hooks"))]
+    if inject::injected_failure(name) {
         return Err(nde_result::NDE_ERR_THREAD);
     }
     let boxed: Box<Body> = Box::new((thread_name(name), Box::new(body)));

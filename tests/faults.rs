@@ -29,7 +29,7 @@ use nodedev_events::ffi::events::*;
 use nodedev_events::ffi::pool::*;
 use nodedev_events::nde_result::{self, *};
 use nodedev_events::pool::{nde_pool_stats, Pool, PoolLimits};
-use nodedev_events::thread::fail_next_spawns;
+use nodedev_events::test_hooks::fail_next_spawns;
 
 const OK: c_int = 0;
 

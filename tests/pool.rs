@@ -135,13 +135,13 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
 
 #[test]
 fn thread_creation_failure_is_reported_and_nothing_leaks() {
-    nodedev_events::thread::fail_next_spawns("fails-to-start", 1);
+    nodedev_events::test_hooks::fail_next_spawns("fails-to-start", 1);
     let r = Pool::new(limits(2, 2, 0), "fails-to-start", Box::new(|_j: Counted| {}));
     assert_eq!(r.err(), Some(nde_result::NDE_ERR_THREAD));
 
     // A pool with no worker yet refuses a job it cannot start a worker for.
     let pool = Pool::new(limits(0, 1, 0), "lazy-fails", Box::new(|_j: Counted| {})).unwrap();
-    nodedev_events::thread::fail_next_spawns("lazy-fails", 1);
+    nodedev_events::test_hooks::fail_next_spawns("lazy-fails", 1);
     let drops = Arc::new(AtomicUsize::new(0));
     let (err, job) = pool.send(0, Counted { seq: 0, drops: drops.clone() }).unwrap_err();
     assert_eq!(err, nde_result::NDE_ERR_THREAD);
