@@ -18,7 +18,7 @@ LIB_A := $(RELEASE_DIR)/libnodedev_events.a
 DEMO_CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
 DEMO_LIBS := -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lpthread
 
-.PHONY: all lib deps run run-pool check check-debug header clean
+.PHONY: all lib deps run run-pool check check-debug lint header clean
 
 all: lib $(RELEASE_DIR)/pool-demo $(RELEASE_DIR)/nodedev-monitor
 
@@ -51,6 +51,13 @@ check: deps
 # (a counter that wraps silently in release fails here).
 check-debug:
 	$(CARGO) test --lib --test pool --test events --test faults --test model
+
+# Lints a reviewer runs: clippy with warnings as errors, and rustdoc with
+# warnings as errors. (Doc tests and the Rust example's build are part of
+# `cargo test`.) Not yet part of `check`: see issue 13 item 8.
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 header:
 	NDE_UPDATE_HEADER=1 $(CARGO) test --release --test header

@@ -92,7 +92,7 @@ extern "C" fn trampoline(arg: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: NUL-terminated name of at most 15 bytes.
     unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
     // A panic must never unwind out of a pthread start routine.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || body()));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
     std::ptr::null_mut()
 }
 

@@ -395,7 +395,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
             "flt-panic",
             Box::new(move |j: Job| {
                 r2.fetch_add(1, SeqCst);
-                if j.0 % 3 == 0 {
+                if j.0.is_multiple_of(3) {
                     panic!("{}", ON_PURPOSE);
                 }
             }),

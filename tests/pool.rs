@@ -70,7 +70,7 @@ fn a_panicking_job_is_counted_released_and_the_worker_carries_on() {
         limits(1, 1, 0),
         "panics",
         Box::new(|j: Counted| {
-            if j.seq % 2 == 0 {
+            if j.seq.is_multiple_of(2) {
                 panic!("job {} fails on purpose", j.seq);
             }
         }),

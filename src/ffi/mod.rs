@@ -1,6 +1,6 @@
 //! The C ABI: every `extern "C"` item of the library lives under here.
 //!
-//! Each exported body runs inside [`ffi_guard!`], so a Rust panic never
+//! Each exported body runs inside `ffi_guard!`, so a Rust panic never
 //! unwinds into C: it becomes `NDE_ERR_PANIC` (or NULL / 0). Signatures are
 //! written out literally, because cbindgen does not expand macros.
 //!

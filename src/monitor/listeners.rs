@@ -1,5 +1,5 @@
 //! Lifecycle listeners: the crate's one callback registry
-//! ([`crate::registry`]) with a per-device-name filter, dispatched on the
+//! (`crate::registry`) with a per-device-name filter, dispatched on the
 //! events worker. Deregistration keeps the registry's promises: from another
 //! thread, when it returns the callback is not running, never runs again and
 //! its `on_remove` has completed; from inside a callback it returns at once
