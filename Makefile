@@ -18,7 +18,7 @@ LIB_A := $(RELEASE_DIR)/libnodedev_events.a
 DEMO_CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
 DEMO_LIBS := -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lpthread
 
-.PHONY: all lib deps run run-pool check check-debug lint header clean
+.PHONY: all lib deps run run-pool check check-debug check-loom lint header clean
 
 all: lib $(RELEASE_DIR)/pool-demo $(RELEASE_DIR)/nodedev-monitor
 
@@ -45,6 +45,7 @@ check: deps
 	$(CARGO) build --release
 	$(CARGO) test --release
 	$(MAKE) check-debug
+	$(MAKE) check-loom
 	$(MAKE) bench-smoke
 
 # The fast Rust tests again on a debug build, where integer overflow panics
@@ -58,6 +59,12 @@ check-debug:
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+# The loom models (every interleaving of the real code under --cfg loom,
+# with its own target dir): the registry's deregister handshake, and a
+# known-bad variant loom must catch.
+check-loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --lib loom_model
 
 header:
 	NDE_UPDATE_HEADER=1 $(CARGO) test --release --test header

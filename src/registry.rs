@@ -14,18 +14,23 @@
 //!
 //! The handshake: dispatch publishes the id it is about to run in `running`
 //! and then reads the entry's `removed` flag; deregister publishes `removed`
-//! and then reads `running` (all SeqCst), so either dispatch skips the entry
-//! or deregister sees it running and waits for `running` to change. Only
+//! and then reads `running`, so either dispatch skips the entry or
+//! deregister sees it running and waits for `running` to change (the same
+//! pair guards `waiters` against a lost wake-up). Each of these accesses is
+//! a read-modify-write, not a plain load or store: RMWs on one location are
+//! totally ordered and synchronise, so the pairs hold under acquire/release
+//! alone, which is what loom checks (it models SeqCst loads and stores as
+//! acquire/release and reported a false deadlock on the plain version). Only
 //! the deregistering thread releases the entry, except when it is the
 //! dispatching thread itself, which marks it for release after the return.
 //! Panics in callbacks and in releases are caught and counted.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::result::{nde_result, Error};
-use crate::sync::{lock, wait};
+use crate::sync::model::{lock, wait, AtomicBool, AtomicI64, AtomicUsize, Condvar, Mutex};
 use crate::tsan;
 
 /// Runs once when a callback is removed: releases its userdata.
@@ -157,10 +162,16 @@ impl<F: ?Sized, K> Registry<F, K> {
     /// dispatching thread, defers), and releases it.
     fn retire(&self, entry: &Entry<F, K>, on_dispatch_thread: bool) {
         tsan::release(self.sync_addr());
-        // Paired with dispatch: see the module comment.
-        entry.removed.store(true, Ordering::SeqCst);
         let id = entry.id as i64;
-        if self.running.load(Ordering::SeqCst) == id {
+        // Paired with dispatch: see the module comment. (Under loom a test
+        // may read `running` first, the known-bad order the model must
+        // catch.)
+        #[cfg(loom)]
+        let early = known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| self.running.load(Ordering::SeqCst));
+        #[cfg(not(loom))]
+        let early: Option<i64> = None;
+        entry.removed.swap(true, Ordering::SeqCst);
+        if early.unwrap_or_else(|| self.running.fetch_add(0, Ordering::SeqCst)) == id {
             if on_dispatch_thread {
                 // Removing itself: released by dispatch right after it returns.
                 entry.release_after_return.store(true, Ordering::SeqCst);
@@ -168,7 +179,7 @@ impl<F: ?Sized, K> Registry<F, K> {
             }
             let mut g = lock(&self.wait_lock);
             self.waiters.fetch_add(1, Ordering::SeqCst);
-            while self.running.load(Ordering::SeqCst) == id {
+            while self.running.fetch_add(0, Ordering::SeqCst) == id {
                 g = wait(&self.returned, g);
             }
             self.waiters.fetch_sub(1, Ordering::SeqCst);
@@ -193,8 +204,8 @@ impl<F: ?Sized, K> Registry<F, K> {
             if !wants(&entry.filter) {
                 continue;
             }
-            self.running.store(entry.id as i64, Ordering::SeqCst);
-            if !entry.removed.load(Ordering::SeqCst) {
+            self.running.swap(entry.id as i64, Ordering::SeqCst);
+            if !entry.removed.fetch_or(false, Ordering::SeqCst) {
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     let mut cb = lock(&entry.callback);
                     call(&mut **cb)
@@ -204,8 +215,8 @@ impl<F: ?Sized, K> Registry<F, K> {
                 }
             }
             tsan::release(self.sync_addr());
-            self.running.store(NOT_RUNNING, Ordering::SeqCst);
-            if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.running.swap(NOT_RUNNING, Ordering::SeqCst);
+            if self.waiters.fetch_add(0, Ordering::SeqCst) > 0 {
                 let _g = lock(&self.wait_lock);
                 self.returned.notify_all();
             }
@@ -240,9 +251,88 @@ impl<F: ?Sized, K> Registry<F, K> {
     }
 }
 
+#[cfg(loom)]
+pub(crate) mod known_bad {
+    thread_local! {
+        /// Deregister reads `running` before publishing `removed`.
+        pub(crate) static READ_RUNNING_FIRST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+}
+
 impl<F: ?Sized, K> Drop for Registry<F, K> {
     fn drop(&mut self) {
         // Nothing can be dispatching: `&mut self`.
         self.clear(false);
+    }
+}
+
+/// The deregister handshake under loom: every interleaving of a dispatch
+/// against a deregister from another thread (`make check-loom`).
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::atomic::AtomicBool as LoomBool;
+
+    type Cb = dyn FnMut() + Send;
+
+    /// Deregister from another thread while dispatch may be running the
+    /// callback: once deregister returned, the callback never runs and its
+    /// release has completed, exactly once, never during a run.
+    fn model(read_running_first: bool) {
+        loom::model(move || {
+            let reg: Arc<Registry<Cb, ()>> = Arc::new(Registry::new());
+            let returned = Arc::new(LoomBool::new(false));
+            let in_callback = Arc::new(LoomBool::new(false));
+            let released = Arc::new(LoomBool::new(false));
+            // Panics inside callbacks and releases are caught by the
+            // registry: violations are recorded and asserted at the end.
+            let late_run = Arc::new(LoomBool::new(false));
+            let bad_release = Arc::new(LoomBool::new(false));
+            let (r2, c2, l2) = (returned.clone(), in_callback.clone(), late_run.clone());
+            let (rel2, c3, b2) = (released.clone(), in_callback.clone(), bad_release.clone());
+            let id = reg
+                .register(
+                    (),
+                    Box::new(move || {
+                        c2.store(true, Ordering::SeqCst);
+                        if r2.load(Ordering::SeqCst) {
+                            l2.store(true, Ordering::SeqCst);
+                        }
+                        c2.store(false, Ordering::SeqCst);
+                    }),
+                    Some(Box::new(move || {
+                        if c3.load(Ordering::SeqCst) {
+                            b2.store(true, Ordering::SeqCst); // during a run
+                        }
+                        if rel2.swap(true, Ordering::SeqCst) {
+                            b2.store(true, Ordering::SeqCst); // twice
+                        }
+                    })),
+                )
+                .unwrap();
+            let reg2 = reg.clone();
+            let dispatcher = loom::thread::spawn(move || {
+                let snap = reg2.snapshot();
+                reg2.dispatch(&snap, |_| true, |cb| cb());
+            });
+            known_bad::READ_RUNNING_FIRST.with(|b| b.set(read_running_first));
+            reg.deregister(id, false).unwrap();
+            assert!(released.load(Ordering::SeqCst), "deregister returned before the release");
+            returned.store(true, Ordering::SeqCst);
+            dispatcher.join().unwrap();
+            assert!(!late_run.load(Ordering::SeqCst), "callback ran after deregister returned");
+            assert!(!bad_release.load(Ordering::SeqCst), "released while running, or twice");
+        });
+    }
+
+    #[test]
+    fn deregister_against_dispatch() {
+        model(false);
+    }
+
+    #[test]
+    #[should_panic]
+    fn known_bad_deregister_reading_running_first_is_caught() {
+        model(true);
     }
 }

@@ -54,3 +54,31 @@ pub(crate) fn wait_until<'a, S>(
         }
     }
 }
+
+/// The primitives of the code that is model-checked with loom: std's in
+/// every normal build, loom's under `--cfg loom` (`make check-loom`), the
+/// way crossbeam and tokio do it. Code under model imports its mutexes,
+/// condition variables and atomics from here.
+#[cfg(not(loom))]
+pub(crate) mod model {
+    pub(crate) use super::{lock, wait};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
+    pub(crate) use std::sync::{Condvar, Mutex};
+}
+
+/// See the non-loom twin above.
+#[cfg(loom)]
+pub(crate) mod model {
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+
+    /// [`super::lock`] for loom's mutex.
+    pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`super::wait`] for loom's condition variable.
+    pub(crate) fn wait<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        cond.wait(guard).unwrap_or_else(|p| p.into_inner())
+    }
+}
