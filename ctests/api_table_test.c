@@ -138,14 +138,19 @@ static void check_table_shape(const nde_api *api)
         members++;
     }
     /* common 2 + pool 15 + events 10, then the monitor tail: 14 + 10,
-     * then pool_new_config */
-    CHECK(members >= 52);
+     * then pool_new_config, the keyed pool 3, set_log_callback */
+    CHECK(members >= 56);
     /* The way a host tests for a member a newer header may have added. */
     CHECK(offsetof(nde_api, events_get_stats) + sizeof(any_fn) <= api->size);
     CHECK(offsetof(nde_api, device_get_property) + sizeof(any_fn) <= api->size);
     CHECK(offsetof(nde_api, pool_new_config) + sizeof(any_fn) <= api->size);
     CHECK(api->pool_new_config(NULL) == NULL);
     CHECK(offsetof(nde_api, pool_get_key_stats) + sizeof(any_fn) <= api->size);
+    CHECK(offsetof(nde_api, set_log_callback) + sizeof(any_fn) <= api->size);
+    /* Restoring the default log frees nothing but what it is given. */
+    atomic_store(&userdata_released, 0);
+    CHECK_EQ(api->set_log_callback(NULL, NULL, release_userdata), NDE_OK);
+    CHECK_EQ(atomic_load(&userdata_released), 1);
     /* The monitor tail answers bad input as the exported functions do. */
     CHECK(api->monitor_start(NULL) == NDE_ERR_INVALID);
     CHECK(api->monitor_device_count(NULL) == 0);

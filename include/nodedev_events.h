@@ -107,6 +107,29 @@ typedef enum nde_lifecycle {
 } nde_lifecycle;
 
 /**
+ * Severity of a log message (`NDE_LOG_ERROR` is the most severe).
+ */
+typedef enum nde_log_level {
+  /**
+   * Something failed; the library carries on without it.
+   */
+  NDE_LOG_ERROR = 1,
+  /**
+   * Something was lost or refused and is being repaired (an overflow and
+   * its resync, a failed mdevctl refresh).
+   */
+  NDE_LOG_WARNING = 2,
+  /**
+   * A state worth knowing (mdevctl not found, directory not watched).
+   */
+  NDE_LOG_INFO = 3,
+  /**
+   * Detail for debugging (a refused message and why).
+   */
+  NDE_LOG_DEBUG = 4,
+} nde_log_level;
+
+/**
  * Result codes returned by every `int` function of the C API.
  *
  * Success is `NDE_OK` (0) or a non-negative id; every failure is
@@ -232,6 +255,8 @@ typedef void (*nde_event_cb)(void *userdata, enum nde_event_type event_type, voi
 /**
  * Monitor settings. Zero every field you do not set, and set `size` to
  * `sizeof(nde_monitor_config)`: zero values mean the documented defaults.
+ * Fields are only appended; the library accepts the size of each earlier
+ * layout (fields beyond it get their defaults).
  */
 typedef struct nde_monitor_config {
   /**
@@ -264,6 +289,20 @@ typedef struct nde_monitor_config {
    * Netlink receive buffer; 0 = 128 MiB (set with SO_RCVBUFFORCE, root).
    */
   size_t receive_buffer_bytes;
+  /**
+   * The reader's memory bound: past this many uevents read and not yet
+   * handled, the reader stops reading the socket; the kernel's receive
+   * buffer absorbs what follows, and when it overflows the monitor
+   * resyncs (as after any overflow). Reading resumes below three
+   * quarters of the bound. 0 = 65536. (Added after the first release:
+   * a config whose `size` ends before this field gets the defaults.)
+   */
+  size_t max_queued_events;
+  /**
+   * The same bound in bytes of queued uevents (a uevent read through
+   * libudev counts 2 KiB). 0 = 16 MiB.
+   */
+  size_t max_queued_bytes;
 } nde_monitor_config;
 
 /**
@@ -442,6 +481,12 @@ typedef struct nde_pool_key_stats {
 } nde_pool_key_stats;
 
 /**
+ * A log callback: `message` is one line without a trailing newline, valid
+ * during the call only.
+ */
+typedef void (*nde_log_fn)(void *userdata, enum nde_log_level level, const char *message);
+
+/**
  * The function table of ABI version 1, returned by `nde_get_api(1)`.
  *
  * Every member is the exported function of the same name with the `nde_`
@@ -537,6 +582,7 @@ typedef struct nde_api {
                              nde_free_fn free_fn);
   int (*pool_send_barrier)(struct nde_pool *pool, void *jobdata, nde_free_fn free_fn);
   int (*pool_get_key_stats)(struct nde_pool *pool, struct nde_pool_key_stats *out);
+  int (*set_log_callback)(nde_log_fn log_fn, void *userdata, nde_free_fn userdata_free);
 } nde_api;
 
 #ifdef __cplusplus
@@ -565,6 +611,32 @@ const char *nde_result_str(int code);
  * `NDE_VERSION_*` macros of the header the caller was built with.
  */
 const char *nde_version(void);
+
+/**
+ * Sends the library's log messages to `log_fn` instead of the default, for the
+ * whole process (all monitors, pools and events objects).
+ *
+ * `log_fn(userdata, level, message)` runs on the thread that logs: the
+ * monitor's reader, worker and mdevctl threads, or a thread calling into
+ * the library; several threads may call it at once. `message` is valid
+ * during the call only. The callback must not call back into the object
+ * that logs (it may be holding a lock); it may call
+ * `nde_set_log_callback`.
+ *
+ * `log_fn == NULL` restores the default: messages go to standard error when
+ * the environment variable `NDE_DEBUG` is set (not "0") at the first
+ * message, and nowhere otherwise.
+ *
+ * The previous callback's `userdata_free` runs exactly once: before this
+ * call returns, after every call into the previous callback has returned
+ * (so the caller may free what it used). Called from inside a log
+ * callback, it runs instead when the last call into the previous callback
+ * returns. `userdata_free` of this call (NULL allowed) runs when this
+ * callback is replaced in turn, or at once when `log_fn` is NULL.
+ *
+ * Returns `NDE_OK`.
+ */
+int nde_set_log_callback(nde_log_fn log_fn, void *userdata, nde_free_fn userdata_free);
 
 /**
  * Creates an events object with its one worker thread, named after `name`

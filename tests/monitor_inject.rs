@@ -482,3 +482,111 @@ fn stop_with_queued_events_releases_everything() {
     assert_eq!(mon.settle(0), Err(nodedev_events::nde_result::NDE_ERR_STOPPED));
     assert_eq!(mon.wait_initialized(0), Ok(()));
 }
+
+/// Issue 12 item 10: the reader's memory is bounded. The handler is blocked
+/// while 500 000 uevents are injected: past `max_queued_bytes` the reader
+/// stops reading, the kernel's buffer absorbs the rest and overflows; once
+/// the handler runs again, the resync makes the table equal to sysfs
+/// (devices made behind the monitor's back meanwhile included).
+#[test]
+fn reader_memory_is_bounded_while_the_handler_is_blocked() {
+    if !in_child("reader_memory_is_bounded_while_the_handler_is_blocked", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    const BOUND: usize = 4 << 20;
+    let mut batch = String::new();
+    for i in 0..20 {
+        batch.push_str(&format!("link add e{i} type veth peer name f{i}\n"));
+    }
+    sh(&format!("printf '{batch}' | ip -batch -"));
+    let mon = Monitor::new(MonitorConfig {
+        flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        name: "nde-bound".into(),
+        receive_buffer_bytes: 32 << 20,
+        max_queued_events: 1 << 20,
+        max_queued_bytes: BOUND,
+        ..Default::default()
+    })
+    .unwrap();
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let blocked = Arc::new(AtomicUsize::new(0));
+    {
+        let (gate, blocked) = (gate.clone(), blocked.clone());
+        mon.register(
+            None,
+            Box::new(move |_d, _e| {
+                let (m, c) = &*gate;
+                let mut open = m.lock().unwrap();
+                if !*open {
+                    blocked.fetch_add(1, Ordering::SeqCst);
+                }
+                while !*open {
+                    open = c.wait(open).unwrap();
+                }
+            }),
+            None,
+        )
+        .unwrap();
+    }
+    {
+        // The inventory must not block: open, start, close again.
+        *gate.0.lock().unwrap() = true;
+        mon.start().unwrap();
+        mon.wait_initialized(30_000).unwrap();
+        *gate.0.lock().unwrap() = false;
+    }
+    // (e0 and its peer f0 are deleted midway: no message names them, as
+    // none would once they are gone.)
+    let live: Vec<(String, String)> =
+        sysfs_net().into_iter().filter(|(n, _)| n != "e0" && n != "f0").map(|(n, (_, idx))| (n, idx)).collect();
+    let rss0 = rss_kib();
+    let mut peak = rss0;
+    let mut inj = Injector::new();
+    for k in 0..500_000usize {
+        let (n, idx) = &live[k % live.len()];
+        let devpath = format!("/devices/virtual/net/{n}");
+        inj.send(&[("ACTION", "change"), ("DEVPATH", &devpath), ("SUBSYSTEM", "net"), ("INTERFACE", n), ("IFINDEX", idx)]);
+        if k % 10_000 == 0 {
+            peak = peak.max(rss_kib());
+        }
+        if k == 250_000 {
+            // Behind the monitor's back (no udevd hears the kernel here).
+            sh("ip link add late0 type veth peer name late1 && ip link del e0");
+        }
+    }
+    peak = peak.max(rss_kib());
+    let during = mon.stats();
+    assert!(blocked.load(Ordering::SeqCst) >= 1, "the handler never blocked");
+    {
+        let (m, c) = &*gate;
+        *m.lock().unwrap() = true;
+        c.notify_all();
+    }
+    mon.settle(120_000).unwrap();
+    let st = mon.stats();
+    let growth = (peak.saturating_sub(rss0) * 1024) as usize;
+    println!(
+        "FIGURE bounded reader: 500000 uevents injected with the handler blocked: RSS +{} KiB at peak (bound {} KiB); \
+         queued then {}, reader pauses {}, overflows {}, resyncs {}",
+        growth / 1024,
+        BOUND / 1024,
+        during.submitted - during.handled,
+        mon.reader_pauses(),
+        st.overflows,
+        st.resyncs
+    );
+    // The bound, plus what a few batches and the allocator keep around.
+    assert!(growth < BOUND + (16 << 20), "RSS grew by {growth} bytes: {st:?}");
+    assert!(mon.reader_pauses() >= 1, "{st:?}");
+    assert!(st.overflows >= 1 && st.resyncs >= 1, "the kernel buffer never overflowed: {st:?}");
+    // The table's net devices are exactly sysfs's.
+    let mut have: Vec<String> = mon.snapshot().iter().filter(|d| d.subsystem() == "net").map(|d| d.name().to_owned()).collect();
+    have.sort();
+    let mut want: Vec<String> = sysfs_net().iter().map(|(n, (mac, _))| net_name(n, mac)).collect();
+    want.sort();
+    assert_eq!(have, want);
+    assert!(have.iter().any(|n| n.starts_with("net_late0_")));
+    mon.stop(10_000).unwrap();
+    let st = mon.stats();
+    assert_eq!(st.submitted, st.handled);
+}

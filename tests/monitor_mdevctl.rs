@@ -104,6 +104,7 @@ fn monitor(conf: &Path) -> Monitor {
         mdevctl_dir: conf.to_owned(),
         mdevctl_debounce_ms: 50,
         receive_buffer_bytes: 1 << 20,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -246,6 +247,7 @@ fn udev_add_of_a_defined_mdev() {
         mdevctl_dir: s.conf(),
         mdevctl_debounce_ms: 50,
         receive_buffer_bytes: 1 << 20,
+        ..Default::default()
     })
     .unwrap();
     let rec = Recorder::default();

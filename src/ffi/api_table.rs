@@ -24,6 +24,7 @@ use std::ffi::{c_char, c_int, c_longlong, c_uint, c_void};
 
 use super::common::{nde_result_str, nde_version};
 use super::events::*;
+use super::log::*;
 use super::monitor::*;
 use super::nde_free_fn;
 use super::pool::*;
@@ -152,6 +153,8 @@ pub struct nde_api {
     ) -> c_int,
     pub pool_send_barrier: extern "C" fn(pool: *mut nde_pool, jobdata: *mut c_void, free_fn: nde_free_fn) -> c_int,
     pub pool_get_key_stats: extern "C" fn(pool: *mut nde_pool, out: *mut nde_pool_key_stats) -> c_int,
+    // ---- log (appended) ----
+    pub set_log_callback: extern "C" fn(log_fn: nde_log_fn, userdata: *mut c_void, userdata_free: nde_free_fn) -> c_int,
     // ---- append new members here, never above ----
 }
 
@@ -219,6 +222,7 @@ static API_V1: nde_api = nde_api {
     pool_send_job_keyed: nde_pool_send_job_keyed,
     pool_send_barrier: nde_pool_send_barrier,
     pool_get_key_stats: nde_pool_get_key_stats,
+    set_log_callback: nde_set_log_callback,
 };
 
 /// The static function table for ABI version `abi_version` (pass

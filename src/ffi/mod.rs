@@ -40,6 +40,7 @@ macro_rules! ffi_status {
 
 pub mod api_table;
 pub mod common;
+pub mod log;
 pub mod events;
 // `read_config`'s unsafe operations get their own blocks once the monitor
 // restructuring (which rewrites it) has landed.

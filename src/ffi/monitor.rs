@@ -40,6 +40,8 @@ pub type nde_device_visit_fn = Option<unsafe extern "C" fn(userdata: *mut c_void
 
 /// Monitor settings. Zero every field you do not set, and set `size` to
 /// `sizeof(nde_monitor_config)`: zero values mean the documented defaults.
+/// Fields are only appended; the library accepts the size of each earlier
+/// layout (fields beyond it get their defaults).
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct nde_monitor_config {
@@ -59,7 +61,20 @@ pub struct nde_monitor_config {
     pub mdevctl_debounce_ms: u32,
     /// Netlink receive buffer; 0 = 128 MiB (set with SO_RCVBUFFORCE, root).
     pub receive_buffer_bytes: usize,
+    /// The reader's memory bound: past this many uevents read and not yet
+    /// handled, the reader stops reading the socket; the kernel's receive
+    /// buffer absorbs what follows, and when it overflows the monitor
+    /// resyncs (as after any overflow). Reading resumes below three
+    /// quarters of the bound. 0 = 65536. (Added after the first release:
+    /// a config whose `size` ends before this field gets the defaults.)
+    pub max_queued_events: usize,
+    /// The same bound in bytes of queued uevents (a uevent read through
+    /// libudev counts 2 KiB). 0 = 16 MiB.
+    pub max_queued_bytes: usize,
 }
+
+/// `sizeof(nde_monitor_config)` before `max_queued_events` was appended.
+const CONFIG_SIZE_V1: usize = std::mem::offset_of!(nde_monitor_config, max_queued_events);
 
 fn monitor_ref<'a>(mon: *mut nde_monitor) -> Option<&'a Monitor> {
     // SAFETY: a non-NULL pointer came from nde_monitor_new and is alive.
@@ -82,11 +97,22 @@ fn str_or_null(s: Option<&CStr>) -> *const c_char {
 /// Reads a config; `None` (with a logged reason) when it is malformed.
 ///
 /// # Safety
-/// `cfg` is NULL or points to `cfg->size` readable bytes.
+/// `cfg` is NULL or points to `cfg->size` readable bytes (at least the
+/// `size` field).
 unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     let mut out = MonitorConfig::default();
-    let Some(c) = cfg.as_ref() else { return Some(out) };
-    if c.size as usize != std::mem::size_of::<nde_monitor_config>() {
+    if cfg.is_null() {
+        return Some(out);
+    }
+    let size = std::ptr::addr_of!((*cfg).size).read() as usize;
+    // An earlier, shorter layout is copied into a zeroed current one (zero
+    // means default), so only `size` bytes of the caller's are read.
+    let mut copy: nde_monitor_config = std::mem::zeroed();
+    if size == std::mem::size_of::<nde_monitor_config>() || size == CONFIG_SIZE_V1 {
+        std::ptr::copy_nonoverlapping(cfg.cast::<u8>(), (&mut copy as *mut nde_monitor_config).cast::<u8>(), size);
+    }
+    let c = &copy;
+    if size != std::mem::size_of::<nde_monitor_config>() && size != CONFIG_SIZE_V1 {
         log::log(
             log::Level::Error,
             &format!(
@@ -115,6 +141,12 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     }
     out.mdevctl_debounce_ms = c.mdevctl_debounce_ms; // 0: the monitor's default
     out.receive_buffer_bytes = if c.receive_buffer_bytes == 0 { DEFAULT_RECEIVE_BUFFER } else { c.receive_buffer_bytes };
+    if c.max_queued_events != 0 {
+        out.max_queued_events = c.max_queued_events;
+    }
+    if c.max_queued_bytes != 0 {
+        out.max_queued_bytes = c.max_queued_bytes;
+    }
     Some(out)
 }
 

@@ -1,8 +1,16 @@
-//! A small logging facility: an optional process-wide sink set by the
-//! host (`set_sink`), else standard error only when `NDE_DEBUG` is set.
-//! Never called from per-event hot paths except for errors.
+//! The library's log: one process-wide callback set by the host
+//! ([`set_logger`], `nde_set_log_callback` in C), else standard error only
+//! when `NDE_DEBUG` is set. Never called from per-event hot paths except
+//! for errors and warnings (overflow, failed mdevctl refresh).
+//!
+//! Replacing the logger waits until no call into the previous one is in
+//! flight, then drops it (a C logger's `userdata_free` runs then), so the
+//! host may free what the old callback used as soon as the setter returns.
+//! Replaced from inside a log call, the previous logger is dropped when the
+//! last call into it returns instead (waiting would wait for itself).
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// Severity of a log line.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -13,15 +21,47 @@ pub enum Level {
     Error = 3,
 }
 
-/// A log sink.
-pub type Sink = Arc<dyn Fn(Level, &str) + Send + Sync>;
+/// A host's logger; called on the library's threads (reader, worker,
+/// mdevctl watcher) and on the threads that call into the library.
+pub type Logger = Box<dyn Fn(Level, &str) + Send + Sync>;
 
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+struct State {
+    current: Option<Arc<Logger>>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State { current: None });
+/// Signalled when a log call into a replaced logger returns.
+static CALL_DONE: Condvar = Condvar::new();
 static DEBUG_ENV: OnceLock<bool> = OnceLock::new();
 
-/// Installs (or with `None` removes) the process-wide log sink.
-pub fn set_sink(sink: Option<Sink>) {
-    *SINK.write().unwrap_or_else(|p| p.into_inner()) = sink;
+thread_local! {
+    /// Depth of log calls on this thread (a logger that logs or replaces
+    /// the logger from inside a call).
+    static IN_CALL: Cell<u32> = const { Cell::new(0) };
+}
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Installs `logger` (None: the default) and returns once the previous one
+/// is no longer running and has been dropped (see the module comment for
+/// the call from inside a log call).
+pub fn set_logger(logger: Option<Logger>) {
+    let old = std::mem::replace(&mut state().current, logger.map(Arc::new));
+    let Some(old) = old else { return };
+    if IN_CALL.with(Cell::get) > 0 {
+        // This thread is inside a log call (maybe into `old`): the last
+        // clone to go drops it.
+        return;
+    }
+    let mut g = state();
+    // `old` left `current`, so its count only falls from here on.
+    while Arc::strong_count(&old) > 1 {
+        g = CALL_DONE.wait(g).unwrap_or_else(|p| p.into_inner());
+    }
+    drop(g);
+    drop(old);
 }
 
 fn debug_env() -> bool {
@@ -30,16 +70,25 @@ fn debug_env() -> bool {
 
 /// Logs one line.
 pub fn log(level: Level, msg: &str) {
-    let sink = SINK.read().unwrap_or_else(|p| p.into_inner()).clone();
-    if let Some(s) = sink {
-        s(level, msg);
+    let logger = state().current.clone();
+    let Some(l) = logger else {
+        if debug_env() {
+            // Plain write(2): no std stderr lock, no thread-locals.
+            let line = format!("nodedev-events[{level:?}]: {msg}\n");
+            // SAFETY: writing a valid buffer to fd 2.
+            unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+        }
         return;
-    }
-    if debug_env() {
-        // Plain write(2): no std stderr lock, no thread-locals.
-        let line = format!("nodedev-events[{level:?}]: {msg}\n");
-        // SAFETY: writing a valid buffer to fd 2.
-        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    };
+    IN_CALL.with(|c| c.set(c.get() + 1));
+    l(level, msg);
+    IN_CALL.with(|c| c.set(c.get() - 1));
+    let replaced = !state().current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &l));
+    drop(l);
+    if replaced {
+        // A setter may be waiting for this call to end.
+        let _g = state();
+        CALL_DONE.notify_all();
     }
 }
 
@@ -54,4 +103,65 @@ pub fn warn(msg: &str) {
 }
 pub fn error(msg: &str) {
     log(Level::Error, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct CountDrop(Arc<AtomicUsize>);
+    impl Drop for CountDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The previous logger is dropped once, after a call into it that was
+    /// in flight when it was replaced has returned.
+    #[test]
+    fn replacing_waits_for_calls_in_flight_and_drops_once() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        {
+            let guard = CountDrop(dropped.clone());
+            let lines = lines.clone();
+            let release = release.clone();
+            let entered_tx = Mutex::new(entered_tx);
+            set_logger(Some(Box::new(move |lvl, m| {
+                let _ = &guard;
+                lines.lock().unwrap().push((lvl, m.to_owned()));
+                if m == "block" {
+                    entered_tx.lock().unwrap().send(()).unwrap();
+                    let (mx, cv) = &*release;
+                    let mut g = mx.lock().unwrap();
+                    while !*g {
+                        g = cv.wait(g).unwrap();
+                    }
+                }
+            })));
+        }
+        warn("first");
+        let t = std::thread::spawn(|| log(Level::Error, "block"));
+        entered_rx.recv().unwrap();
+        let setter = std::thread::spawn(|| set_logger(None));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(dropped.load(Ordering::SeqCst), 0, "dropped while a call was in flight");
+        {
+            let (mx, cv) = &*release;
+            *mx.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        setter.join().unwrap();
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        t.join().unwrap();
+        warn("after");
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        // (Other tests of this process may log meanwhile: look at ours.)
+        let ours: Vec<_> =
+            lines.lock().unwrap().iter().filter(|(_, m)| ["first", "block", "after"].contains(&m.as_str())).cloned().collect();
+        assert_eq!(ours, vec![(Level::Warn, "first".to_owned()), (Level::Error, "block".to_owned())]);
+    }
 }

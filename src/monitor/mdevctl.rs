@@ -91,54 +91,108 @@ pub fn parse(json: &str) -> Result<Vec<MdevEntry>, String> {
     Ok(out)
 }
 
-/// `mdevctl` on `PATH`, if any.
-pub fn find_mdevctl() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join("mdevctl");
-        if let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) {
-            // SAFETY: NUL-terminated path.
-            if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-                return Some(p);
-            }
-        }
-    }
-    None
+/// How to run `mdevctl`, taken from the environment once, when the monitor
+/// is made: the host may change its environment later (`setenv` is not
+/// thread-safe), and the child gets only what is written here.
+#[derive(Clone, Debug)]
+pub struct Mdevctl {
+    /// `mdevctl` found on `PATH`, if any.
+    pub bin: Option<PathBuf>,
+    /// The child's whole environment: `PATH` as it was, and `LC_ALL=C`.
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
-/// Runs `mdevctl list [--defined] --dumpjson`, with a 10 s limit; `stop`
-/// ends it early (the child is killed).
-pub fn run_list(bin: &Path, defined: bool, stop: &AtomicBool) -> Result<String, String> {
-    let mut cmd = std::process::Command::new(bin);
-    cmd.arg("list");
-    if defined {
-        cmd.arg("--defined");
+/// The longest a child may live, from spawn to reaping.
+pub const RUN_LIMIT: Duration = Duration::from_secs(10);
+
+impl Mdevctl {
+    /// Reads `PATH` now and looks `mdevctl` up in it.
+    pub fn from_environment() -> Mdevctl {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let mut bin = None;
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("mdevctl");
+            if let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) {
+                // SAFETY: NUL-terminated path.
+                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                    bin = Some(p);
+                    break;
+                }
+            }
+        }
+        Mdevctl { bin, env: vec![("PATH".into(), path), ("LC_ALL".into(), "C".into())] }
     }
-    cmd.arg("--dumpjson");
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let mut out = child.stdout.take().unwrap();
-    // Read on this thread, with a non-blocking pipe polled against the
-    // deadline (no helper thread).
+
+    /// Runs both listings; `Ok(None)` when mdevctl was not on PATH.
+    pub fn query(&self, stop: &AtomicBool) -> Result<Option<(Vec<MdevEntry>, Vec<MdevEntry>)>, String> {
+        let Some(bin) = &self.bin else {
+            return Ok(None);
+        };
+        let defined = parse(&self.run_list(bin, true, stop, RUN_LIMIT)?)?;
+        let active = parse(&self.run_list(bin, false, stop, RUN_LIMIT)?)?;
+        Ok(Some((defined, active)))
+    }
+
+    /// Runs `mdevctl list [--defined] --dumpjson`. The child lives at most
+    /// `limit`, output read and exit reaped; `stop` ends it early. Past
+    /// either, it is killed and reaped: never waited for unbounded.
+    pub fn run_list(&self, bin: &Path, defined: bool, stop: &AtomicBool, limit: Duration) -> Result<String, String> {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("list");
+        if defined {
+            cmd.arg("--defined");
+        }
+        cmd.arg("--dumpjson");
+        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let r = read_and_reap(&mut child, stop, Instant::now() + limit);
+        if r.is_err() {
+            let _ = child.kill();
+            // After SIGKILL the exit is prompt; reap it so no zombie stays.
+            let _ = child.wait();
+        }
+        let (out, status) = r?;
+        if let Some(st) = status.filter(|s| !s.success()) {
+            return Err(format!("mdevctl list{} failed: {st}", if defined { " --defined" } else { "" }));
+        }
+        String::from_utf8(out).map_err(|_| "mdevctl output is not UTF-8".into())
+    }
+}
+
+/// Reads the child's whole output, then waits for its exit, both before
+/// `deadline` and unless `stop` is set. The status is None when the host
+/// ignores SIGCHLD (the kernel reaped the child: `ECHILD`), which after a
+/// complete read counts as success. On error the caller kills and reaps.
+fn read_and_reap(
+    child: &mut std::process::Child,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Option<std::process::ExitStatus>), String> {
+    let expired = || -> Result<(), String> {
+        if stop.load(Ordering::SeqCst) {
+            return Err("stopped".into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("mdevctl did not finish within {} s", RUN_LIMIT.as_secs()));
+        }
+        Ok(())
+    };
+    let mut out = child.stdout.take().ok_or("no stdout pipe")?;
+    // Read on this thread, with a non-blocking pipe polled in slices (so
+    // stop and the deadline are seen; no helper thread).
     let fd = out.as_raw_fd();
     // SAFETY: fcntl on our pipe.
     unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(if stop.load(Ordering::SeqCst) { "stopped".into() } else { "mdevctl timed out".into() });
-        }
+        expired()?;
         match out.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
                 if buf.len() > 64 << 20 {
-                    let _ = child.kill();
-                    let _ = child.wait();
                     return Err("mdevctl output larger than 64 MiB".into());
                 }
             }
@@ -148,28 +202,21 @@ pub fn run_list(bin: &Path, defined: bool, stop: &AtomicBool) -> Result<String, 
                 unsafe { libc::poll(&mut p, 1, 50) };
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("reading mdevctl output: {e}"));
-            }
+            Err(e) => return Err(format!("reading mdevctl output: {e}")),
         }
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("mdevctl list{} failed: {status}", if defined { " --defined" } else { "" }));
+    // EOF: the child may still linger (stdout closed early); its exit is
+    // awaited with the same deadline and stop.
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Ok((buf, Some(st))),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok((buf, None)),
+            Err(e) => return Err(format!("waiting for mdevctl: {e}")),
+        }
+        expired()?;
+        std::thread::sleep(Duration::from_millis(10));
     }
-    String::from_utf8(buf).map_err(|_| "mdevctl output is not UTF-8".into())
-}
-
-/// Runs both listings; `Ok(None)` when mdevctl is not on PATH.
-pub fn query(stop: &AtomicBool) -> Result<Option<(Vec<MdevEntry>, Vec<MdevEntry>)>, String> {
-    let Some(bin) = find_mdevctl() else {
-        return Ok(None);
-    };
-    let defined = parse(&run_list(&bin, true, stop)?)?;
-    let active = parse(&run_list(&bin, false, stop)?)?;
-    Ok(Some((defined, active)))
 }
 
 fn mdev_props(e: &MdevEntry) -> [(&str, &str); 4] {

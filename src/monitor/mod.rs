@@ -88,7 +88,19 @@ pub struct MonitorConfig {
     pub mdevctl_debounce_ms: u32,
     /// Default 128 MiB (root only; failing to set it is logged).
     pub receive_buffer_bytes: usize,
+    /// Past this many uevents queued and not yet handled, the reader stops
+    /// reading (the kernel's buffer absorbs, then overflows into a
+    /// resync). Default [`DEFAULT_MAX_QUEUED_EVENTS`].
+    pub max_queued_events: usize,
+    /// The same bound in bytes of queued uevents. Default
+    /// [`DEFAULT_MAX_QUEUED_BYTES`].
+    pub max_queued_bytes: usize,
 }
+
+/// Default bound of queued uevents (see `MonitorConfig`).
+pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 65536;
+/// Default bound of queued uevent bytes (see `MonitorConfig`).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 << 20;
 
 impl Default for MonitorConfig {
     fn default() -> Self {
@@ -99,6 +111,8 @@ impl Default for MonitorConfig {
             mdevctl_dir: PathBuf::from("/etc/mdevctl.d"),
             mdevctl_debounce_ms: DEFAULT_MDEVCTL_DEBOUNCE_MS,
             receive_buffer_bytes: DEFAULT_RECEIVE_BUFFER,
+            max_queued_events: DEFAULT_MAX_QUEUED_EVENTS,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
     }
 }
@@ -119,6 +133,8 @@ struct Shared {
     run_cv: Condvar,
     stopping: Arc<AtomicBool>,
     src: Arc<SourceShared>,
+    /// mdevctl and its environment, read once at `Monitor::new`.
+    mdevctl: mdevctl::Mdevctl,
     mdev_enabled: AtomicBool,
     mdev_queued: AtomicBool,
     /// The kernel group was chosen (kernel adds may precede the interface
@@ -159,6 +175,10 @@ impl Monitor {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         let events = Arc::new(Events::new(&format!("{}-ev", cfg.name))?);
+        let limits = source::QueueLimits {
+            events: cfg.max_queued_events.max(1) as u64,
+            bytes: cfg.max_queued_bytes.max(1) as u64,
+        };
         let shared = Arc::new(Shared {
             cfg,
             table: RwLock::new(Table::new()),
@@ -166,7 +186,8 @@ impl Monitor {
             run: Mutex::new(RunState::default()),
             run_cv: Condvar::new(),
             stopping: Arc::new(AtomicBool::new(false)),
-            src: SourceShared::new()?,
+            src: SourceShared::new(limits)?,
+            mdevctl: mdevctl::Mdevctl::from_environment(),
             mdev_enabled: AtomicBool::new(false),
             mdev_queued: AtomicBool::new(false),
             kernel_group: AtomicBool::new(false),
@@ -249,7 +270,7 @@ impl Monitor {
         };
         let mut src = Source::open(&scfg, sh.src.clone()).map_err(fail)?;
         if sh.cfg.flags & NDE_MONITOR_NO_MDEVCTL == 0 {
-            if mdevctl::find_mdevctl().is_some() {
+            if sh.mdevctl.bin.is_some() {
                 sh.mdev_enabled.store(true, Ordering::SeqCst);
             } else {
                 log::info("mdevctl is not on PATH: mediated devices are not tracked");
@@ -326,11 +347,16 @@ impl Monitor {
             }
             r.started
         };
+        if self.events.is_stopping() {
+            // The caller shut the monitor's events object down.
+            return Err(nde_result::NDE_ERR_STOPPED);
+        }
         if !running {
             return Ok(());
         }
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
-        self.shared.src.settle(timeout, true)
+        let events = &self.events;
+        self.shared.src.settle(timeout, true, &|| events.is_stopping())
     }
 
     pub fn device_count(&self) -> usize {
@@ -383,6 +409,12 @@ impl Monitor {
             mdevctl_failures: self.shared.mdev_failures.load(Ordering::Relaxed),
             listener_panics: self.shared.listeners.panics() as u64,
         }
+    }
+
+    /// Times the reader stopped reading because its queue was full (Rust
+    /// only: the C stats struct has no size field to grow safely).
+    pub fn reader_pauses(&self) -> u64 {
+        self.shared.src.pauses.load(Ordering::Relaxed)
     }
 
     /// Stops the source thread, the mdevctl watch and the timers, joins
@@ -462,7 +494,7 @@ fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, data: *mut c_void
                     handle_batch(sh, &b, &mut out);
                     mdev_touched = out.iter().any(|(_, d)| d.subsystem() == "mdev");
                     sh.listeners.dispatch(&out);
-                    sh.src.batch_done(b.len());
+                    sh.src.batch_done(&b);
                     if mdev_touched && sh.mdev_enabled.load(Ordering::Relaxed) {
                         if let Some(ev) = ev {
                             request_mdev_refresh(sh, ev);
@@ -622,13 +654,13 @@ fn mdev_refresh(sh: &Shared, out: &mut Changes) {
         return;
     }
     sh.mdev_refreshes.fetch_add(1, Ordering::Relaxed);
-    match mdevctl::query(&sh.stopping) {
+    match sh.mdevctl.query(&sh.stopping) {
         Ok(Some((defined, active))) => {
             let mut t = sh.table.write().unwrap_or_else(|p| p.into_inner());
             mdevctl::apply(&mut t, &defined, &active, out);
         }
         Ok(None) => {
-            log::info("mdevctl is no longer on PATH: mdev refresh skipped");
+            log::info("mdevctl was not on PATH when the monitor was made: mdev refresh skipped");
         }
         Err(e) => {
             sh.mdev_failures.fetch_add(1, Ordering::Relaxed);

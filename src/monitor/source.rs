@@ -16,13 +16,22 @@
 //!   `struct udev *`) is queued, at most one pending at a time; the built-in
 //!   handler re-enumerates and emits only the differences. Any other error
 //!   is counted and the reader carries on; it never dies of an error.
-//! - libudev objects are thread-bound. Each received device is created on
-//!   the reader, handed to the events worker through the queue (the worker
-//!   is then its only user), and when the event is done its free function
-//!   hands it **back to the reader**, which unrefs it on its next wake-up:
-//!   libudev's ~27 allocations per device are freed on the thread that made
-//!   them (freeing them on the worker costs about 2.5x, see testing.md).
-//!   After the reader has ended, devices are unref'd where they are freed.
+//! - libudev objects are not thread-safe (a device's reference count is a
+//!   plain integer). Each received device is created on the reader and
+//!   handed to the events worker through the queue; from then on the reader
+//!   never touches it. The worker is its only user: the C handlers (which
+//!   may take and drop their own references there) and then the event's
+//!   free function, which drops the event's reference **on the thread that
+//!   frees the event** (the worker, or the thread of `nde_monitor_stop`
+//!   after the worker was joined), ordered after every handler's own
+//!   ref/unref. (Unref'ing on the reader, where the device was made, is
+//!   cheaper, but races a handler's `udev_device_ref`.)
+//! - Memory is bounded: past `limits` (events queued and not yet handled,
+//!   or their bytes: a fast-path batch counts its heap size, a libudev
+//!   device `RAW_EVENT_BYTES`), the reader stops reading the socket; the
+//!   kernel's receive buffer absorbs what follows, and when that overflows
+//!   the `ENOBUFS` is answered by the resync above. Reading resumes once
+//!   the handler brought the queue under three quarters of both limits.
 //! - Settle: every submitted event increments `submitted`; every event's
 //!   free function (it runs after all callbacks of that event returned, or
 //!   when it is discarded) increments `handled`. `settle` asks the reader
@@ -65,17 +74,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How much the reader may queue before it stops reading the socket.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub events: u64,
+    pub bytes: u64,
+}
+
+/// What one uevent read through libudev is counted as (its device object
+/// is ~27 allocations; measured about 2 KiB with properties).
+pub(crate) const RAW_EVENT_BYTES: u64 = 2048;
+
 #[derive(Default)]
 struct SettleState {
     /// Highest settle request the reader answered.
     ack: u64,
     /// `submitted` when it answered.
     target: u64,
-}
-
-struct GiveBack {
-    list: Vec<usize>,
-    reader_alive: bool,
 }
 
 /// Counters and hand-over state shared by the reader, the free functions
@@ -95,6 +110,13 @@ pub struct SourceShared {
     /// uevents that went through the fast path.
     pub fast: AtomicU64,
     pub resyncs_queued: AtomicU64,
+    limits: QueueLimits,
+    /// Bytes of the events queued and not yet handled.
+    queued_bytes: AtomicU64,
+    /// The reader stopped reading (over a limit); the handler wakes it.
+    paused: AtomicBool,
+    /// Times the reader stopped reading.
+    pub pauses: AtomicU64,
     /// Parsed batches waiting for their marker event (fast path).
     batches: Mutex<std::collections::VecDeque<Batch>>,
     pub resync_pending: AtomicBool,
@@ -105,12 +127,11 @@ pub struct SourceShared {
     handled_waiters: AtomicUsize,
     handled_mx: Mutex<()>,
     handled_cv: Condvar,
-    giveback: Mutex<GiveBack>,
     wake: OwnedFd,
 }
 
 impl SourceShared {
-    pub fn new() -> Result<Arc<SourceShared>, Error> {
+    pub fn new(limits: QueueLimits) -> Result<Arc<SourceShared>, Error> {
         // SAFETY: plain eventfd creation.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
@@ -127,6 +148,10 @@ impl SourceShared {
             fast: AtomicU64::new(0),
             batches: Mutex::new(std::collections::VecDeque::new()),
             resyncs_queued: AtomicU64::new(0),
+            limits,
+            queued_bytes: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            pauses: AtomicU64::new(0),
             resync_pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             settle_req: AtomicU64::new(0),
@@ -135,7 +160,6 @@ impl SourceShared {
             handled_waiters: AtomicUsize::new(0),
             handled_mx: Mutex::new(()),
             handled_cv: Condvar::new(),
-            giveback: Mutex::new(GiveBack { list: Vec::new(), reader_alive: false }),
             // SAFETY: a fresh fd we own.
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
         }))
@@ -147,41 +171,56 @@ impl SourceShared {
         unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    fn note_handled(&self) {
+    fn note_handled(&self, bytes: u64) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
         self.handled.fetch_add(1, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) && self.below_resume() && self.paused.swap(false, Ordering::SeqCst) {
+            self.wake_reader();
+        }
         if self.handled_waiters.load(Ordering::SeqCst) > 0 {
             let _g = lock(&self.handled_mx);
             self.handled_cv.notify_all();
         }
     }
 
-    /// A received device is done with: back to the reader, or unref'd here
-    /// when the reader is gone.
-    fn release_device(&self, dev: *mut ffi::udev_device) {
-        let mut g = lock(&self.giveback);
-        if g.reader_alive {
-            let was_empty = g.list.is_empty();
-            g.list.push(dev as usize);
-            drop(g);
-            if was_empty {
-                self.wake_reader();
-            }
-        } else {
-            drop(g);
-            // SAFETY: the event owned this reference; the reader is gone,
-            // so this thread is the device's only user.
-            unsafe { ffi::udev_device_unref(dev) };
-        }
-        self.note_handled();
+    /// `n` events of `bytes` in all are queued.
+    fn note_queued(&self, n: u64, bytes: u64) {
+        self.queued_bytes.fetch_add(bytes, Ordering::SeqCst);
+        self.submitted.fetch_add(n, Ordering::SeqCst);
     }
 
-    fn free_returned(&self) {
-        let list = std::mem::take(&mut lock(&self.giveback).list);
-        for p in list {
-            // SAFETY: handed back by the event that owned it; nobody else
-            // uses it any more.
-            unsafe { ffi::udev_device_unref(p as *mut ffi::udev_device) };
+    fn queued_events(&self) -> u64 {
+        // `handled` is read first: it never passes `submitted`.
+        let h = self.handled.load(Ordering::SeqCst);
+        self.submitted.load(Ordering::SeqCst).saturating_sub(h)
+    }
+
+    /// The reader must stop reading.
+    fn over_limit(&self) -> bool {
+        self.queued_events() >= self.limits.events || self.queued_bytes.load(Ordering::SeqCst) >= self.limits.bytes
+    }
+
+    /// The reader may read again.
+    fn below_resume(&self) -> bool {
+        self.queued_events() <= self.limits.events / 4 * 3 && self.queued_bytes.load(Ordering::SeqCst) <= self.limits.bytes / 4 * 3
+    }
+
+    /// Whether the reader may read now (pauses it over a limit). Pausing
+    /// is announced before the last check, so a handler that catches up
+    /// meanwhile either is seen here or sees the flag and wakes the reader.
+    fn may_read(&self) -> bool {
+        if !self.paused.load(Ordering::SeqCst) {
+            if !self.over_limit() {
+                return true;
+            }
+            self.pauses.fetch_add(1, Ordering::Relaxed);
+            self.paused.store(true, Ordering::SeqCst);
         }
+        if self.below_resume() {
+            self.paused.store(false, Ordering::SeqCst);
+            return true;
+        }
+        false
     }
 
     /// The next batch of the fast path (called by the handler for each
@@ -191,9 +230,9 @@ impl SourceShared {
     }
 
     /// A batch is done with: its uevents count as handled.
-    pub fn batch_done(&self, n: usize) {
-        self.handled.fetch_add(n as u64 - 1, Ordering::SeqCst);
-        self.note_handled();
+    pub fn batch_done(&self, b: &Batch) {
+        self.handled.fetch_add(b.len() as u64 - 1, Ordering::SeqCst);
+        self.note_handled(b.heap_bytes() as u64);
     }
 
     /// Batches whose marker was discarded (stop): counted, dropped.
@@ -201,14 +240,16 @@ impl SourceShared {
         let v: Vec<Batch> = lock(&self.batches).drain(..).collect();
         for b in v {
             if !b.is_empty() {
-                self.batch_done(b.len());
+                self.batch_done(&b);
             }
         }
     }
 
     /// Asks the reader to drain and report; waits until every event that
-    /// was submitted by then has been freed (handled).
-    pub fn settle(&self, timeout: Option<Duration>, reader_running: bool) -> Result<(), Error> {
+    /// was submitted by then has been freed (handled). `NDE_ERR_STOPPED`
+    /// as soon as `events_gone()` (the events object was shut down: what
+    /// it still holds will not be handled before the monitor stops).
+    pub fn settle(&self, timeout: Option<Duration>, reader_running: bool, events_gone: &dyn Fn() -> bool) -> Result<(), Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let left = |d: Option<Instant>| -> Result<Option<Duration>, Error> {
             match d {
@@ -228,7 +269,7 @@ impl SourceShared {
             self.wake_reader();
             let mut g = lock(&self.settle);
             while g.ack < req {
-                if self.stop.load(Ordering::SeqCst) {
+                if self.stop.load(Ordering::SeqCst) || events_gone() {
                     return Err(nde_result::NDE_ERR_STOPPED);
                 }
                 let l = left(deadline)?.unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
@@ -242,6 +283,9 @@ impl SourceShared {
         let r = (|| {
             let mut g = lock(&self.handled_mx);
             while self.handled.load(Ordering::SeqCst) < target {
+                if events_gone() {
+                    return Err(nde_result::NDE_ERR_STOPPED);
+                }
                 let l = left(deadline)?.unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
                 g = self.handled_cv.wait_timeout(g, l).unwrap_or_else(|p| p.into_inner()).0;
             }
@@ -262,10 +306,12 @@ pub unsafe extern "C" fn free_udev_device(p: *mut c_void) {
     }
     let dev = p as *mut ffi::udev_device;
     let sh = ffi::udev_get_userdata(ffi::udev_device_get_udev(dev)) as *const SourceShared;
-    if sh.is_null() {
-        ffi::udev_device_unref(dev);
-    } else {
-        (*sh).release_device(dev);
+    // The event's reference, dropped here: this thread runs the event's
+    // handlers (or discards it after they are gone), so no handler's
+    // ref/unref can run at the same time.
+    ffi::udev_device_unref(dev);
+    if !sh.is_null() {
+        (*sh).note_handled(RAW_EVENT_BYTES);
     }
 }
 
@@ -281,7 +327,7 @@ pub unsafe extern "C" fn free_udev_ctx(p: *mut c_void) {
     let sh = ffi::udev_get_userdata(u) as *const SourceShared;
     ffi::udev_unref(u);
     if !sh.is_null() {
-        (*sh).note_handled();
+        (*sh).note_handled(0);
     }
 }
 
@@ -296,7 +342,7 @@ pub fn submit_init(events: &Events, shared: &Arc<SourceShared>) -> Result<(), Er
     // SAFETY: the shared state outlives every event (the monitor joins the
     // worker and frees the queue before dropping it).
     unsafe { ffi::udev_set_userdata(u, Arc::as_ptr(shared) as *mut c_void) };
-    shared.submitted.fetch_add(1, Ordering::SeqCst);
+    shared.note_queued(1, 0);
     events.submit(nde_event_type::NDE_EVENT_INIT, EventData::new(u.cast(), Some(free_udev_ctx)))
 }
 
@@ -327,6 +373,13 @@ pub struct Source {
 // are gone.
 unsafe impl Send for Source {}
 unsafe impl Sync for Source {}
+
+/// Releases what `open` made (a failed start drops it unstarted).
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.release_context();
+    }
+}
 
 impl Source {
     /// Opens and binds the netlink monitor (receiving starts now: events
@@ -379,17 +432,13 @@ impl Source {
     pub fn start(&mut self, cfg: &SourceConfig, events: Arc<Events>) -> Result<(), Error> {
         let mon = self.monitor.take().ok_or(nde_result::NDE_ERR_INVALID)?;
         let raw = mon.0;
-        let shared = self.shared.clone();
-        lock(&shared.giveback).reader_alive = true;
-        let sh2 = shared.clone();
+        let sh2 = self.shared.clone();
         let subs = cfg.subsystems.clone();
         let t = crate::thread::spawn(&cfg.thread_name, move || {
             let mon = mon;
             reader_loop(mon.0, &sh2, &events, subs.as_deref());
             // SAFETY: the monitor was used by this thread only.
             unsafe { ffi::udev_monitor_unref(mon.0) };
-            lock(&sh2.giveback).reader_alive = false;
-            sh2.free_returned();
         });
         match t {
             Ok(t) => {
@@ -397,7 +446,6 @@ impl Source {
                 Ok(())
             }
             Err(e) => {
-                lock(&shared.giveback).reader_alive = false;
                 // The closure was dropped without running: the monitor is
                 // still ours.
                 // SAFETY: no thread ever used it.
@@ -433,7 +481,6 @@ impl Source {
     /// (the events worker was joined and its queue discarded).
     pub fn release_context(&mut self) {
         self.stop();
-        self.shared.free_returned();
         if !self.udev.is_null() {
             // SAFETY: nothing refers to the context any more.
             unsafe { ffi::udev_unref(self.udev) };
@@ -466,9 +513,11 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Eve
     let mon_fd = unsafe { ffi::udev_monitor_get_fd(mon) };
     let wake_fd = sh.wake.as_raw_fd();
     let mut last_ack = 0u64;
+    let mut may_read = true;
     loop {
         let mut fds = [
-            libc::pollfd { fd: mon_fd, events: libc::POLLIN, revents: 0 },
+            // Paused: the socket is not watched (its buffer absorbs).
+            libc::pollfd { fd: if may_read { mon_fd } else { -1 }, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: wake_fd, events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: two valid pollfds.
@@ -486,13 +535,13 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Eve
             break;
         }
         let req = sh.settle_req.load(Ordering::SeqCst);
-        if raw_wanted(events) {
-            drain(mon, sh, events);
-        } else {
-            fast.drain(mon_fd, sh, events, subs);
-        }
-        sh.free_returned();
-        if req > last_ack {
+        may_read = sh.may_read();
+        // Emptied: every datagram the socket held is queued (or refused).
+        let emptied = may_read
+            && if raw_wanted(events) { drain(mon, sh, events) } else { fast.drain(mon_fd, sh, events, subs) };
+        may_read = may_read && sh.may_read();
+        // Settle is answered only after a drain that emptied the socket.
+        if emptied && req > last_ack {
             last_ack = req;
             let mut g = lock(&sh.settle);
             g.ack = req;
@@ -502,17 +551,20 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Eve
     }
 }
 
-fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
+/// Reads until the socket is empty (true) or a limit is reached (false).
+fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) -> bool {
     let mut errors = 0u32;
-    let mut n = 0u32;
     loop {
+        if sh.over_limit() {
+            return false;
+        }
         set_errno(0);
         // SAFETY: mon is used by this thread only.
         let dev = unsafe { ffi::udev_monitor_receive_device(mon) };
         if dev.is_null() {
             let e = errno();
             match e {
-                libc::EAGAIN => break,
+                libc::EAGAIN => return true,
                 libc::EINTR => continue,
                 libc::ENOBUFS => overflowed(sh, events),
                 _ => {
@@ -522,7 +574,7 @@ fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
                         // Persistent failure: do not spin; poll again later.
                         log::error(&format!("netlink receive keeps failing (errno {e}); retrying"));
                         std::thread::sleep(Duration::from_millis(10));
-                        break;
+                        return true;
                     }
                 }
             }
@@ -542,14 +594,9 @@ fn drain(mon: *mut ffi::udev_monitor, sh: &Arc<SourceShared>, events: &Events) {
                 continue;
             }
         };
-        sh.submitted.fetch_add(1, Ordering::SeqCst);
+        sh.note_queued(1, RAW_EVENT_BYTES);
         // On failure (stopping) the data is freed (and counted) at once.
         let _ = events.submit(t, EventData::new(dev.cast(), Some(free_udev_device)));
-        n += 1;
-        if n % 4096 == 0 {
-            // Long storms: give devices back to libudev as we go.
-            sh.free_returned();
-        }
     }
 }
 
@@ -603,18 +650,23 @@ impl FastReader {
             return;
         }
         let b = std::mem::replace(batch, Batch::with_capacity(FAST_BATCH));
-        sh.submitted.fetch_add(b.len() as u64, Ordering::SeqCst);
+        sh.note_queued(b.len() as u64, b.heap_bytes() as u64);
         sh.fast.fetch_add(b.len() as u64, Ordering::Relaxed);
         lock(&sh.batches).push_back(b);
         if events.submit_marker().is_err() {
-            // Stopping: the monitor counts and drops what is left.
+            // Refused (the events object was shut down): no marker will
+            // take this batch (the last one pushed); count it and drop it.
+            if let Some(b) = lock(&sh.batches).pop_back() {
+                sh.batch_done(&b);
+            }
         }
     }
 
-    fn drain(&mut self, fd: i32, sh: &Arc<SourceShared>, events: &Events, subs: Option<&[String]>) {
+    /// Reads until the socket is empty (true) or a limit is reached (false).
+    fn drain(&mut self, fd: i32, sh: &Arc<SourceShared>, events: &Events, subs: Option<&[String]>) -> bool {
         let mut batch = Batch::with_capacity(FAST_BATCH);
         let mut errors = 0u32;
-        loop {
+        let emptied = loop {
             // SAFETY: zeroed C structs filled by recvmsg below.
             let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
             let mut cbuf = [0u64; 8];
@@ -631,7 +683,7 @@ impl FastReader {
             let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
             if n < 0 {
                 match errno() {
-                    libc::EAGAIN => break,
+                    libc::EAGAIN => break true,
                     libc::EINTR => continue,
                     libc::ENOBUFS => {
                         // Keep order: what was read before the loss first.
@@ -644,7 +696,7 @@ impl FastReader {
                         if errors > 64 {
                             log::error(&format!("netlink receive keeps failing (errno {e}); retrying"));
                             std::thread::sleep(Duration::from_millis(10));
-                            break;
+                            break true;
                         }
                     }
                 }
@@ -692,6 +744,9 @@ impl FastReader {
                     batch.push(&p, mac);
                     if batch.len() >= FAST_BATCH {
                         Self::flush(&mut batch, sh, events);
+                        if sh.over_limit() {
+                            break false;
+                        }
                     }
                 }
                 Err(Reject::OtherAction) => {
@@ -703,7 +758,8 @@ impl FastReader {
                     log::debug(&format!("uevent refused: {r:?}"));
                 }
             }
-        }
+        };
         Self::flush(&mut batch, sh, events);
+        emptied
     }
 }

@@ -8,8 +8,11 @@
 //! - kernel group (1): `ACTION@DEVPATH\0` then `KEY=VALUE\0` pairs.
 //!
 //! The sender checks are libudev's: unicast messages are dropped, kernel
-//! group messages must come from the kernel (port id 0), and the sender's
-//! credentials must be uid 0. A message must carry `ACTION`, `DEVPATH`
+//! group messages (either format) must come from the kernel (port id 0),
+//! and the sender's credentials must be uid 0. One check is stricter than
+//! libudev: a kernel-format message is accepted only from the kernel, also
+//! on the udev group (libudev takes it from any root sender there); no
+//! message libudev refuses is accepted here. A message must carry `ACTION`, `DEVPATH`
 //! (absolute) and `SUBSYSTEM`, in UTF-8; anything else is rejected with a
 //! reason and counted by the caller. Nothing here can panic on any input
 //! (see the tests and tests/monitor_parse.rs).
@@ -81,6 +84,11 @@ pub fn pairs(block: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 pub fn parse<'a>(buf: &'a [u8], sender: Sender, subsystems: Option<&[String]>) -> Result<Parsed<'a>, Reject> {
     if sender.groups == 0 {
         return Err(Reject::Unicast);
+    }
+    // libudev: anything on the kernel group must come from the kernel
+    // (port id 0), in either format.
+    if sender.groups == 1 && sender.pid != 0 {
+        return Err(Reject::NotFromKernel);
     }
     if sender.uid != Some(0) {
         return Err(Reject::NotRoot);
@@ -175,6 +183,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.recs.is_empty()
+    }
+
+    /// The heap memory the batch holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.recs.capacity() * std::mem::size_of::<Rec>()
     }
 
     fn put(&mut self, parts: &[&str]) -> Span {
@@ -296,6 +309,10 @@ mod tests {
         assert_eq!(parse(k, Sender { pid: 5, ..KERNEL }, None).err(), Some(Reject::NotFromKernel));
         assert_eq!(parse(&m, Sender { uid: Some(1000), ..ROOT_UDEV }, None).err(), Some(Reject::NotRoot));
         assert_eq!(parse(&m, Sender { groups: 0, ..ROOT_UDEV }, None).err(), Some(Reject::Unicast));
+        // A libudev-format message on the kernel group from a process: refused
+        // (libudev refuses it too); from the kernel's port id it would pass.
+        assert_eq!(parse(&m, Sender { pid: 4321, ..KERNEL }, None).err(), Some(Reject::NotFromKernel));
+        assert!(parse(&m, KERNEL, None).is_ok());
         assert_eq!(parse(&m, ROOT_UDEV, Some(&["block".to_string()])).err(), Some(Reject::Filtered));
     }
 
