@@ -15,7 +15,8 @@ use udev::ffi;
 
 use super::device::Device;
 use super::table::Table;
-use super::udev_parse::{read_mac, spec_from_device};
+use super::mac;
+use super::udev_parse::spec_from_device;
 
 /// Subsystems libvirt leaves out of its enumeration.
 pub const SKIPPED: [&str; 4] = ["acpi", "tty", "vc", "i2c"];
@@ -130,7 +131,7 @@ pub unsafe fn enumerate(
             continue; // vanished between the scan and now
         }
         if let Some(mut spec) = spec_from_device(dev) {
-            if spec.subsystem == Some("net") && read_mac(spec.syspath, &mut mac) {
+            if spec.subsystem == Some("net") && mac::read_sysfs(spec.syspath, &mut mac) {
                 spec.mac = Some(&mac);
                 spec.props.push(("ADDRESS", &mac));
             }

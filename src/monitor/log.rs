@@ -74,9 +74,7 @@ pub fn log(level: Level, msg: &str) {
     let Some(l) = logger else {
         if debug_env() {
             // Plain write(2): no std stderr lock, no thread-locals.
-            let line = format!("nodedev-events[{level:?}]: {msg}\n");
-            // SAFETY: writing a valid buffer to fd 2.
-            unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+            super::sys::write_stderr(&format!("nodedev-events[{level:?}]: {msg}\n"));
         }
         return;
     };

@@ -1,14 +1,7 @@
 //! mdevctl: the config-directory watch, the `mdevctl list` refresh, its
 //! JSON, and the diff into DEFINED / UNDEFINED / UPDATED.
 //!
-//! - Watch: inotify on `mdevctl_dir` and every directory below it (new
-//!   subdirectories are added as they appear). A missing or unreadable
-//!   directory is logged and not watched. Changes are debounced on the
-//!   watcher thread (a quiet period of `debounce`, re-armed by every change,
-//!   the seed's 100 ms timer) and then a refresh is queued with
-//!   `Events::schedule(MDEVCTL_CONFIG_CHANGED, 0)` **only if none is queued
-//!   already** (the handler clears the flag when it starts): never two
-//!   refreshes queued at once.
+//! - Watch: `mdevctl_watch.rs`.
 //! - Refresh: `mdevctl list --defined --dumpjson` then `mdevctl list
 //!   --dumpjson`, when `mdevctl` is on `PATH` (else one logged line says
 //!   why nothing happens). Both outputs are parsed before the table is
@@ -22,20 +15,17 @@
 //!   that is not active has an empty syspath.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::device::{Device, DeviceFields, FLAG_MDEV_ACTIVE, FLAG_PERSISTENT};
-use super::log;
 use super::naming::{self, DeviceKind, ROOT_NAME};
+use super::sys;
 use super::table::{Changes, Table, CREATED, DEFINED, DELETED, UNDEFINED, UPDATED};
-use crate::result::{nde_result, Error};
-use crate::thread::Thread;
 
 /// One mdev as mdevctl describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,12 +102,9 @@ impl Mdevctl {
         let mut bin = None;
         for dir in std::env::split_paths(&path) {
             let p = dir.join("mdevctl");
-            if let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) {
-                // SAFETY: NUL-terminated path.
-                if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-                    bin = Some(p);
-                    break;
-                }
+            if sys::is_executable(&p) {
+                bin = Some(p);
+                break;
             }
         }
         Mdevctl { bin, env: vec![("PATH".into(), path), ("LC_ALL".into(), "C".into())] }
@@ -182,8 +169,7 @@ fn read_and_reap(
     // Read on this thread, with a non-blocking pipe polled in slices (so
     // stop and the deadline are seen; no helper thread).
     let fd = out.as_raw_fd();
-    // SAFETY: fcntl on our pipe.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
+    sys::set_nonblocking(fd);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -197,9 +183,7 @@ fn read_and_reap(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 50) };
+                let _ = sys::poll(&mut [sys::readable(fd)], 50);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("reading mdevctl output: {e}")),
@@ -317,149 +301,6 @@ pub fn apply(table: &mut Table, defined: &[MdevEntry], active: &[MdevEntry], out
         } else {
             table.put(d.with_changes(None, None, d.flags() & !FLAG_MDEV_ACTIVE, &[]));
         }
-    }
-}
-
-/// The inotify watcher thread.
-pub struct Watcher {
-    thread: Option<Thread>,
-    stop: OwnedFd,
-}
-
-const MASK: u32 = libc::IN_CREATE
-    | libc::IN_DELETE
-    | libc::IN_MODIFY
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_ATTRIB
-    | libc::IN_DELETE_SELF;
-
-fn add_tree(ino: i32, dir: &Path, wds: &mut HashMap<i32, PathBuf>) {
-    let Ok(c) = CString::new(dir.as_os_str().as_encoded_bytes()) else { return };
-    // SAFETY: valid fd and path.
-    let wd = unsafe { libc::inotify_add_watch(ino, c.as_ptr(), MASK | libc::IN_ONLYDIR) };
-    if wd < 0 {
-        log::warn(&format!("mdevctl: cannot watch {}: {}", dir.display(), std::io::Error::last_os_error()));
-        return;
-    }
-    wds.insert(wd, dir.to_owned());
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                add_tree(ino, &e.path(), wds);
-            }
-        }
-    }
-}
-
-impl Watcher {
-    /// Watches `dir` recursively; `on_change` runs on the watcher thread
-    /// after each quiet period of `debounce` following changes. A missing
-    /// directory is logged and gives `NDE_ERR_NOT_FOUND`.
-    pub fn start(dir: &Path, debounce: Duration, thread_name: &str, on_change: Box<dyn Fn() + Send>) -> Result<Watcher, Error> {
-        if !dir.is_dir() {
-            log::info(&format!("mdevctl: {} does not exist: not watched", dir.display()));
-            return Err(nde_result::NDE_ERR_NOT_FOUND);
-        }
-        // SAFETY: plain syscalls creating fds we own.
-        let (ino, stop) = unsafe {
-            let ino = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
-            if ino < 0 {
-                return Err(nde_result::NDE_ERR_OS);
-            }
-            let ino = OwnedFd::from_raw_fd(ino);
-            let s = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
-            if s < 0 {
-                return Err(nde_result::NDE_ERR_OS);
-            }
-            (ino, OwnedFd::from_raw_fd(s))
-        };
-        let mut wds = HashMap::new();
-        add_tree(ino.as_raw_fd(), dir, &mut wds);
-        let stop_fd = stop.as_raw_fd();
-        let thread = crate::thread::spawn(thread_name, move || {
-            watch_loop(ino, stop_fd, wds, debounce, on_change);
-        })?;
-        Ok(Watcher { thread: Some(thread), stop })
-    }
-
-    pub fn stop(&mut self) {
-        let one: u64 = 1;
-        // SAFETY: 8-byte write to our eventfd.
-        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        if let Some(t) = self.thread.take() {
-            t.join();
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn watch_loop(ino: OwnedFd, stop_fd: i32, mut wds: HashMap<i32, PathBuf>, debounce: Duration, on_change: Box<dyn Fn() + Send>) {
-    let mut due: Option<Instant> = None;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let timeout = match due {
-            None => -1,
-            Some(d) => d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32,
-        };
-        let mut fds = [
-            libc::pollfd { fd: ino.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: stop_fd, events: libc::POLLIN, revents: 0 },
-        ];
-        // SAFETY: two valid pollfds.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
-        if fds[1].revents != 0 {
-            return;
-        }
-        if fds[0].revents != 0 {
-            // SAFETY: reading into our buffer.
-            let n = unsafe { libc::read(ino.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                let mut off = 0usize;
-                let n = n as usize;
-                while off + std::mem::size_of::<libc::inotify_event>() <= n {
-                    // SAFETY: the kernel wrote whole events; read unaligned.
-                    let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
-                    let name_at = off + std::mem::size_of::<libc::inotify_event>();
-                    let name_end = (name_at + ev.len as usize).min(n);
-                    let raw = &buf[name_at..name_end];
-                    let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-                    if ev.mask & libc::IN_ISDIR != 0 && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
-                        if let Some(parent) = wds.get(&ev.wd).cloned() {
-                            let p = parent.join(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(name));
-                            add_tree(ino.as_raw_fd(), &p, &mut wds);
-                        }
-                    }
-                    if ev.mask & libc::IN_IGNORED != 0 {
-                        wds.remove(&ev.wd);
-                    }
-                    off = name_end;
-                }
-                due = Some(Instant::now() + debounce);
-            }
-        }
-        if let Some(d) = due {
-            if Instant::now() >= d {
-                due = None;
-                on_change();
-            }
-        }
-    }
-}
-
-trait OsStrExt2 {
-    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr;
-}
-impl OsStrExt2 for std::ffi::OsStr {
-    fn from_encoded_bytes_unchecked_safe(b: &[u8]) -> &std::ffi::OsStr {
-        use std::os::unix::ffi::OsStrExt;
-        std::ffi::OsStr::from_bytes(b)
     }
 }
 

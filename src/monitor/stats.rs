@@ -1,5 +1,7 @@
 //! The monitor's counters: one `#[repr(C)]` struct for Rust and C alike.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// Counters of a monitor (`nde_monitor_get_stats`), safe to read at any
 /// time. Members are only ever appended.
 #[repr(C)]
@@ -36,3 +38,31 @@ pub struct nde_monitor_stats {
 
 /// The Rust name of [`nde_monitor_stats`].
 pub type MonitorStats = nde_monitor_stats;
+
+impl super::Monitor {
+    /// The counters now (each read on its own: not one snapshot).
+    pub fn stats(&self) -> MonitorStats {
+        let (s, sh) = (&self.shared.reader, &self.shared);
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MonitorStats {
+            received: n(&s.received),
+            submitted: n(&s.progress.submitted),
+            handled: n(&s.progress.handled),
+            ignored: n(&s.ignored),
+            rejected: n(&s.rejected),
+            fast_path: n(&s.fast),
+            overflows: n(&s.overflows),
+            receive_errors: n(&s.receive_errors),
+            resyncs: n(&sh.resyncs),
+            mdevctl_refreshes: n(&sh.mdev_refreshes),
+            mdevctl_failures: n(&sh.mdev_failures),
+            listener_panics: sh.listeners.panics() as u64,
+        }
+    }
+
+    /// Times the reader stopped reading because its queue was full (Rust
+    /// only: the C stats struct has no size field to grow safely).
+    pub fn reader_pauses(&self) -> u64 {
+        self.shared.reader.progress.pauses.load(Ordering::Relaxed)
+    }
+}

@@ -1,3 +1,5 @@
+//! (Over 400 lines: the table, its lifecycle rules and the resync diff are one concept, with their tests.)
+//!
 //! The node-device table: devices keyed by name, with a syspath index so a
 //! parent is found in O(1) per ancestor (walk up the syspath to the nearest
 //! known device; none means `computer`). Enumeration is therefore linear in

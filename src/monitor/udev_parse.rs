@@ -1,6 +1,6 @@
 //! Reading a libudev `struct udev_device` into a [`DeviceSpec`].
 //!
-//! The only place (with `source.rs` and `enumerate.rs`) that calls libudev.
+//! The only place (with `reader.rs` and `enumerate.rs`) that calls libudev.
 //! Strings are borrowed from the device, which must outlive the spec.
 //! Non-UTF-8 keys or values are skipped (a syspath or subsystem that is not
 //! UTF-8 makes the device unusable: `None`).
@@ -43,7 +43,7 @@ pub unsafe fn property<'a>(dev: *mut ffi::udev_device, key: &CStr) -> Option<&'a
     cstr(ffi::udev_device_get_property_value(dev, key.as_ptr()))
 }
 
-/// Fills a spec from `dev` (without `mac`, see [`read_mac`]).
+/// Fills a spec from `dev` (without `mac`, see `mac.rs`).
 ///
 /// # Safety
 /// `dev` is a live device used by this thread only, and outlives `'a`.
@@ -77,73 +77,4 @@ pub unsafe fn spec_from_device<'a>(dev: *mut ffi::udev_device) -> Option<DeviceS
         e = ffi::udev_list_entry_get_next(e);
     }
     Some(spec)
-}
-
-/// The net device's MAC address from sysfs (`<syspath>/address`), read
-/// with one `read` and no libudev cache; `None` when it cannot be read
-/// (device gone, injected device).
-pub fn read_mac(syspath: &str, out: &mut String) -> bool {
-    out.clear();
-    let mut p = String::with_capacity(syspath.len() + 8);
-    p.push_str(syspath);
-    p.push_str("/address");
-    match std::fs::read(&p) {
-        Ok(b) => match std::str::from_utf8(&b) {
-            Ok(s) => {
-                out.push_str(s.trim());
-                !out.is_empty()
-            }
-            Err(_) => false,
-        },
-        Err(_) => false,
-    }
-}
-
-/// What [`mac_by_ioctl`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Mac {
-    /// An Ethernet address, written to `out`.
-    Found,
-    /// No such interface in this network namespace (gone, or injected).
-    NoDevice,
-    /// Not Ethernet or no answer: read sysfs instead.
-    Unknown,
-}
-
-/// The MAC address of interface `ifname` with one `SIOCGIFHWADDR` ioctl
-/// on `sock`: much cheaper than a sysfs path walk (which on kernfs
-/// allocates a dentry even for a missing path). Only Ethernet-type
-/// addresses are answered here, formatted as sysfs prints them.
-pub fn mac_by_ioctl(sock: i32, ifname: &str, out: &mut String) -> Mac {
-    out.clear();
-    if sock < 0 || ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
-        return Mac::Unknown;
-    }
-    // SAFETY: a zeroed ifreq with a NUL-terminated name, filled by the
-    // kernel.
-    let (rc, ifr) = unsafe {
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes()) {
-            *d = s as libc::c_char;
-        }
-        let rc = libc::ioctl(sock, libc::SIOCGIFHWADDR, &mut ifr);
-        (rc, ifr)
-    };
-    if rc < 0 {
-        return if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENODEV) { Mac::NoDevice } else { Mac::Unknown };
-    }
-    // SAFETY: SIOCGIFHWADDR fills the ifr_hwaddr member.
-    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
-    if sa.sa_family != 1 {
-        // not ARPHRD_ETHER (loopback, tun, infiniband...): sysfs knows best
-        return Mac::Unknown;
-    }
-    use std::fmt::Write;
-    for (i, b) in sa.sa_data[..6].iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        let _ = write!(out, "{:02x}", *b as u8);
-    }
-    Mac::Found
 }

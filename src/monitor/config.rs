@@ -1,0 +1,59 @@
+//! The monitor's settings.
+
+use std::path::PathBuf;
+
+/// Force the kernel netlink group.
+pub const NDE_MONITOR_KERNEL_EVENTS: u32 = 1 << 0;
+/// Do not watch mdevctl's configuration.
+pub const NDE_MONITOR_NO_MDEVCTL: u32 = 1 << 1;
+/// Force the udev netlink group.
+pub const NDE_MONITOR_UDEV_EVENTS: u32 = 1 << 2;
+
+/// Default debounce of mdevctl configuration changes (libvirt's 100 ms).
+pub const DEFAULT_MDEVCTL_DEBOUNCE_MS: u32 = 100;
+
+/// Default receive buffer (systemd's and libvirt's 128 MiB).
+pub const DEFAULT_RECEIVE_BUFFER: usize = 128 << 20;
+
+/// Monitor settings (the Rust side of `nde_monitor_config`).
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    pub flags: u32,
+    /// Thread names; default `nodedev`.
+    pub name: String,
+    /// Subsystem filter (None = all).
+    pub subsystems: Option<Vec<String>>,
+    /// Default `/etc/mdevctl.d`.
+    pub mdevctl_dir: PathBuf,
+    /// Default (and 0) [`DEFAULT_MDEVCTL_DEBOUNCE_MS`].
+    pub mdevctl_debounce_ms: u32,
+    /// Default 128 MiB (root only; failing to set it is logged).
+    pub receive_buffer_bytes: usize,
+    /// Past this many uevents queued and not yet handled, the reader stops
+    /// reading (the kernel's buffer absorbs, then overflows into a
+    /// resync). Default [`DEFAULT_MAX_QUEUED_EVENTS`].
+    pub max_queued_events: usize,
+    /// The same bound in bytes of queued uevents. Default
+    /// [`DEFAULT_MAX_QUEUED_BYTES`].
+    pub max_queued_bytes: usize,
+}
+
+/// Default bound of queued uevents (see `MonitorConfig`).
+pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 65536;
+/// Default bound of queued uevent bytes (see `MonitorConfig`).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 << 20;
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            flags: 0,
+            name: "nodedev".into(),
+            subsystems: None,
+            mdevctl_dir: PathBuf::from("/etc/mdevctl.d"),
+            mdevctl_debounce_ms: DEFAULT_MDEVCTL_DEBOUNCE_MS,
+            receive_buffer_bytes: DEFAULT_RECEIVE_BUFFER,
+            max_queued_events: DEFAULT_MAX_QUEUED_EVENTS,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+        }
+    }
+}

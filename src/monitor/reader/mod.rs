@@ -1,0 +1,455 @@
+//! (Over 400 lines: the reader thread, the state it shares and its libudev path are one concept; the fast path is in `fast.rs`.)
+//!
+//! The netlink reader: one thread that reads the uevent socket and queues
+//! what it reads on the monitor's events worker.
+//!
+//! - Group: the udev group by default when `/run/udev/control` exists,
+//!   else the kernel group; the config flags force one.
+//! - Receive buffer: `udev_monitor_set_receive_buffer_size` (128 MiB by
+//!   default; it uses `SO_RCVBUFFORCE`, so it needs root; failing is
+//!   logged, not fatal).
+//! - The thread polls the socket and an eventfd (stop, settle, "read
+//!   again" from the worker) and **drains the socket on each wake-up**.
+//!   Each `add`/`remove`/`change`/`move` becomes one event; other actions
+//!   (`bind`, `unbind`, `online`...) are dropped, as libvirt does.
+//! - **Two receive paths.** While a C user has a raw handler registered
+//!   for an `NDE_EVENT_UDEV_*` type (`Events::has_callback_for`), every
+//!   uevent is read through libudev and queued as its own event carrying
+//!   the `struct udev_device *` (the API's contract). Otherwise the **fast
+//!   path** reads the socket itself (`uevent.rs`: libudev's wire format and
+//!   sender checks), copies the uevents of one wake-up into one arena and
+//!   queues the batch as one internal event that only the built-in handler
+//!   sees. The choice is made on every wake-up; order is kept across it
+//!   because both paths queue on the same worker.
+//! - Receive errors (both paths, `on_receive_error`): `ENOBUFS` (the socket
+//!   overflowed: events were lost) is counted and answered with a resync,
+//!   one `NDE_EVENT_INIT` (a fresh `struct udev *`), at most one pending;
+//!   the built-in handler re-enumerates and emits only the differences. Any
+//!   other error is counted and the reader carries on; it never dies of an
+//!   error.
+//! - libudev objects are not thread-safe (a device's reference count is a
+//!   plain integer). A received device is made on the reader and handed to
+//!   the worker through the queue; the reader never touches it again. The
+//!   event's free function drops the event's reference **on the thread
+//!   that frees the event** (the worker, or the thread of `nde_monitor_stop`
+//!   after the worker was joined), after every handler's own ref/unref.
+//! - Memory is bounded and settle answered through `settle.rs`.
+
+use std::ffi::{c_void, CString};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use udev::ffi;
+
+mod fast;
+
+use super::log;
+use super::settle::{Progress, QueueLimits};
+use super::sys::{self, EventFd, IoctlSocket};
+use super::uevent::Batch;
+use fast::FastReader;
+use crate::events::{nde_event_type, EventData, Events};
+use crate::result::{nde_result, Error};
+use crate::sync::lock;
+use crate::thread::Thread;
+
+/// Which netlink group to listen to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Group {
+    Udev,
+    Kernel,
+}
+
+impl Group {
+    /// udev when a udevd runs (its control socket exists), else kernel.
+    pub fn detect() -> Group {
+        if std::path::Path::new("/run/udev/control").exists() {
+            Group::Udev
+        } else {
+            Group::Kernel
+        }
+    }
+}
+
+/// What one uevent read through libudev is counted as (its device object
+/// is ~27 allocations; about 2 KiB with properties).
+pub(crate) const RAW_EVENT_BYTES: u64 = 2048;
+
+/// State shared by the reader, the free functions and the monitor. Its
+/// address is the `userdata` of the reader's `struct udev` (and of every
+/// INIT context), which is how the C free functions find it.
+pub struct ReaderShared {
+    pub progress: Progress,
+    pub received: AtomicU64,
+    /// Datagrams refused by the fast-path parser (bad header, missing
+    /// fields, untrusted sender, ...).
+    pub rejected: AtomicU64,
+    /// uevents that went through the fast path.
+    pub fast: AtomicU64,
+    pub ignored: AtomicU64,
+    pub overflows: AtomicU64,
+    pub receive_errors: AtomicU64,
+    /// A resync is queued and not yet started.
+    pub resync_pending: AtomicBool,
+    /// Parsed batches waiting for their marker event (fast path).
+    batches: Mutex<std::collections::VecDeque<Batch>>,
+    /// For `SIOCGIFHWADDR` (both paths, any thread).
+    pub ioctl: Option<IoctlSocket>,
+    stop: AtomicBool,
+    wake: EventFd,
+}
+
+impl ReaderShared {
+    pub fn new(limits: QueueLimits) -> Result<Arc<ReaderShared>, Error> {
+        Ok(Arc::new(ReaderShared {
+            progress: Progress::new(limits),
+            received: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            fast: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+            receive_errors: AtomicU64::new(0),
+            resync_pending: AtomicBool::new(false),
+            batches: Mutex::new(std::collections::VecDeque::new()),
+            ioctl: IoctlSocket::new().ok(),
+            stop: AtomicBool::new(false),
+            wake: EventFd::new().map_err(|_| nde_result::NDE_ERR_OS)?,
+        }))
+    }
+
+    pub fn wake_reader(&self) {
+        self.wake.signal();
+    }
+
+    fn finished(&self, n: u64, bytes: u64) {
+        if self.progress.finished(n, bytes) {
+            self.wake_reader();
+        }
+    }
+
+    /// The next batch of the fast path (called by the handler for each
+    /// batch marker, in order).
+    pub fn take_batch(&self) -> Option<Batch> {
+        lock(&self.batches).pop_front()
+    }
+
+    /// A batch is done with: its uevents count as handled.
+    pub fn batch_done(&self, b: &Batch) {
+        self.finished(b.len() as u64, b.heap_bytes() as u64);
+    }
+
+    /// Batches whose marker was discarded (stop): counted, dropped.
+    pub fn drop_batches(&self) {
+        let v: Vec<Batch> = lock(&self.batches).drain(..).collect();
+        for b in v {
+            self.batch_done(&b);
+        }
+    }
+}
+
+/// Free function of `NDE_EVENT_UDEV_*` data made by the reader.
+///
+/// # Safety
+/// `p` is a `struct udev_device *` whose reference the event owned.
+pub unsafe extern "C" fn free_udev_device(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    let dev = p as *mut ffi::udev_device;
+    let sh = ffi::udev_get_userdata(ffi::udev_device_get_udev(dev)) as *const ReaderShared;
+    // The event's reference, dropped here: this thread runs the event's
+    // handlers (or discards it after they are gone), so no handler's
+    // ref/unref can run at the same time.
+    ffi::udev_device_unref(dev);
+    if !sh.is_null() {
+        (*sh).finished(1, RAW_EVENT_BYTES);
+    }
+}
+
+/// Free function of `NDE_EVENT_INIT` data (a `struct udev *` made for it).
+///
+/// # Safety
+/// `p` is a `struct udev *` whose reference the event owned.
+pub unsafe extern "C" fn free_udev_ctx(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    let u = p as *mut ffi::udev;
+    let sh = ffi::udev_get_userdata(u) as *const ReaderShared;
+    ffi::udev_unref(u);
+    if !sh.is_null() {
+        (*sh).finished(1, 0);
+    }
+}
+
+/// Queues an INIT (initial enumeration or resync) carrying a new
+/// `struct udev *`.
+pub fn submit_init(events: &Events, shared: &Arc<ReaderShared>) -> Result<(), Error> {
+    // SAFETY: a new context, owned by the event from here on.
+    let u = unsafe { ffi::udev_new() };
+    if u.is_null() {
+        return Err(nde_result::NDE_ERR_NO_MEMORY);
+    }
+    // SAFETY: the shared state outlives every event (the monitor joins the
+    // worker and frees the queue before dropping it).
+    unsafe { ffi::udev_set_userdata(u, Arc::as_ptr(shared) as *mut c_void) };
+    shared.progress.queued(1, 0);
+    events.submit(nde_event_type::NDE_EVENT_INIT, EventData::new(u.cast(), Some(free_udev_ctx)))
+}
+
+/// Reader settings.
+#[derive(Clone, Debug)]
+pub struct ReaderConfig {
+    pub group: Group,
+    pub subsystems: Option<Vec<String>>,
+    pub receive_buffer_bytes: usize,
+    pub thread_name: String,
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: moved to the reader thread, which becomes its only user.
+unsafe impl<T> Send for SendPtr<T> {}
+
+/// An open netlink monitor (before the thread starts) and, once started,
+/// the reader thread.
+pub struct Reader {
+    udev: *mut ffi::udev,
+    monitor: Option<SendPtr<ffi::udev_monitor>>,
+    thread: Option<Thread>,
+    shared: Arc<ReaderShared>,
+}
+
+// SAFETY: the raw pointers are used by one thread at a time: the opener,
+// then the reader thread; `udev` is only freed after the reader and the
+// worker are gone.
+unsafe impl Send for Reader {}
+// SAFETY: as above; `&Reader` gives no access to the pointers.
+unsafe impl Sync for Reader {}
+
+/// Releases what `open` made (a failed start drops it unstarted).
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.release_context();
+    }
+}
+
+impl Reader {
+    /// Opens and binds the netlink monitor (receiving starts now: events
+    /// queue in the socket until the thread runs).
+    pub fn open(cfg: &ReaderConfig, shared: Arc<ReaderShared>) -> Result<Reader, Error> {
+        // SAFETY: libudev calls on objects created and used here only.
+        unsafe {
+            let udev = ffi::udev_new();
+            if udev.is_null() {
+                return Err(nde_result::NDE_ERR_NO_MEMORY);
+            }
+            ffi::udev_set_userdata(udev, Arc::as_ptr(&shared) as *mut c_void);
+            let name = match cfg.group {
+                Group::Udev => c"udev",
+                Group::Kernel => c"kernel",
+            };
+            let mon = ffi::udev_monitor_new_from_netlink(udev, name.as_ptr());
+            if mon.is_null() {
+                log::error(&format!("cannot open the {:?} netlink monitor: {}", cfg.group, std::io::Error::last_os_error()));
+                ffi::udev_unref(udev);
+                return Err(nde_result::NDE_ERR_OS);
+            }
+            for s in cfg.subsystems.iter().flatten() {
+                if let Ok(c) = CString::new(s.as_str()) {
+                    ffi::udev_monitor_filter_add_match_subsystem_devtype(mon, c.as_ptr(), std::ptr::null());
+                }
+            }
+            let size = cfg.receive_buffer_bytes.min(i32::MAX as usize) as i32;
+            if size > 0 && ffi::udev_monitor_set_receive_buffer_size(mon, size) < 0 {
+                log::warn(&format!(
+                    "cannot set a {} byte receive buffer (needs CAP_NET_ADMIN): {}",
+                    size,
+                    std::io::Error::last_os_error()
+                ));
+            }
+            if ffi::udev_monitor_enable_receiving(mon) < 0 {
+                log::error(&format!("cannot bind the netlink monitor: {}", std::io::Error::last_os_error()));
+                ffi::udev_monitor_unref(mon);
+                ffi::udev_unref(udev);
+                return Err(nde_result::NDE_ERR_OS);
+            }
+            Ok(Reader { udev, monitor: Some(SendPtr(mon)), thread: None, shared })
+        }
+    }
+
+    /// Starts the reader thread.
+    pub fn start(&mut self, cfg: &ReaderConfig, events: Arc<Events>) -> Result<(), Error> {
+        let mon = self.monitor.take().ok_or(nde_result::NDE_ERR_INVALID)?;
+        let raw = mon.0;
+        let sh = self.shared.clone();
+        let subs = cfg.subsystems.clone();
+        let t = crate::thread::spawn(&cfg.thread_name, move || {
+            let mon = mon;
+            reader_loop(mon.0, &sh, &events, subs.as_deref());
+            // SAFETY: the monitor was used by this thread only.
+            unsafe { ffi::udev_monitor_unref(mon.0) };
+        });
+        match t {
+            Ok(t) => {
+                self.thread = Some(t);
+                Ok(())
+            }
+            Err(e) => {
+                // The closure was dropped without running: the monitor is
+                // still ours.
+                // SAFETY: no thread ever used it.
+                unsafe { ffi::udev_monitor_unref(raw) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops and joins the reader thread (idempotent). Never called from
+    /// the reader itself (it runs no user code).
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.progress.reader_stopping();
+        self.shared.wake_reader();
+        if let Some(t) = self.thread.take() {
+            t.join();
+        }
+        if let Some(m) = self.monitor.take() {
+            // SAFETY: never handed to a reader thread.
+            unsafe { ffi::udev_monitor_unref(m.0) };
+        }
+    }
+
+    /// Frees the context. Call only once no event can be freed any more
+    /// (the events worker was joined and its queue discarded).
+    pub fn release_context(&mut self) {
+        self.stop();
+        if !self.udev.is_null() {
+            // SAFETY: nothing refers to the context any more.
+            unsafe { ffi::udev_unref(self.udev) };
+            self.udev = std::ptr::null_mut();
+        }
+    }
+}
+
+/// True when a C user registered a raw handler for a `UDEV_*` type: then
+/// every uevent goes through libudev and carries its `struct udev_device *`.
+fn raw_wanted(events: &Events) -> bool {
+    use nde_event_type::*;
+    [NDE_EVENT_UDEV_ADD, NDE_EVENT_UDEV_REMOVE, NDE_EVENT_UDEV_CHANGE, NDE_EVENT_UDEV_MOVE]
+        .into_iter()
+        .any(|t| events.has_callback_for(t))
+}
+
+fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events, subs: Option<&[String]>) {
+    let mut fast = FastReader::new();
+    // SAFETY: mon is ours.
+    let mon_fd = unsafe { ffi::udev_monitor_get_fd(mon) };
+    let mut may_read = true;
+    loop {
+        // Paused: the socket is not watched (its buffer absorbs).
+        let mut fds = [sys::readable(if may_read { mon_fd } else { -1 }), sys::readable(sh.wake.fd())];
+        if let Err(e) = sys::poll(&mut fds, -1) {
+            if e != libc::EINTR {
+                sh.receive_errors.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if fds[1].revents != 0 {
+            sh.wake.drain();
+        }
+        if sh.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let req = sh.progress.settle_requested();
+        may_read = sh.progress.may_read();
+        // Emptied: every datagram the socket held is queued (or refused).
+        let emptied =
+            may_read && if raw_wanted(events) { drain_raw(mon, sh, events) } else { fast.drain(mon_fd, sh, events, subs) };
+        may_read = may_read && sh.progress.may_read();
+        // Settle is answered only after a drain that emptied the socket.
+        if emptied {
+            sh.progress.answer(req);
+        }
+    }
+}
+
+/// What a drain does after a failed receive.
+enum AfterError {
+    /// Read on.
+    Continue,
+    /// The socket is empty, or keeps failing: back to poll.
+    Done,
+}
+
+/// Receive-error handling of both paths: `EAGAIN` ends the drain, `EINTR`
+/// retries, `ENOBUFS` queues a resync (after `before_resync`, which keeps
+/// what was read before the loss in order), anything else is counted, and
+/// a socket that keeps failing is left alone until the next wake-up.
+fn on_receive_error(e: i32, errors: &mut u32, sh: &Arc<ReaderShared>, events: &Events, before_resync: impl FnOnce()) -> AfterError {
+    match e {
+        libc::EAGAIN => AfterError::Done,
+        libc::EINTR => AfterError::Continue,
+        libc::ENOBUFS => {
+            before_resync();
+            overflowed(sh, events);
+            AfterError::Continue
+        }
+        _ => {
+            sh.receive_errors.fetch_add(1, Ordering::Relaxed);
+            *errors += 1;
+            if *errors > 64 {
+                log::error(&format!("netlink receive keeps failing (errno {e}); retrying"));
+                std::thread::sleep(Duration::from_millis(10));
+                return AfterError::Done;
+            }
+            AfterError::Continue
+        }
+    }
+}
+
+/// `ENOBUFS`: count it and queue one resync (at most one pending).
+fn overflowed(sh: &Arc<ReaderShared>, events: &Events) {
+    let c = sh.overflows.fetch_add(1, Ordering::Relaxed) + 1;
+    log::warn(&format!("netlink receive buffer overflowed (ENOBUFS #{c}): events were lost, resyncing"));
+    if !sh.resync_pending.swap(true, Ordering::SeqCst) && submit_init(events, sh).is_err() {
+        sh.resync_pending.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The libudev path: reads until the socket is empty (true) or a limit is
+/// reached (false).
+fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events) -> bool {
+    let mut errors = 0u32;
+    loop {
+        if sh.progress.over_limit() {
+            return false;
+        }
+        sys::set_errno(0);
+        // SAFETY: mon is used by this thread only.
+        let dev = unsafe { ffi::udev_monitor_receive_device(mon) };
+        if dev.is_null() {
+            match on_receive_error(sys::errno(), &mut errors, sh, events, || {}) {
+                AfterError::Continue => continue,
+                AfterError::Done => return true,
+            }
+        }
+        sh.received.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: dev is a live device made by this thread.
+        let t = match unsafe { super::udev_parse::action(dev) } {
+            Some("add") => nde_event_type::NDE_EVENT_UDEV_ADD,
+            Some("remove") => nde_event_type::NDE_EVENT_UDEV_REMOVE,
+            Some("change") => nde_event_type::NDE_EVENT_UDEV_CHANGE,
+            Some("move") => nde_event_type::NDE_EVENT_UDEV_MOVE,
+            _ => {
+                sh.ignored.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: ours, unused from here on.
+                unsafe { ffi::udev_device_unref(dev) };
+                continue;
+            }
+        };
+        sh.progress.queued(1, RAW_EVENT_BYTES);
+        // On failure (stopping) the data is freed (and counted) at once.
+        let _ = events.submit(t, EventData::new(dev.cast(), Some(free_udev_device)));
+    }
+}
