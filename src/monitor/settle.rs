@@ -165,6 +165,12 @@ impl Progress {
     /// `NDE_ERR_STOPPED` as soon as `events_gone()` (the events object was
     /// shut down: what it still holds waits for the monitor's stop).
     pub fn settle(&self, deadline: Option<Instant>, wake_reader: &dyn Fn(), events_gone: &dyn Fn() -> bool) -> Result<(), Error> {
+        // Checked first: once the user shut the events object down, what the
+        // socket held may have been discarded already, so a count that adds
+        // up would still not mean the events were handled.
+        if events_gone() {
+            return Err(nde_result::NDE_ERR_STOPPED);
+        }
         let req = self.settle_req.fetch_add(1, Ordering::SeqCst) + 1;
         wake_reader();
         let target = {
