@@ -179,6 +179,14 @@ pub extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde
 /// `NDE_EVENT_INIT` marks an enumeration (the first one, then one per
 /// resync). The built-in handler that keeps the device table was registered
 /// first, so yours run after it. NULL for a NULL monitor.
+///
+/// libudev objects are not thread-safe (their reference counts are plain
+/// integers): touch an event's `udev_device` (read, ref, unref, also a
+/// reference you kept from an earlier event) only on the events' worker
+/// thread, i.e. inside your callbacks. The library drops the event's own
+/// reference on that same thread, after the event's last callback returned,
+/// so your ref/unref never race with it (`ctests/monitor_faults_test.c`,
+/// `refcount_child`, counts overlapping ref/unref calls).
 #[no_mangle]
 pub extern "C" fn nde_monitor_get_events(mon: *mut nde_monitor) -> *mut nde_events {
     ffi_guard!(ptr::null_mut(), {
