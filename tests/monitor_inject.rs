@@ -590,3 +590,80 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled);
 }
+
+/// Events lost to an overflow are repaired by a resync (an INIT that
+/// re-enumerates). It must be queued after every uevent that the reader
+/// takes out of the socket after the ENOBUFS: those are older than the
+/// enumeration, and one applied after it can resurrect a device that is
+/// gone (here: adds of devices that do not exist, read once the reader
+/// resumes, after the ENOBUFS that reports the adds dropped meanwhile).
+#[test]
+fn overflow_resync_comes_after_what_the_socket_still_held() {
+    if !in_child("overflow_resync_comes_after_what_the_socket_still_held", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    ghosts(false);
+}
+
+#[test]
+fn overflow_resync_comes_after_what_the_socket_still_held_raw_path() {
+    if !in_child("overflow_resync_comes_after_what_the_socket_still_held_raw_path", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    ghosts(true);
+}
+
+fn ghosts(raw: bool) {
+    let mon = Monitor::new(MonitorConfig {
+        flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        name: "nde-ghost".into(),
+        receive_buffer_bytes: 64 << 10,
+        max_queued_events: 8,
+        ..Default::default()
+    })
+    .unwrap();
+    if raw {
+        mon.events().register(Some(nodedev_events::events::nde_event_type::NDE_EVENT_UDEV_ADD), Box::new(|_t, _d| {}), None).unwrap();
+    }
+    // The worker stops at device "net_gate" until the gate opens.
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let g = gate.clone();
+    mon.register(
+        Some("net_gate"),
+        Box::new(move |_d, _ev| {
+            let (m, c) = &*g;
+            let mut open = m.lock().unwrap();
+            while !*open {
+                open = c.wait(open).unwrap();
+            }
+        }),
+        None,
+    )
+    .unwrap();
+    mon.start().unwrap();
+    mon.wait_initialized(30_000).unwrap();
+    let mut inj = Injector::new();
+    inj.net("add", "gate", None);
+    // The reader queues up to its limit and pauses; the socket fills up and
+    // the kernel drops the rest (ENOBUFS, reported at the next read).
+    for k in 0..3_000 {
+        inj.net("add", &format!("ghost{k}"), None);
+    }
+    {
+        let (m, c) = &*gate;
+        *m.lock().unwrap() = true;
+        c.notify_all();
+    }
+    mon.settle(60_000).unwrap();
+    let st = mon.stats();
+    println!("ghosts ({}): {st:?}", if raw { "raw path" } else { "fast path" });
+    assert!(st.overflows >= 1, "no ENOBUFS could be provoked: {st:?}");
+    assert!(st.resyncs >= 1, "{st:?}");
+    let ghosts: Vec<String> = mon.snapshot().iter().map(|d| d.name().to_owned()).filter(|n| n.starts_with("net_ghost")).collect();
+    assert!(ghosts.is_empty(), "{} devices that sysfs does not have stay in the table: {:?}", ghosts.len(), &ghosts[..ghosts.len().min(5)]);
+    // Tracking goes on.
+    inj.net("add", "after", None);
+    mon.settle(10_000).unwrap();
+    assert!(mon.lookup("net_after").is_some());
+    mon.stop(10_000).unwrap();
+}

@@ -53,7 +53,7 @@ impl FastReader {
         let emptied = loop {
             let d = match sys::recv_netlink(fd, &mut self.buf) {
                 Ok(d) => d,
-                Err(e) => match on_receive_error(e, &mut errors, sh, events, || Self::flush(&mut batch, sh, events)) {
+                Err(e) => match on_receive_error(e, &mut errors, sh, || Self::flush(&mut batch, sh, events)) {
                     AfterError::Continue => continue,
                     AfterError::Done => break true,
                 },

@@ -23,7 +23,8 @@
 //!   because both paths queue on the same worker.
 //! - Receive errors (both paths, `on_receive_error`): `ENOBUFS` (the socket
 //!   overflowed: events were lost) is counted and answered with a resync,
-//!   one `NDE_EVENT_INIT` (a fresh `struct udev *`), at most one pending;
+//!   one `NDE_EVENT_INIT` (a fresh `struct udev *`) queued once the reader
+//!   has emptied the socket, behind every uevent it still held;
 //!   the built-in handler re-enumerates and emits only the differences. Any
 //!   other error is counted and the reader carries on; it never dies of an
 //!   error.
@@ -92,6 +93,11 @@ pub struct ReaderShared {
     pub receive_errors: AtomicU64,
     /// A resync is queued and not yet started.
     pub resync_pending: AtomicBool,
+    /// An `ENOBUFS` was seen since the last resync was queued (see
+    /// `resync_if_wanted`).
+    resync_wanted: AtomicBool,
+    /// `progress.submitted` right after the last resync was queued.
+    resync_at: AtomicU64,
     /// Parsed batches waiting for their marker event (fast path).
     batches: Mutex<std::collections::VecDeque<Batch>>,
     /// For `SIOCGIFHWADDR` (both paths, any thread).
@@ -111,6 +117,8 @@ impl ReaderShared {
             overflows: AtomicU64::new(0),
             receive_errors: AtomicU64::new(0),
             resync_pending: AtomicBool::new(false),
+            resync_wanted: AtomicBool::new(false),
+            resync_at: AtomicU64::new(0),
             batches: Mutex::new(std::collections::VecDeque::new()),
             ioctl: IoctlSocket::new().ok(),
             stop: AtomicBool::new(false),
@@ -369,6 +377,7 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Eve
         may_read = may_read && sh.progress.may_read();
         // Settle is answered only after a drain that emptied the socket.
         if emptied {
+            resync_if_wanted(sh, events);
             sh.progress.answer(req);
         }
     }
@@ -383,16 +392,16 @@ enum AfterError {
 }
 
 /// Receive-error handling of both paths: `EAGAIN` ends the drain, `EINTR`
-/// retries, `ENOBUFS` queues a resync (after `before_resync`, which keeps
+/// retries, `ENOBUFS` asks for a resync (after `before_resync`, which keeps
 /// what was read before the loss in order), anything else is counted, and
 /// a socket that keeps failing is left alone until the next wake-up.
-fn on_receive_error(e: i32, errors: &mut u32, sh: &Arc<ReaderShared>, events: &Events, before_resync: impl FnOnce()) -> AfterError {
+fn on_receive_error(e: i32, errors: &mut u32, sh: &Arc<ReaderShared>, before_resync: impl FnOnce()) -> AfterError {
     match e {
         libc::EAGAIN => AfterError::Done,
         libc::EINTR => AfterError::Continue,
         libc::ENOBUFS => {
             before_resync();
-            overflowed(sh, events);
+            overflowed(sh);
             AfterError::Continue
         }
         _ => {
@@ -408,12 +417,34 @@ fn on_receive_error(e: i32, errors: &mut u32, sh: &Arc<ReaderShared>, events: &E
     }
 }
 
-/// `ENOBUFS`: count it and queue one resync (at most one pending).
-fn overflowed(sh: &Arc<ReaderShared>, events: &Events) {
+/// `ENOBUFS`: events were lost. Counted here; the resync is queued once the
+/// socket is empty (`resync_if_wanted`).
+fn overflowed(sh: &ReaderShared) {
     let c = sh.overflows.fetch_add(1, Ordering::Relaxed) + 1;
     log::warn(&format!("netlink receive buffer overflowed (ENOBUFS #{c}): events were lost, resyncing"));
-    if !sh.resync_pending.swap(true, Ordering::SeqCst) && submit_init(events, sh).is_err() {
+    sh.resync_wanted.store(true, Ordering::SeqCst);
+}
+
+/// After a drain that emptied the socket, when events were lost since the
+/// last resync was queued: queue one now, behind every uevent the socket
+/// still held when the kernel reported the loss. Those are older than the
+/// enumeration; queued after it, one could resurrect a device that is gone
+/// (an add read after the ENOBUFS whose remove was dropped: the kernel
+/// reports no second ENOBUFS while the socket stays congested). A resync
+/// still pending is enough when nothing was queued after it.
+fn resync_if_wanted(sh: &Arc<ReaderShared>, events: &Events) {
+    if !sh.resync_wanted.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let submitted = sh.progress.submitted.load(Ordering::SeqCst);
+    if sh.resync_pending.load(Ordering::SeqCst) && sh.resync_at.load(Ordering::SeqCst) == submitted {
+        return;
+    }
+    sh.resync_pending.store(true, Ordering::SeqCst);
+    if submit_init(events, sh).is_err() {
         sh.resync_pending.store(false, Ordering::SeqCst);
+    } else {
+        sh.resync_at.store(sh.progress.submitted.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 }
 
@@ -429,7 +460,7 @@ fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Event
         // SAFETY: mon is used by this thread only.
         let dev = unsafe { ffi::udev_monitor_receive_device(mon) };
         if dev.is_null() {
-            match on_receive_error(sys::errno(), &mut errors, sh, events, || {}) {
+            match on_receive_error(sys::errno(), &mut errors, sh, || {}) {
                 AfterError::Continue => continue,
                 AfterError::Done => return true,
             }
