@@ -92,16 +92,12 @@
 
 mod debounce;
 pub mod events;
-// Until the restructuring of these layers lands, their unsafe operations
-// inside `unsafe fn`s and their SAFETY comments are not yet checked.
-#[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 pub mod monitor;
 mod owned;
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 pub mod pool;
 mod result;
 mod sync;
-#[allow(clippy::undocumented_unsafe_blocks)]
 mod thread;
 mod registry;
 mod tsan;

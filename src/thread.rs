@@ -22,6 +22,7 @@ pub struct Thread {
 // SAFETY: a pthread_t is a plain handle; joining it from another thread is
 // what it is for.
 unsafe impl Send for Thread {}
+// SAFETY: a shared `&Thread` gives no access to the handle but reading it.
 unsafe impl Sync for Thread {}
 
 #[cfg(any(test, feature = "test-hooks"))]
@@ -166,6 +167,7 @@ mod tests {
             let mut buf = [0 as libc::c_char; 32];
             // SAFETY: buffer of 32 bytes.
             unsafe { libc::pthread_getname_np(libc::pthread_self(), buf.as_mut_ptr(), 32) };
+            // SAFETY: pthread_getname_np wrote a NUL-terminated name.
             let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
             *s2.lock().unwrap() = name.to_string_lossy().into_owned();
         })

@@ -113,7 +113,7 @@ fn storm(workers: usize, seed: u64) {
                         1..=8 => Kind::Unkeyed,
                         _ => Kind::Keyed(p as u64 * KEYS_PER_PRODUCER + 1 + (r >> 8) % KEYS_PER_PRODUCER),
                     };
-                    let delay_us = if (r >> 20) % 4 == 0 { (r >> 24) % 40 } else { 0 };
+                    let delay_us = if (r >> 20).is_multiple_of(4) { (r >> 24) % 40 } else { 0 };
                     kinds.lock().unwrap().insert(id, (i, kind));
                     let job = StormJob { id, delay_us };
                     let send_begin = clock.fetch_add(1, Ordering::SeqCst);
@@ -124,7 +124,7 @@ fn storm(workers: usize, seed: u64) {
                     };
                     let send_end = clock.fetch_add(1, Ordering::SeqCst);
                     assert!(sent.is_ok());
-                    if (r >> 32) % 3 == 0 {
+                    if (r >> 32).is_multiple_of(3) {
                         // Now and then let the keys go idle, so that sends
                         // also meet a key with a job running and none waiting.
                         std::thread::sleep(Duration::from_micros((r >> 40) % 30));

@@ -126,18 +126,23 @@ pub unsafe fn enumerate(
             return Err(EnumError::Stopped);
         }
         let Ok(c) = CString::new(p.as_str()) else { continue };
-        let dev = ffi::udev_device_new_from_syspath(udev, c.as_ptr());
+        // SAFETY: `udev` is live and ours for the call (the caller's
+        // promise); `c` is NUL-terminated.
+        let dev = unsafe { ffi::udev_device_new_from_syspath(udev, c.as_ptr()) };
         if dev.is_null() {
             continue; // vanished between the scan and now
         }
-        if let Some(mut spec) = spec_from_device(dev) {
+        // SAFETY: `dev` was made above, is used by this thread only and
+        // outlives `spec` (unreferenced after it).
+        if let Some(mut spec) = unsafe { spec_from_device(dev) } {
             if spec.subsystem == Some("net") && mac::read_sysfs(spec.syspath, &mut mac) {
                 spec.mac = Some(&mac);
                 spec.props.push(("ADDRESS", &mac));
             }
             table.push_enumerated(&spec, &mut order);
         }
-        ffi::udev_device_unref(dev);
+        // SAFETY: the reference made above; nothing borrows from it now.
+        unsafe { ffi::udev_device_unref(dev) };
     }
     Ok((table, order))
 }

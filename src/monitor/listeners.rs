@@ -16,12 +16,15 @@ use crate::result::Error;
 pub use crate::registry::OnRemove;
 
 /// A lifecycle callback.
-pub type LifecycleCallback = Box<dyn FnMut(&Arc<Device>, Lifecycle) + Send>;
+pub type LifecycleCallback = Box<LifecycleFn>;
+
+/// What a lifecycle callback is.
+pub type LifecycleFn = dyn FnMut(&Arc<Device>, Lifecycle) + Send;
 
 /// The listener list: callbacks filtered by device name (None = all).
 #[derive(Default)]
 pub struct Listeners {
-    registry: Registry<dyn FnMut(&Arc<Device>, Lifecycle) + Send, Option<Box<str>>>,
+    registry: Registry<LifecycleFn, Option<Box<str>>>,
 }
 
 impl Listeners {

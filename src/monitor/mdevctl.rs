@@ -95,6 +95,9 @@ pub struct Mdevctl {
 /// The longest a child may live, from spawn to reaping.
 pub const RUN_LIMIT: Duration = Duration::from_secs(10);
 
+/// The defined and the active mdevs, in that order.
+pub type Listings = (Vec<MdevEntry>, Vec<MdevEntry>);
+
 impl Mdevctl {
     /// Reads `PATH` now and looks `mdevctl` up in it.
     pub fn from_environment() -> Mdevctl {
@@ -111,7 +114,7 @@ impl Mdevctl {
     }
 
     /// Runs both listings; `Ok(None)` when mdevctl was not on PATH.
-    pub fn query(&self, stop: &AtomicBool) -> Result<Option<(Vec<MdevEntry>, Vec<MdevEntry>)>, String> {
+    pub fn query(&self, stop: &AtomicBool) -> Result<Option<Listings>, String> {
         let Some(bin) = &self.bin else {
             return Ok(None);
         };

@@ -23,7 +23,10 @@ pub unsafe fn cstr<'a>(ptr: *const c_char) -> Option<&'a str> {
     if ptr.is_null() {
         return None;
     }
-    std::str::from_utf8(CStr::from_ptr(ptr).to_bytes()).ok()
+    // SAFETY: non-NULL, and the caller promises a NUL-terminated string
+    // valid for 'a.
+    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+    std::str::from_utf8(bytes).ok()
 }
 
 /// The raw `ACTION` of a received device (the crate maps `move` to
@@ -32,7 +35,9 @@ pub unsafe fn cstr<'a>(ptr: *const c_char) -> Option<&'a str> {
 /// # Safety
 /// `dev` is a live device used by this thread only.
 pub unsafe fn action<'a>(dev: *mut ffi::udev_device) -> Option<&'a str> {
-    cstr(ffi::udev_device_get_action(dev))
+    // SAFETY: `dev` is live and ours (the caller's promise); the string
+    // lives as long as the device.
+    unsafe { cstr(ffi::udev_device_get_action(dev)) }
 }
 
 /// A property value.
@@ -40,7 +45,8 @@ pub unsafe fn action<'a>(dev: *mut ffi::udev_device) -> Option<&'a str> {
 /// # Safety
 /// `dev` is a live device used by this thread only.
 pub unsafe fn property<'a>(dev: *mut ffi::udev_device, key: &CStr) -> Option<&'a str> {
-    cstr(ffi::udev_device_get_property_value(dev, key.as_ptr()))
+    // SAFETY: as in `action`; `key` is NUL-terminated.
+    unsafe { cstr(ffi::udev_device_get_property_value(dev, key.as_ptr())) }
 }
 
 /// Fills a spec from `dev` (without `mac`, see `mac.rs`).
@@ -48,25 +54,34 @@ pub unsafe fn property<'a>(dev: *mut ffi::udev_device, key: &CStr) -> Option<&'a
 /// # Safety
 /// `dev` is a live device used by this thread only, and outlives `'a`.
 pub unsafe fn spec_from_device<'a>(dev: *mut ffi::udev_device) -> Option<DeviceSpec<'a>> {
-    let syspath = cstr(ffi::udev_device_get_syspath(dev))?;
+    // SAFETY: `dev` is live, used by this thread only and outlives 'a (the
+    // caller's promise); the strings and list entries libudev returns live
+    // as long as the device. The same holds for every call below.
+    let syspath = unsafe { cstr(ffi::udev_device_get_syspath(dev)) }?;
     let mut spec = DeviceSpec {
         syspath,
-        subsystem: cstr(ffi::udev_device_get_subsystem(dev)),
-        devtype: cstr(ffi::udev_device_get_devtype(dev)),
+        // SAFETY: see above.
+        subsystem: unsafe { cstr(ffi::udev_device_get_subsystem(dev)) },
+        // SAFETY: see above.
+        devtype: unsafe { cstr(ffi::udev_device_get_devtype(dev)) },
         driver: None,
-        devnode: cstr(ffi::udev_device_get_devnode(dev)),
+        // SAFETY: see above.
+        devnode: unsafe { cstr(ffi::udev_device_get_devnode(dev)) },
         mac: None,
         props: Vec::with_capacity(16),
     };
-    let mut e = ffi::udev_device_get_properties_list_entry(dev);
+    // SAFETY: see above.
+    let mut e = unsafe { ffi::udev_device_get_properties_list_entry(dev) };
     let mut n = 0usize;
     while !e.is_null() {
         n += 1;
         if n > 4096 {
             break; // hostile property lists: keep a sane bound
         }
-        let k = cstr(ffi::udev_list_entry_get_name(e));
-        let v = cstr(ffi::udev_list_entry_get_value(e));
+        // SAFETY: `e` is a non-NULL entry of the device's list (see above).
+        let k = unsafe { cstr(ffi::udev_list_entry_get_name(e)) };
+        // SAFETY: as for the name.
+        let v = unsafe { cstr(ffi::udev_list_entry_get_value(e)) };
         if let (Some(k), Some(v)) = (k, v) {
             if k == "DRIVER" {
                 spec.driver = Some(v);
@@ -74,7 +89,8 @@ pub unsafe fn spec_from_device<'a>(dev: *mut ffi::udev_device) -> Option<DeviceS
                 spec.props.push((k, v));
             }
         }
-        e = ffi::udev_list_entry_get_next(e);
+        // SAFETY: as for the name.
+        e = unsafe { ffi::udev_list_entry_get_next(e) };
     }
     Some(spec)
 }

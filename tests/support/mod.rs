@@ -239,8 +239,12 @@ impl Injector {
 /// Records lifecycle events (name, event) and lets a test wait for them.
 #[derive(Clone, Default)]
 pub struct Recorder {
-    inner: Arc<(Mutex<Vec<(Lifecycle, String, Arc<Device>)>>, Condvar)>,
+    inner: Arc<(Mutex<Vec<Record>>, Condvar)>,
 }
+
+/// One recorded event: what happened, to which device (by name), and the
+/// device as the callback saw it.
+type Record = (Lifecycle, String, Arc<Device>);
 
 impl Recorder {
     pub fn attach(&self, mon: &Monitor, name: Option<&str>) -> i32 {
