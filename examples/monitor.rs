@@ -124,11 +124,11 @@ fn timestamp() -> String {
 
 fn event_line(name: &str, event: Lifecycle) -> String {
     match event {
-        Lifecycle::NDE_LIFECYCLE_CREATED => format!("event 'lifecycle' for node device {name}: Created"),
-        Lifecycle::NDE_LIFECYCLE_DELETED => format!("event 'lifecycle' for node device {name}: Deleted"),
-        Lifecycle::NDE_LIFECYCLE_DEFINED => format!("event 'lifecycle' for node device {name}: Defined"),
-        Lifecycle::NDE_LIFECYCLE_UNDEFINED => format!("event 'lifecycle' for node device {name}: Undefined"),
-        Lifecycle::NDE_LIFECYCLE_UPDATED => format!("event 'update' for node device {name}"),
+        Lifecycle::Created => format!("event 'lifecycle' for node device {name}: Created"),
+        Lifecycle::Deleted => format!("event 'lifecycle' for node device {name}: Deleted"),
+        Lifecycle::Defined => format!("event 'lifecycle' for node device {name}: Defined"),
+        Lifecycle::Undefined => format!("event 'lifecycle' for node device {name}: Undefined"),
+        Lifecycle::Updated => format!("event 'update' for node device {name}"),
     }
 }
 
@@ -176,7 +176,7 @@ fn run(o: Options) -> Result<(), Error> {
         std::thread::spawn(move || {
             wait_for_signal(&signals);
             stopped.store(true, Ordering::SeqCst);
-            let _ = monitor.stop(5000);
+            let _ = monitor.stop(Some(Duration::from_secs(5)));
             main_thread.unpark();
         })
     };
@@ -187,7 +187,7 @@ fn run(o: Options) -> Result<(), Error> {
     };
 
     let result = (|| {
-        match monitor.wait_initialized(-1) {
+        match monitor.wait_initialized(None) {
             Err(Error::NDE_ERR_STOPPED) if stopped.load(Ordering::SeqCst) => return Ok(()),
             other => other?,
         }
@@ -207,7 +207,8 @@ fn run(o: Options) -> Result<(), Error> {
                     println!("{stamp}{}", event_line(dev.name(), event));
                 }),
                 None,
-            )?;
+            )?
+            .forget(); // printing until the monitor stops
         }
         print_tree(&monitor.snapshot());
         drop(guard);
@@ -229,7 +230,7 @@ fn run(o: Options) -> Result<(), Error> {
         end_stopper();
     }
     let _ = stopper.join();
-    monitor.stop(5000)?;
+    monitor.stop(Some(Duration::from_secs(5)))?;
     result
 }
 

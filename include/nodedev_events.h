@@ -99,10 +99,25 @@ typedef enum nde_event_type {
  * UPDATE event id).
  */
 typedef enum nde_lifecycle {
+  /**
+   * A new device: added, or (an mdev) started.
+   */
   NDE_LIFECYCLE_CREATED = 0,
+  /**
+   * The device left the table (removed, or renamed).
+   */
   NDE_LIFECYCLE_DELETED = 1,
+  /**
+   * mdevctl now defines the mediated device.
+   */
   NDE_LIFECYCLE_DEFINED = 2,
+  /**
+   * mdevctl no longer defines the mediated device.
+   */
   NDE_LIFECYCLE_UNDEFINED = 3,
+  /**
+   * A known device was added again or changed.
+   */
   NDE_LIFECYCLE_UPDATED = 4,
 } nde_lifecycle;
 

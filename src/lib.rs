@@ -67,49 +67,57 @@
 //! for a complete program.
 //!
 //! ```
+//! use std::time::Duration;
 //! use nodedev_events::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
 //!
 //! let monitor = Monitor::new(MonitorConfig {
 //!     flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
 //!     ..MonitorConfig::default()
 //! })?;
-//! // Runs on the monitor's worker for every device change, in udev order.
-//! monitor.register(None, Box::new(|device, event| {
+//! // Runs on the monitor's worker for every device change, in udev order,
+//! // for as long as `listener` lives.
+//! let listener = monitor.register(None, Box::new(|device, event| {
 //!     println!("{}: {:?}", device.name(), event);
 //! }), None)?;
 //! monitor.start()?;
-//! monitor.wait_initialized(-1)?; // the inventory is in the table now
+//! monitor.wait_initialized(None)?; // None: no timeout
 //! let computer = monitor.lookup("computer").expect("the root device");
 //! assert_eq!(computer.name(), "computer");
-//! monitor.stop(-1)?;
+//! listener.deregister()?;
+//! monitor.stop(Some(Duration::from_secs(10)))?;
 //! # Ok::<(), nodedev_events::Error>(())
 //! ```
 //!
 //! Every `unsafe` operation sits in its own `unsafe` block with a
 //! `// SAFETY:` line, also inside `unsafe fn`s.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod debounce;
 pub mod events;
-pub mod monitor;
+mod monitor;
 mod owned;
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
-pub mod pool;
+mod pool;
+mod registration;
+mod registry;
 mod result;
 mod sync;
 mod thread;
-mod registry;
+mod timeout;
 mod tsan;
 
 pub mod ffi;
 
 pub use events::{nde_event_type as EventType, EventData, Events};
 pub use monitor::{
-    Device, Lifecycle, Monitor, MonitorConfig, MonitorStats, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL,
-    NDE_MONITOR_UDEV_EVENTS,
+    Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorStats, OnRemove,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_MDEVCTL_DEBOUNCE_MS, DEFAULT_RECEIVE_BUFFER,
+    NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS,
 };
-pub use pool::{Pool, PoolLimits, PoolStats};
+pub use pool::{Handler, KeyStats, Pool, PoolLimits, PoolStats, WorkerHook, WorkerHooks};
+pub use registration::Registration;
 pub use result::{nde_result, Error};
 
 /// Hooks for this crate's own tests (feature `test-hooks`, which the
@@ -117,5 +125,9 @@ pub use result::{nde_result, Error};
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod test_hooks {
+    pub use crate::monitor::mdevctl;
+    pub use crate::monitor::naming::{generate_name, mdev_name};
+    pub use crate::monitor::table::{Changes, DeviceSpec, Table};
+    pub use crate::monitor::uevent;
     pub use crate::thread::fail_next_spawns;
 }

@@ -28,7 +28,8 @@ use nodedev_events::events::{nde_event_type, EventData, Events};
 use nodedev_events::ffi::events::*;
 use nodedev_events::ffi::pool::*;
 use nodedev_events::nde_result::{self, *};
-use nodedev_events::pool::{nde_pool_stats, Pool, PoolLimits};
+use nodedev_events::ffi::pool::nde_pool_stats;
+use nodedev_events::{Pool, PoolLimits};
 use nodedev_events::test_hooks::fail_next_spawns;
 
 const OK: c_int = 0;

@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nodedev_events::monitor::table::{CREATED, DELETED, UPDATED};
-use nodedev_events::monitor::{Monitor, MonitorConfig, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
+use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
 use support::*;
 
 fn udev_monitor(rcvbuf: usize) -> Monitor {
@@ -106,14 +105,14 @@ fn storm(raw: bool) {
             Box::new(move |dev, ev| {
                 if dev.name().starts_with("net_s") {
                     match ev {
-                        CREATED => {
+                        Lifecycle::Created => {
                             let k = c.fetch_add(1, Ordering::Relaxed);
                             if k % 20_000 == 0 && std::env::var_os("NDE_STORM_TRACE").is_some() {
                                 println!("trace: {k} CREATED at {:?}", t0.elapsed());
                             }
                             k
                         }
-                        DELETED => d.fetch_add(1, Ordering::Relaxed),
+                        Lifecycle::Deleted => d.fetch_add(1, Ordering::Relaxed),
                         _ => 0,
                     };
                     l.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -121,10 +120,11 @@ fn storm(raw: bool) {
             }),
             None,
         )
-        .unwrap();
+        .unwrap()
+        .forget();
     }
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let base = mon.device_count();
     let names: Vec<String> = (0..N).map(|i| format!("s{i}")).collect();
     let mut inj = Injector::new();
@@ -138,7 +138,7 @@ fn storm(raw: bool) {
     if std::env::var_os("NDE_STORM_TRACE").is_some() {
         println!("trace: sending started {start:?} ended {sent:?}");
     }
-    mon.settle(120_000).unwrap();
+    mon.settle(Some(Duration::from_secs(120))).unwrap();
     let end = Duration::from_nanos(last_ns.load(Ordering::Relaxed));
     let cpu = cpu_secs() - cpu0;
     let rss1 = rss_kib();
@@ -153,7 +153,7 @@ fn storm(raw: bool) {
     }
     let secs = (end - start).as_secs_f64();
     println!(
-        "FIGURE storm ({}): {N} injected udev-group adds, first send -> last CREATED callback {:.3} s = {:.0} events/s \
+        "FIGURE storm ({}): {N} injected udev-group adds, first send -> last Lifecycle::Created callback {:.3} s = {:.0} events/s \
          (sending took {:.3} s); process CPU {:.2} us/event (injector included); RSS +{} KiB = {:.0} B/device incl. libudev/socket",
         if raw { "raw libudev path" } else { "fast path" },
         secs,
@@ -168,13 +168,13 @@ fn storm(raw: bool) {
     for n in names.iter().skip(1).step_by(2) {
         inj.net("remove", n, None);
     }
-    mon.settle(120_000).unwrap();
+    mon.settle(Some(Duration::from_secs(120))).unwrap();
     assert_eq!(deleted.load(Ordering::Relaxed), N / 2);
     assert_eq!(mon.device_count(), base + N / 2);
     for (i, n) in names.iter().enumerate().step_by(101) {
         assert_eq!(mon.lookup(&format!("net_{n}")).is_some(), i % 2 == 0);
     }
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled, "every udev_device reference released: {st:?}");
     assert_eq!(st.overflows, 0);
@@ -194,10 +194,10 @@ fn latency_message_to_callback() {
     let t0 = Instant::now();
     {
         let s = seen.clone();
-        mon.register(None, Box::new(move |_d, _e| s.store(t0.elapsed().as_nanos() as u64, Ordering::Release)), None).unwrap();
+        mon.register(None, Box::new(move |_d, _e| s.store(t0.elapsed().as_nanos() as u64, Ordering::Release)), None).unwrap().forget();
     }
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let mut inj = Injector::new();
     let mut lat = Vec::new();
     for (i, action) in ["add", "change", "move", "remove"].iter().cycle().take(2000).enumerate() {
@@ -218,7 +218,7 @@ fn latency_message_to_callback() {
             std::hint::spin_loop();
         }
         // Let the last callbacks of this event finish (a move makes two).
-        mon.settle(10_000).unwrap();
+        mon.settle(Some(Duration::from_secs(10))).unwrap();
     }
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
@@ -230,7 +230,7 @@ fn latency_message_to_callback() {
         pct(0.99),
         pct(1.0)
     );
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn ordering_of_one_device() {
     }
     let mon = udev_monitor(16 << 20);
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let rec = Recorder::default();
     rec.attach(&mon, None);
     let mut inj = Injector::new();
@@ -251,16 +251,16 @@ fn ordering_of_one_device() {
     inj.net("bind", "o1", None); // ignored action
     inj.net("remove", "o1", None); // DELETED
     inj.net("remove", "o1", None); // unknown: nothing
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(
         rec.events(),
         vec![
-            (CREATED, "net_o0".into()),
-            (UPDATED, "net_o0".into()),
-            (UPDATED, "net_o0".into()),
-            (DELETED, "net_o0".into()),
-            (CREATED, "net_o1".into()),
-            (DELETED, "net_o1".into()),
+            (Lifecycle::Created, "net_o0".into()),
+            (Lifecycle::Updated, "net_o0".into()),
+            (Lifecycle::Updated, "net_o0".into()),
+            (Lifecycle::Deleted, "net_o0".into()),
+            (Lifecycle::Created, "net_o1".into()),
+            (Lifecycle::Deleted, "net_o1".into()),
         ]
     );
     assert_eq!(mon.stats().ignored, 1);
@@ -272,12 +272,12 @@ fn ordering_of_one_device() {
             inj.net(if round % 2 == 0 { "add" } else { "remove" }, &n, None);
         }
     }
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert!((0..20).all(|d| mon.lookup(&format!("net_p{d}")).is_none()));
     let c = rec.count_by_event();
-    assert_eq!(c.get(&CREATED), Some(&(25 * 20)));
-    assert_eq!(c.get(&DELETED), Some(&(25 * 20)));
-    mon.stop(10_000).unwrap();
+    assert_eq!(c.get(&Lifecycle::Created), Some(&(25 * 20)));
+    assert_eq!(c.get(&Lifecycle::Deleted), Some(&(25 * 20)));
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
 }
 
 #[test]
@@ -287,7 +287,7 @@ fn garbage_messages_do_not_hurt() {
     }
     let mon = udev_monitor(64 << 20);
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let base = mon.device_count();
     let mut inj = Injector::new();
     let huge: Vec<(String, String)> = (0..400).map(|i| (format!("K{i}"), "v".repeat(10))).collect();
@@ -322,7 +322,7 @@ fn garbage_messages_do_not_hurt() {
             _ => inj.net("add", &format!("ok{}", i / 10), None),
         }
     }
-    mon.settle(30_000).unwrap();
+    mon.settle(Some(Duration::from_secs(30))).unwrap();
     // Every valid add made it; the huge one is a valid device too.
     for k in 0..2000 {
         assert!(mon.lookup(&format!("net_ok{k}")).is_some(), "net_ok{k}");
@@ -333,9 +333,9 @@ fn garbage_messages_do_not_hurt() {
     assert!(mon.lookup("net_huge").map(|d| d.property("K399") == Some("vvvvvvvvvv")).unwrap_or(false));
     // Still alive afterwards.
     inj.net("add", "alive", None);
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert!(mon.lookup("net_alive").is_some());
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled);
 }
@@ -387,10 +387,10 @@ fn overflow(raw: bool) {
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let before = sysfs_net();
     for (n, (mac, _)) in &before {
-        assert!(rec.has(CREATED, &net_name(n, mac)), "{n}");
+        assert!(rec.has(Lifecycle::Created, &net_name(n, mac)), "{n}");
     }
     // Behind the monitor's back: 40 new pairs, 20 pairs deleted.
     let mut batch = String::new();
@@ -415,7 +415,7 @@ fn overflow(raw: bool) {
         }
         round += 1;
     }
-    mon.settle(60_000).unwrap();
+    mon.settle(Some(Duration::from_secs(60))).unwrap();
     let st = mon.stats();
     println!("overflow ({}): {st:?} after {round} storm rounds", if raw { "raw path" } else { "fast path" });
     assert_eq!(st.fast_path == 0, raw);
@@ -428,10 +428,10 @@ fn overflow(raw: bool) {
     want.sort();
     assert_eq!(have, want);
     // Each new device was CREATED once, each vanished one DELETED once.
-    let created: std::collections::BTreeSet<_> = rec.events().into_iter().filter(|e| e.0 == CREATED).map(|e| e.1).collect();
-    let deleted: Vec<_> = rec.events().into_iter().filter(|e| e.0 == DELETED).map(|e| e.1).collect();
+    let created: std::collections::BTreeSet<_> = rec.events().into_iter().filter(|e| e.0 == Lifecycle::Created).map(|e| e.1).collect();
+    let deleted: Vec<_> = rec.events().into_iter().filter(|e| e.0 == Lifecycle::Deleted).map(|e| e.1).collect();
     assert_eq!(created.len(), 80);
-    assert_eq!(rec.events().iter().filter(|e| e.0 == CREATED).count(), 80);
+    assert_eq!(rec.events().iter().filter(|e| e.0 == Lifecycle::Created).count(), 80);
     assert_eq!(deleted.len(), 40);
     for (n, (mac, _)) in &before {
         if !after.contains_key(n) {
@@ -440,9 +440,9 @@ fn overflow(raw: bool) {
     }
     // Tracking goes on after the resync.
     inj.net("add", "after", None);
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert!(mon.lookup("net_after").is_some());
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled);
 }
@@ -465,22 +465,23 @@ fn stop_with_queued_events_releases_everything() {
             }),
             None,
         )
-        .unwrap();
+        .unwrap()
+        .forget();
     }
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let mut inj = Injector::new();
     for i in 0..20_000 {
         inj.net("add", &format!("q{i}"), None);
     }
     std::thread::sleep(Duration::from_millis(50));
     let t = Instant::now();
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     let st = mon.stats();
     println!("stop with a backlog: returned after {:?}; {st:?}; callbacks run {}", t.elapsed(), calls.lock().unwrap());
     assert_eq!(st.submitted, st.handled, "every queued udev_device released: {st:?}");
-    assert_eq!(mon.settle(0), Err(nodedev_events::nde_result::NDE_ERR_STOPPED));
-    assert_eq!(mon.wait_initialized(0), Ok(()));
+    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(nodedev_events::nde_result::NDE_ERR_STOPPED));
+    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()));
 }
 
 /// Issue 12 item 10: the reader's memory is bounded. The handler is blocked
@@ -526,13 +527,14 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
             }),
             None,
         )
-        .unwrap();
+        .unwrap()
+        .forget();
     }
     {
         // The inventory must not block: open, start, close again.
         *gate.0.lock().unwrap() = true;
         mon.start().unwrap();
-        mon.wait_initialized(30_000).unwrap();
+        mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
         *gate.0.lock().unwrap() = false;
     }
     // (e0 and its peer f0 are deleted midway: no message names them, as
@@ -562,7 +564,7 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
         *m.lock().unwrap() = true;
         c.notify_all();
     }
-    mon.settle(120_000).unwrap();
+    mon.settle(Some(Duration::from_secs(120))).unwrap();
     let st = mon.stats();
     let growth = (peak.saturating_sub(rss0) * 1024) as usize;
     println!(
@@ -586,7 +588,7 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
     want.sort();
     assert_eq!(have, want);
     assert!(have.iter().any(|n| n.starts_with("net_late0_")));
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled);
 }
@@ -639,9 +641,10 @@ fn ghosts(raw: bool) {
         }),
         None,
     )
-    .unwrap();
+    .unwrap()
+    .forget();
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let mut inj = Injector::new();
     inj.net("add", "gate", None);
     // The reader queues up to its limit and pauses; the socket fills up and
@@ -654,7 +657,7 @@ fn ghosts(raw: bool) {
         *m.lock().unwrap() = true;
         c.notify_all();
     }
-    mon.settle(60_000).unwrap();
+    mon.settle(Some(Duration::from_secs(60))).unwrap();
     let st = mon.stats();
     println!("ghosts ({}): {st:?}", if raw { "raw path" } else { "fast path" });
     assert!(st.overflows >= 1, "no ENOBUFS could be provoked: {st:?}");
@@ -663,7 +666,7 @@ fn ghosts(raw: bool) {
     assert!(ghosts.is_empty(), "{} devices that sysfs does not have stay in the table: {:?}", ghosts.len(), &ghosts[..ghosts.len().min(5)]);
     // Tracking goes on.
     inj.net("add", "after", None);
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert!(mon.lookup("net_after").is_some());
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
 }

@@ -4,8 +4,8 @@
 
 mod support;
 
-use nodedev_events::monitor::table::{CREATED, DELETED, UPDATED};
-use nodedev_events::monitor::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
+use std::time::Duration;
+use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
 use support::*;
 
 fn kernel_monitor() -> Monitor {
@@ -26,11 +26,11 @@ fn veth_add_rename_delete_tap_bridge_and_change() {
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let lo = net_name("lo", &mac_of("lo"));
     // Initial inventory arrives as CREATED to listeners registered before start.
-    assert!(rec.has(CREATED, "computer"));
-    assert!(rec.has(CREATED, &lo), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Created, "computer"));
+    assert!(rec.has(Lifecycle::Created, &lo), "{:?}", rec.events());
     let lo_dev = mon.lookup(&lo).unwrap();
     assert_eq!(lo_dev.parent(), "computer");
     assert_eq!(lo_dev.subsystem(), "net");
@@ -40,19 +40,19 @@ fn veth_add_rename_delete_tap_bridge_and_change() {
     // veth pair: two CREATED.
     sh("ip link add a0 type veth peer name a1");
     let (a0, a1) = (net_name("a0", &mac_of("a0")), net_name("a1", &mac_of("a1")));
-    mon.settle(10_000).unwrap();
-    assert!(rec.has(CREATED, &a0) && rec.has(CREATED, &a1), "{:?}", rec.events());
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    assert!(rec.has(Lifecycle::Created, &a0) && rec.has(Lifecycle::Created, &a1), "{:?}", rec.events());
     assert_eq!(mon.lookup(&a0).unwrap().property("INTERFACE"), Some("a0"));
     let held = mon.lookup(&a0).unwrap();
 
     // rename = move: DELETED(old name) then CREATED(new name), in that order.
     rec.clear();
     sh("ip link set a0 name b0");
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     let b0 = net_name("b0", &mac_of("b0"));
     let ev = rec.events();
-    let del = ev.iter().position(|e| *e == (DELETED, a0.clone()));
-    let cre = ev.iter().position(|e| *e == (CREATED, b0.clone()));
+    let del = ev.iter().position(|e| *e == (Lifecycle::Deleted, a0.clone()));
+    let cre = ev.iter().position(|e| *e == (Lifecycle::Created, b0.clone()));
     assert!(del.is_some() && cre.is_some() && del < cre, "{ev:?}");
     assert!(mon.lookup(&a0).is_none());
     assert_eq!(held.name(), a0, "a reference outlives the device");
@@ -60,19 +60,19 @@ fn veth_add_rename_delete_tap_bridge_and_change() {
     // change written to uevent: UPDATED, carrying the synthetic arguments.
     rec.clear();
     sh("echo 'change 3d1e5c7a-0000-4000-8000-000000000001 TESTID=7' > /sys/class/net/lo/uevent");
-    mon.settle(10_000).unwrap();
-    assert!(rec.has(UPDATED, &lo), "{:?}", rec.events());
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    assert!(rec.has(Lifecycle::Updated, &lo), "{:?}", rec.events());
     assert_eq!(mon.lookup(&lo).unwrap().property("SYNTH_ARG_TESTID"), Some("7"));
 
     // tap and bridge.
     rec.clear();
     sh("ip tuntap add dev t0 mode tap");
     sh("ip link add br0 type bridge");
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     let t0 = net_name("t0", &mac_of("t0"));
     let br0 = net_name("br0", &mac_of("br0"));
-    assert!(rec.has(CREATED, &t0), "{:?}", rec.events());
-    assert!(rec.has(CREATED, &br0), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Created, &t0), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Created, &br0), "{:?}", rec.events());
     assert_eq!(mon.lookup(&br0).unwrap().devtype(), Some("bridge"));
 
     // delete: DELETED for both ends of the pair, and the tap.
@@ -80,14 +80,14 @@ fn veth_add_rename_delete_tap_bridge_and_change() {
     sh("ip link del b0");
     sh("ip tuntap del dev t0 mode tap");
     sh("ip link del br0");
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     for n in [&b0, &a1, &t0, &br0] {
-        assert!(rec.has(DELETED, n), "{n}: {:?}", rec.events());
+        assert!(rec.has(Lifecycle::Deleted, n), "{n}: {:?}", rec.events());
         assert!(mon.lookup(n).is_none());
     }
     // `queues` kobjects and other unknown types never became devices.
     assert!(mon.snapshot().iter().all(|d| d.subsystem() != "queues"));
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     let st = mon.stats();
     assert_eq!(st.submitted, st.handled, "every raw event released: {st:?}");
     assert_eq!(st.overflows, 0);
@@ -100,26 +100,25 @@ fn per_device_listener_and_deregister() {
     }
     let mon = kernel_monitor();
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     let lo = net_name("lo", &mac_of("lo"));
     let only_lo = Recorder::default();
-    let id = only_lo.attach(&mon, Some(&lo));
+    let id = only_lo.attach_handle(&mon, Some(&lo));
     let all = Recorder::default();
     all.attach(&mon, None);
     // Registered after INIT: no inventory replay.
     assert_eq!(only_lo.len(), 0);
     sh("ip link add c0 type veth peer name c1");
     sh("echo change > /sys/class/net/lo/uevent");
-    mon.settle(10_000).unwrap();
-    assert_eq!(only_lo.events(), vec![(UPDATED, lo.clone())]);
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(only_lo.events(), vec![(Lifecycle::Updated, lo.clone())]);
     assert!(all.len() >= 3);
-    mon.deregister(id).unwrap();
-    assert!(mon.deregister(id).is_err());
+    id.deregister().unwrap();
     sh("echo change > /sys/class/net/lo/uevent");
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(only_lo.len(), 1, "no call after deregister");
     sh("ip link del c0");
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
 }
 
 /// Removes the loop device even when the test fails half-way.
@@ -163,20 +162,20 @@ fn loop_device_add_remove() {
     let rec = Recorder::default();
     rec.attach(&mon, Some(&format!("block_loop{n}")));
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     // SAFETY: LOOP_CTL_ADD.
     let rc = unsafe { libc::ioctl(fd, 0x4C80, n) };
     assert!(rc >= 0, "LOOP_CTL_ADD: {}", std::io::Error::last_os_error());
     let guard = LoopGuard(fd, n);
     assert!(rec.wait_for(10, |e| !e.is_empty()), "no event for loop{n}");
-    mon.settle(10_000).unwrap();
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
     let d = mon.lookup(&format!("block_loop{n}")).unwrap();
     assert_eq!(d.devtype(), Some("disk"));
     assert_eq!(d.devnode(), Some(format!("/dev/loop{n}").as_str()));
     drop(guard);
-    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == DELETED)), "{:?}", rec.events());
-    assert_eq!(rec.events().first().map(|e| e.0), Some(CREATED));
-    mon.stop(10_000).unwrap();
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == Lifecycle::Deleted)), "{:?}", rec.events());
+    assert_eq!(rec.events().first().map(|e| e.0), Some(Lifecycle::Created));
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
 }
 
 #[test]
@@ -197,11 +196,11 @@ fn long_enumeration_and_stop_during_it() {
     let mon = kernel_monitor();
     let t = std::time::Instant::now();
     mon.start().unwrap();
-    mon.wait_initialized(60_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(60))).unwrap();
     let full = t.elapsed();
     let n = mon.device_count();
     assert!(n > 4000, "{n}");
-    mon.stop(10_000).unwrap();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
     println!("FIGURE enumeration: {n} real devices (4000 veth) enumerated in {full:?}");
     // Stop while it runs: it is cut short.
     for delay_ms in [0u64, 5, 20, 50] {
@@ -209,13 +208,13 @@ fn long_enumeration_and_stop_during_it() {
         mon.start().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let t = std::time::Instant::now();
-        mon.stop(10_000).unwrap();
+        mon.stop(Some(Duration::from_secs(10))).unwrap();
         println!(
             "FIGURE enumeration: stop {delay_ms} ms into it returned after {:?} ({} devices in the table)",
             t.elapsed(),
             mon.device_count()
         );
-        assert!(matches!(mon.wait_initialized(0), Ok(()) | Err(nodedev_events::nde_result::NDE_ERR_STOPPED)));
+        assert!(matches!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()) | Err(nodedev_events::nde_result::NDE_ERR_STOPPED)));
         let st = mon.stats();
         assert_eq!(st.submitted, st.handled);
     }

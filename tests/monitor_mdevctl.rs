@@ -11,15 +11,14 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nodedev_events::monitor::table::{CREATED, DEFINED, DELETED, UNDEFINED, UPDATED};
-use nodedev_events::monitor::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS};
+use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS};
 use support::*;
 
 const UUID1: &str = "4b20d080-1b54-4048-85b3-a6a62d165c01";
 const UUID2: &str = "4b20d080-1b54-4048-85b3-a6a62d165c02";
 
 fn name(uuid: &str) -> String {
-    nodedev_events::monitor::naming::mdev_name(uuid, "0000:00:02.0")
+    nodedev_events::test_hooks::mdev_name(uuid, "0000:00:02.0")
 }
 
 fn entry(uuid: &str, start: &str) -> String {
@@ -83,7 +82,7 @@ fn quiesce(mon: &Monitor) {
     for _ in 0..100 {
         let before = mon.stats().mdevctl_refreshes;
         std::thread::sleep(Duration::from_millis(200)); // > 3 debounce windows
-        mon.settle(5000).unwrap();
+        mon.settle(Some(Duration::from_secs(5))).unwrap();
         if mon.stats().mdevctl_refreshes == before {
             return;
         }
@@ -124,9 +123,9 @@ fn defined_updated_undefined_through_the_watch() {
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
-    mon.wait_initialized(10_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(10))).unwrap();
     // The INIT refresh defined it.
-    assert!(rec.has(DEFINED, &name(UUID1)), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Defined, &name(UUID1)), "{:?}", rec.events());
     let d = mon.lookup(&name(UUID1)).unwrap();
     assert!(d.is_persistent());
     assert_eq!(d.syspath(), "");
@@ -141,16 +140,16 @@ fn defined_updated_undefined_through_the_watch() {
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(s.conf().join("0000:00:02.0").join(UUID2), "{}").unwrap();
     assert!(rec.wait_for(10, |e| e.len() >= 2), "{:?}", rec.events());
-    assert!(rec.has(UPDATED, &name(UUID1)), "{:?}", rec.events());
-    assert!(rec.has(DEFINED, &name(UUID2)), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Updated, &name(UUID1)), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Defined, &name(UUID2)), "{:?}", rec.events());
     assert_eq!(mon.lookup(&name(UUID1)).unwrap().property("MDEVCTL_START"), Some("auto"));
     rec.clear();
 
     // Now written inside the subdirectory created after start.
     s.set(&[entry(UUID2, "manual")], &[entry(UUID2, "manual")]);
     std::fs::write(s.conf().join("0000:00:02.0").join(UUID2), "{ }").unwrap();
-    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == UNDEFINED)), "{:?}", rec.events());
-    assert!(rec.has(UNDEFINED, &name(UUID1)));
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == Lifecycle::Undefined)), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Undefined, &name(UUID1)));
     assert!(mon.lookup(&name(UUID1)).is_none(), "undefined and inactive: gone");
     quiesce(&mon);
     rec.clear();
@@ -172,7 +171,7 @@ fn defined_updated_undefined_through_the_watch() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(mon.stats().mdevctl_failures >= failures + 2);
-    mon.settle(5000).unwrap();
+    mon.settle(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(mon.device_count(), before);
     assert!(rec.events().is_empty(), "{:?}", rec.events());
     // Coalescing: a burst of changes gives few refreshes, never two queued.
@@ -182,12 +181,12 @@ fn defined_updated_undefined_through_the_watch() {
     for i in 0..200 {
         std::fs::write(s.conf().join(format!("f{i}")), "x").unwrap();
     }
-    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == UNDEFINED)), "{:?}", rec.events());
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == Lifecycle::Undefined)), "{:?}", rec.events());
     std::thread::sleep(Duration::from_millis(300));
     let r = mon.stats().mdevctl_refreshes - r0;
     println!("mdevctl: 200 file writes -> {r} refresh(es)");
     assert!(r <= 3, "{r} refreshes");
-    mon.stop(5000).unwrap();
+    mon.stop(Some(Duration::from_secs(5))).unwrap();
 }
 
 #[test]
@@ -203,13 +202,13 @@ fn transient_active_mdev_created_then_deleted() {
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
-    mon.wait_initialized(10_000).unwrap();
-    assert!(rec.has(CREATED, &name(UUID1)), "{:?}", rec.events());
+    mon.wait_initialized(Some(Duration::from_secs(10))).unwrap();
+    assert!(rec.has(Lifecycle::Created, &name(UUID1)), "{:?}", rec.events());
     s.set(&[], &[]);
     std::fs::write(s.conf().join("y"), "1").unwrap();
-    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == DELETED)), "{:?}", rec.events());
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == Lifecycle::Deleted)), "{:?}", rec.events());
     assert!(mon.lookup(&name(UUID1)).is_none());
-    mon.stop(5000).unwrap();
+    mon.stop(Some(Duration::from_secs(5))).unwrap();
 }
 
 #[test]
@@ -221,10 +220,10 @@ fn missing_mdevctl_dir_and_no_mdevctl() {
     // starts and runs anyway (each is logged once).
     let mon = monitor(Path::new("/nonexistent/mdevctl.d"));
     mon.start().unwrap();
-    mon.wait_initialized(10_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(mon.stats().mdevctl_refreshes, 0);
-    mon.settle(5000).unwrap();
-    mon.stop(5000).unwrap();
+    mon.settle(Some(Duration::from_secs(5))).unwrap();
+    mon.stop(Some(Duration::from_secs(5))).unwrap();
 }
 
 #[test]
@@ -241,7 +240,7 @@ fn udev_add_of_a_defined_mdev() {
     let s = StandIn { dir: Path::new(&bin_dir).parent().unwrap().to_owned() };
     s.set(&[entry(UUID1, "manual")], &[]);
     let mon = Monitor::new(MonitorConfig {
-        flags: nodedev_events::monitor::NDE_MONITOR_UDEV_EVENTS,
+        flags: nodedev_events::NDE_MONITOR_UDEV_EVENTS,
         name: "nde-mdev2".into(),
         subsystems: Some(vec!["mdev".into()]),
         mdevctl_dir: s.conf(),
@@ -253,29 +252,29 @@ fn udev_add_of_a_defined_mdev() {
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
-    mon.wait_initialized(10_000).unwrap();
-    assert!(rec.has(DEFINED, &name(UUID1)));
+    mon.wait_initialized(Some(Duration::from_secs(10))).unwrap();
+    assert!(rec.has(Lifecycle::Defined, &name(UUID1)));
     rec.clear();
     s.set(&[entry(UUID1, "manual")], &[entry(UUID1, "manual")]);
     let devpath = format!("/devices/pci0000:00/0000:00:02.0/{UUID1}");
     let mut inj = Injector::new();
     inj.send(&[("ACTION", "add"), ("DEVPATH", &devpath), ("SUBSYSTEM", "mdev"), ("MDEV_TYPE", "i915-GVTg_V5_4")]);
-    mon.settle(10_000).unwrap();
-    assert_eq!(rec.events().first(), Some(&(CREATED, name(UUID1))), "{:?}", rec.events());
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(rec.events().first(), Some(&(Lifecycle::Created, name(UUID1))), "{:?}", rec.events());
     let d = mon.lookup(&name(UUID1)).unwrap();
     assert!(d.is_persistent());
     assert_eq!(d.syspath(), format!("/sys{devpath}"));
     assert_eq!(d.property("MDEVCTL_TYPE"), Some("i915-GVTg_V5_4"));
     // The add of an mdev queues one (coalesced) mdevctl refresh, which now
     // sees it active: UPDATED.
-    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == UPDATED)), "{:?}", rec.events());
+    assert!(rec.wait_for(10, |e| e.iter().any(|x| x.0 == Lifecycle::Updated)), "{:?}", rec.events());
     rec.clear();
     s.set(&[entry(UUID1, "manual")], &[]);
     inj.send(&[("ACTION", "remove"), ("DEVPATH", &devpath), ("SUBSYSTEM", "mdev")]);
-    mon.settle(10_000).unwrap();
-    assert_eq!(rec.events().first(), Some(&(DELETED, name(UUID1))), "{:?}", rec.events());
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(rec.events().first(), Some(&(Lifecycle::Deleted, name(UUID1))), "{:?}", rec.events());
     let d = mon.lookup(&name(UUID1)).unwrap();
     assert!(d.is_persistent(), "still defined");
     assert_eq!(d.syspath(), "");
-    mon.stop(5000).unwrap();
+    mon.stop(Some(Duration::from_secs(5))).unwrap();
 }

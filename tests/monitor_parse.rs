@@ -4,8 +4,8 @@
 //! the only promise is "an error or a sane value, never a panic", and that
 //! a valid message survives any junk appended to its property block.
 
-use nodedev_events::monitor::mdevctl;
-use nodedev_events::monitor::uevent::{self, Batch, Sender};
+use nodedev_events::test_hooks::mdevctl;
+use nodedev_events::test_hooks::uevent::{self, Batch, Sender};
 
 struct Rng(u64);
 impl Rng {

@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use nodedev_events::monitor::table::{Changes, DeviceSpec, Table, CREATED, DELETED, UPDATED};
+use nodedev_events::test_hooks::{Changes, DeviceSpec, Table};
+use nodedev_events::Lifecycle;
 
 struct Synthetic {
     paths: Vec<String>,
@@ -64,7 +65,7 @@ fn enumeration_is_linear_and_compact() {
         let mut out = Changes::new();
         table.sync_to(fresh, order, &mut out);
         assert_eq!(out.len(), n);
-        assert!(out.iter().all(|(e, _)| *e == CREATED));
+        assert!(out.iter().all(|(e, _)| *e == Lifecycle::Created));
         drop(out);
         let bytes = heap_in_use().saturating_sub(h0);
         let per_dev = bytes as f64 / n as f64;
@@ -88,14 +89,14 @@ fn enumeration_is_linear_and_compact() {
             let mut s2 = synthetic(n);
             s2.paths.truncate(n - 10); // 10 gone
             s2.names.truncate(n - 10);
-            s2.names[3] = "renamed0".into(); // net device 0: INTERFACE changed -> UPDATED
+            s2.names[3] = "renamed0".into(); // net device 0: INTERFACE changed -> Updated
             let (fresh, order) = Table::build(specs(&s2), n, &|| false);
             let mut out = Changes::new();
             let t = Instant::now();
             table.sync_to(fresh, order, &mut out);
             println!("FIGURE scale: resync diff of 100000 devices: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
-            let dels = out.iter().filter(|e| e.0 == DELETED).count();
-            let upd = out.iter().filter(|e| e.0 == UPDATED).count();
+            let dels = out.iter().filter(|e| e.0 == Lifecycle::Deleted).count();
+            let upd = out.iter().filter(|e| e.0 == Lifecycle::Updated).count();
             assert_eq!((dels, upd, out.len()), (10, 1, 11), "{:?}", out.iter().map(|(e, d)| (e, d.name())).collect::<Vec<_>>());
         }
     }

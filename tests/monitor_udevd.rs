@@ -12,8 +12,7 @@ mod support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nodedev_events::monitor::table::{CREATED, DELETED};
-use nodedev_events::monitor::{Monitor, MonitorConfig, NDE_MONITOR_NO_MDEVCTL};
+use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_NO_MDEVCTL};
 use support::*;
 
 struct Udevd(Child);
@@ -67,15 +66,15 @@ fn real_udevd_events() {
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();
-    mon.wait_initialized(30_000).unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
     rec.clear();
     sh("ip link add u0 type veth peer name u1");
     let u0 = net_name("u0", &mac_of("u0"));
     let u1 = net_name("u1", &mac_of("u1"));
     // udevd needs its time: wait for the events, then settle.
-    assert!(rec.wait_for(20, |e| e.iter().filter(|x| x.0 == CREATED).count() >= 2), "{:?}", rec.events());
-    mon.settle(10_000).unwrap();
-    assert!(rec.has(CREATED, &u0) && rec.has(CREATED, &u1), "{:?}", rec.events());
+    assert!(rec.wait_for(20, |e| e.iter().filter(|x| x.0 == Lifecycle::Created).count() >= 2), "{:?}", rec.events());
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    assert!(rec.has(Lifecycle::Created, &u0) && rec.has(Lifecycle::Created, &u1), "{:?}", rec.events());
     let d = mon.lookup(&u0).unwrap();
     // A property only udevd adds proves these came from the udev group.
     let st = mon.stats();
@@ -83,7 +82,7 @@ fn real_udevd_events() {
     assert!(d.property("USEC_INITIALIZED").is_some(), "{d:?}");
     assert!(st.fast_path >= 2);
     sh("ip link del u0");
-    assert!(rec.wait_for(20, |e| e.iter().filter(|x| x.0 == DELETED).count() >= 2), "{:?}", rec.events());
-    assert!(rec.has(DELETED, &u0) && rec.has(DELETED, &u1));
-    mon.stop(10_000).unwrap();
+    assert!(rec.wait_for(20, |e| e.iter().filter(|x| x.0 == Lifecycle::Deleted).count() >= 2), "{:?}", rec.events());
+    assert!(rec.has(Lifecycle::Deleted, &u0) && rec.has(Lifecycle::Deleted, &u1));
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
 }

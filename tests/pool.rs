@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nodedev_events::nde_result;
-use nodedev_events::pool::{Pool, PoolLimits};
+use nodedev_events::{Pool, PoolLimits};
 
 /// A job that counts how often it is released.
 struct Counted {

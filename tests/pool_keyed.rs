@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use nodedev_events::nde_result;
-use nodedev_events::pool::{Pool, PoolLimits};
+use nodedev_events::{Pool, PoolLimits};
 
 fn limits(min: usize, max: usize, prio: usize) -> PoolLimits {
     PoolLimits { min_workers: min, max_workers: max, prio_workers: prio }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use nodedev_events::events::{nde_event_type, EventData, Events};
 use nodedev_events::nde_result;
-use nodedev_events::pool::{Pool, PoolLimits};
+use nodedev_events::{Pool, PoolLimits};
 
 const THREADS: usize = 4;
 const OPS_PER_THREAD: usize = 40_000;

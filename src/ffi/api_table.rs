@@ -42,7 +42,8 @@ pub const NDE_API_VERSION: u32 = 1;
 /// `offsetof(nde_api, member) + sizeof(void (*)(void)) <= api->size`; every
 /// member within `size` is non-NULL.
 #[repr(C)]
-#[allow(non_camel_case_types)]
+// Each member is documented at the function of the same name.
+#[allow(non_camel_case_types, missing_docs)]
 pub struct nde_api {
     /// The version this table implements (the one asked for).
     pub abi_version: u32,

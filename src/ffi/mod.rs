@@ -42,9 +42,6 @@ pub mod api_table;
 pub mod common;
 pub mod log;
 pub mod events;
-// `read_config`'s unsafe operations get their own blocks once the monitor
-// restructuring (which rewrites it) has landed.
-#[allow(unsafe_op_in_unsafe_fn)]
 pub mod monitor;
 pub mod pool;
 

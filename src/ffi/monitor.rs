@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use super::events::{c_release, nde_events};
 use super::{c_str, nde_free_fn, write_out, OpaquePtr};
-pub(crate) use crate::monitor::nde_monitor_stats;
-use crate::monitor::{log, nde_lifecycle, Device, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER};
+pub use crate::monitor::nde_monitor_stats;
+use crate::monitor::{log, Device, Lifecycle, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER};
 use crate::result::{nde_result, to_c};
+use crate::timeout::from_c_ms;
 
 /// The node-device monitor (opaque). Create with `nde_monitor_new`, start
 /// with `nde_monitor_start`, release with `nde_monitor_free`.
@@ -24,6 +25,36 @@ pub struct nde_monitor {
 #[allow(non_camel_case_types)]
 pub struct nde_device {
     _private: [u8; 0],
+}
+
+/// Lifecycle events (libvirt's values, plus UPDATED for its separate
+/// UPDATE event id).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum nde_lifecycle {
+    /// A new device: added, or (an mdev) started.
+    NDE_LIFECYCLE_CREATED = 0,
+    /// The device left the table (removed, or renamed).
+    NDE_LIFECYCLE_DELETED = 1,
+    /// mdevctl now defines the mediated device.
+    NDE_LIFECYCLE_DEFINED = 2,
+    /// mdevctl no longer defines the mediated device.
+    NDE_LIFECYCLE_UNDEFINED = 3,
+    /// A known device was added again or changed.
+    NDE_LIFECYCLE_UPDATED = 4,
+}
+
+impl From<Lifecycle> for nde_lifecycle {
+    fn from(event: Lifecycle) -> nde_lifecycle {
+        match event {
+            Lifecycle::Created => nde_lifecycle::NDE_LIFECYCLE_CREATED,
+            Lifecycle::Deleted => nde_lifecycle::NDE_LIFECYCLE_DELETED,
+            Lifecycle::Defined => nde_lifecycle::NDE_LIFECYCLE_DEFINED,
+            Lifecycle::Undefined => nde_lifecycle::NDE_LIFECYCLE_UNDEFINED,
+            Lifecycle::Updated => nde_lifecycle::NDE_LIFECYCLE_UPDATED,
+        }
+    }
 }
 
 /// A lifecycle callback: runs on the monitor's worker thread, in udev event
@@ -104,12 +135,19 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     if cfg.is_null() {
         return Some(out);
     }
-    let size = std::ptr::addr_of!((*cfg).size).read() as usize;
+    // SAFETY: `cfg` is non-NULL and its `size` field is readable (the
+    // caller's contract).
+    let size = unsafe { std::ptr::addr_of!((*cfg).size).read() } as usize;
     // An earlier, shorter layout is copied into a zeroed current one (zero
     // means default), so only `size` bytes of the caller's are read.
-    let mut copy: nde_monitor_config = std::mem::zeroed();
+    // SAFETY: all-zero is a valid config (integers and NULL pointers).
+    let mut copy: nde_monitor_config = unsafe { std::mem::zeroed() };
     if size == std::mem::size_of::<nde_monitor_config>() || size == CONFIG_SIZE_V1 {
-        std::ptr::copy_nonoverlapping(cfg.cast::<u8>(), (&mut copy as *mut nde_monitor_config).cast::<u8>(), size);
+        // SAFETY: the caller's `size` bytes are readable, and `size` is at
+        // most the size of `copy`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(cfg.cast::<u8>(), (&mut copy as *mut nde_monitor_config).cast::<u8>(), size)
+        };
     }
     let c = &copy;
     if size != std::mem::size_of::<nde_monitor_config>() && size != CONFIG_SIZE_V1 {
@@ -125,19 +163,25 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     }
     out.flags = c.flags;
     if !c.name.is_null() {
-        out.name = c_str(c.name)?.to_owned();
+        // SAFETY: a non-NULL string of the config is a C string.
+        out.name = unsafe { c_str(c.name) }?.to_owned();
     }
     if !c.subsystems.is_null() {
         let mut list = Vec::new();
         let mut p = c.subsystems;
-        while !(*p).is_null() {
-            list.push(c_str(*p)?.to_owned());
-            p = p.add(1);
+        // SAFETY: a NULL-terminated array of C strings (the caller's
+        // contract): every element up to the NULL is readable.
+        while let Some(s) = unsafe { (*p).as_ref() } {
+            // SAFETY: an element of that array, a C string.
+            list.push(unsafe { c_str(s) }?.to_owned());
+            // SAFETY: not past the terminating NULL yet.
+            p = unsafe { p.add(1) };
         }
         out.subsystems = Some(list);
     }
     if !c.mdevctl_dir.is_null() {
-        out.mdevctl_dir = PathBuf::from(c_str(c.mdevctl_dir)?);
+        // SAFETY: a non-NULL string of the config is a C string.
+        out.mdevctl_dir = PathBuf::from(unsafe { c_str(c.mdevctl_dir) }?);
     }
     out.mdevctl_debounce_ms = c.mdevctl_debounce_ms; // 0: the monitor's default
     out.receive_buffer_bytes = if c.receive_buffer_bytes == 0 { DEFAULT_RECEIVE_BUFFER } else { c.receive_buffer_bytes };
@@ -223,12 +267,12 @@ pub extern "C" fn nde_monitor_register(
         match (monitor_ref(mon), cb, name_ok) {
             (Some(m), Some(cb), true) => {
                 let ud = OpaquePtr(userdata);
-                let call = Box::new(move |dev: &Arc<Device>, event: nde_lifecycle| {
+                let call = Box::new(move |dev: &Arc<Device>, event: Lifecycle| {
                     let ud = ud;
                     // SAFETY: the caller's callback, its userdata, a live device.
-                    unsafe { cb(ud.0, Arc::as_ptr(dev) as *const nde_device, event) }
+                    unsafe { cb(ud.0, Arc::as_ptr(dev) as *const nde_device, event.into()) }
                 });
-                to_c(m.register(name, call, release))
+                to_c(m.register_id(name, call, release))
             }
             _ => {
                 if let Some(f) = release {
@@ -246,7 +290,7 @@ pub extern "C" fn nde_monitor_register(
 /// Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_int) -> c_int {
-    ffi_status!(monitor_ref(mon), |m| m.deregister(callback_id))
+    ffi_status!(monitor_ref(mon), |m| m.deregister_id(callback_id))
 }
 
 /// Starts monitoring: opens the netlink socket first, then queues the
@@ -268,7 +312,7 @@ pub extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
 /// or `NDE_ERR_WOULD_DEADLOCK` (from a callback, before initialization).
 #[no_mangle]
 pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
-    ffi_status!(monitor_ref(mon), |m| m.wait_initialized(timeout_ms))
+    ffi_status!(monitor_ref(mon), |m| m.wait_initialized(from_c_ms(timeout_ms)))
 }
 
 /// Returns once every uevent that the socket had received when the call
@@ -278,7 +322,7 @@ pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms
 /// `NDE_ERR_WOULD_DEADLOCK` (from a callback).
 #[no_mangle]
 pub extern "C" fn nde_monitor_settle(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
-    ffi_status!(monitor_ref(mon), |m| m.settle(timeout_ms))
+    ffi_status!(monitor_ref(mon), |m| m.settle(from_c_ms(timeout_ms)))
 }
 
 /// Number of devices in the table (0 for NULL).
@@ -296,10 +340,13 @@ pub extern "C" fn nde_monitor_device_count(mon: *mut nde_monitor) -> usize {
 pub extern "C" fn nde_monitor_foreach(mon: *mut nde_monitor, cb: nde_device_visit_fn, userdata: *mut c_void) -> c_int {
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (monitor_ref(mon), cb) {
-            (Some(m), Some(cb)) => m.foreach(|d| {
-                // SAFETY: the caller's visitor with a live device.
-                unsafe { cb(userdata, Arc::as_ptr(d) as *const nde_device) }
-            }),
+            (Some(m), Some(cb)) => {
+                let visit = |d: &Arc<Device>| {
+                    // SAFETY: the caller's visitor with a live device.
+                    unsafe { cb(userdata, Arc::as_ptr(d) as *const nde_device) }
+                };
+                m.snapshot().iter().map(visit).find(|&r| r != 0).unwrap_or(0)
+            }
             _ => nde_result::NDE_ERR_INVALID.code(),
         }
     })
@@ -352,7 +399,7 @@ pub extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_mon
 /// again), `NDE_ERR_WOULD_DEADLOCK` from a callback, or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_monitor_stop(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
-    ffi_status!(monitor_ref(mon), |m| m.stop(timeout_ms))
+    ffi_status!(monitor_ref(mon), |m| m.stop(from_c_ms(timeout_ms)))
 }
 
 /// Stops the monitor (waiting for ever) and releases it, with every

@@ -5,7 +5,8 @@ use std::ptr;
 use std::sync::Arc;
 
 use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
-use crate::pool::{nde_pool_key_stats, nde_pool_stats, Pool, PoolLimits, WorkerHook, WorkerHooks};
+pub use crate::pool::{nde_pool_key_stats, nde_pool_stats};
+use crate::pool::{Pool, PoolLimits, WorkerHook, WorkerHooks};
 use crate::result::nde_result;
 
 /// A pool of worker threads (opaque). Create with `nde_pool_new_full`,

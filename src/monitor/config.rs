@@ -18,6 +18,8 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 128 << 20;
 /// Monitor settings (the Rust side of `nde_monitor_config`).
 #[derive(Clone, Debug)]
 pub struct MonitorConfig {
+    /// `NDE_MONITOR_*` flags; 0 = the udev group when udevd runs, else
+    /// the kernel group.
     pub flags: u32,
     /// Thread names; default `nodedev`.
     pub name: String,

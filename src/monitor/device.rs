@@ -12,7 +12,7 @@
 //! `DRIVER` and `DEVPATH` are stored once as fields and answered by
 //! [`Device::property`] from there.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::CStr;
 use std::fmt;
 use std::sync::Arc;
 
@@ -78,7 +78,8 @@ pub struct DeviceFields<'a> {
 }
 
 /// An immutable device record. Shared as `Arc<Device>`: references handed
-/// out by lookups stay valid after the device left the table.
+/// out by lookups and callbacks stay valid after the device left the
+/// table. `Send + Sync`; no method blocks.
 pub struct Device {
     buf: Box<[u8]>,
 }
@@ -94,7 +95,7 @@ fn clean(s: &str) -> &[u8] {
 
 impl Device {
     /// Builds a record; `props` are stored in the given order.
-    pub fn new(f: &DeviceFields<'_>, props: &[(&str, &str)]) -> Arc<Device> {
+    pub(crate) fn new(f: &DeviceFields<'_>, props: &[(&str, &str)]) -> Arc<Device> {
         let mut len = HDR + f.name.len() + 1 + f.syspath.len() + 1 + f.subsystem.len() + 1 + f.parent.len() + 1;
         for o in [f.devtype, f.driver, f.devnode].into_iter().flatten() {
             len += o.len() + 1;
@@ -138,7 +139,7 @@ impl Device {
     }
 
     /// A copy with other flags, syspath or parent, same everything else.
-    pub fn with_changes(&self, syspath: Option<&str>, parent: Option<&str>, flags: u8, extra_props: &[(&str, &str)]) -> Arc<Device> {
+    pub(crate) fn with_changes(&self, syspath: Option<&str>, parent: Option<&str>, flags: u8, extra_props: &[(&str, &str)]) -> Arc<Device> {
         let mut props: Vec<(&str, &str)> = self.properties().filter(|(k, _)| !extra_props.iter().any(|(ek, _)| ek == k)).collect();
         props.extend_from_slice(extra_props);
         Device::new(
@@ -187,56 +188,63 @@ impl Device {
         }
     }
 
+    /// libvirt's name of the device (e.g. `pci_0000_00_1f_2`).
     pub fn name(&self) -> &str {
         self.str_at(HDR)
     }
-    pub fn name_c(&self) -> &CStr {
+    pub(crate) fn name_c(&self) -> &CStr {
         self.cstr_at(HDR)
     }
     /// `/sys/...`, or empty for a defined but inactive mdev.
     pub fn syspath(&self) -> &str {
         self.str_at(self.off(O_SYSPATH) as usize)
     }
-    pub fn syspath_c(&self) -> &CStr {
+    pub(crate) fn syspath_c(&self) -> &CStr {
         self.cstr_at(self.off(O_SYSPATH) as usize)
     }
+    /// The udev subsystem (`net`, `block`, `pci`, ...).
     pub fn subsystem(&self) -> &str {
         self.str_at(self.off(O_SUBSYSTEM) as usize)
     }
-    pub fn subsystem_c(&self) -> &CStr {
+    pub(crate) fn subsystem_c(&self) -> &CStr {
         self.cstr_at(self.off(O_SUBSYSTEM) as usize)
     }
+    /// The udev device type (`disk`, `usb_device`, ...), if any.
     pub fn devtype(&self) -> Option<&str> {
         self.opt_str(O_DEVTYPE)
     }
-    pub fn devtype_c(&self) -> Option<&CStr> {
+    pub(crate) fn devtype_c(&self) -> Option<&CStr> {
         self.opt(O_DEVTYPE)
     }
+    /// The bound driver, if any.
     pub fn driver(&self) -> Option<&str> {
         self.opt_str(O_DRIVER)
     }
-    pub fn driver_c(&self) -> Option<&CStr> {
+    pub(crate) fn driver_c(&self) -> Option<&CStr> {
         self.opt(O_DRIVER)
     }
+    /// The device node (`/dev/sda`), if any.
     pub fn devnode(&self) -> Option<&str> {
         self.opt_str(O_DEVNODE)
     }
-    pub fn devnode_c(&self) -> Option<&CStr> {
+    pub(crate) fn devnode_c(&self) -> Option<&CStr> {
         self.opt(O_DEVNODE)
     }
     /// Name of the parent device (`computer` at the top).
     pub fn parent(&self) -> &str {
         self.str_at(self.off(O_PARENT) as usize)
     }
-    pub fn parent_c(&self) -> &CStr {
+    pub(crate) fn parent_c(&self) -> &CStr {
         self.cstr_at(self.off(O_PARENT) as usize)
     }
+    /// What libvirt takes the device for.
     pub fn kind(&self) -> DeviceKind {
         KINDS[self.buf[KIND_AT] as usize]
     }
-    pub fn flags(&self) -> u8 {
+    pub(crate) fn flags(&self) -> u8 {
         self.buf[FLAGS_AT]
     }
+    /// True when mdevctl defines (persists) the device.
     pub fn is_persistent(&self) -> bool {
         self.flags() & FLAG_PERSISTENT != 0
     }
@@ -264,7 +272,7 @@ impl Device {
 
     /// A property's value as a C string (also `SUBSYSTEM`, `DEVTYPE`,
     /// `DRIVER`, `DEVPATH`, answered from the fields).
-    pub fn property_c(&self, key: &[u8]) -> Option<&CStr> {
+    pub(crate) fn property_c(&self, key: &[u8]) -> Option<&CStr> {
         match key {
             b"SUBSYSTEM" => return Some(self.subsystem_c()),
             b"DEVTYPE" => return self.devtype_c(),
@@ -279,23 +287,21 @@ impl Device {
         self.prop_pairs().find(|(k, _)| k.to_bytes() == key).map(|(_, v)| v)
     }
 
+    /// A udev property's value (also `SUBSYSTEM`, `DEVTYPE`, `DRIVER`,
+    /// `DEVPATH`, answered from the fields).
     pub fn property(&self, key: &str) -> Option<&str> {
         self.property_c(key.as_bytes()).map(|v| std::str::from_utf8(v.to_bytes()).unwrap_or(""))
     }
 
-    /// Raw C pointers for the FFI getters (valid while `self` lives).
-    pub fn name_ptr(&self) -> *const c_char {
-        self.name_c().as_ptr()
-    }
-
     /// Bytes owned by this record (arena + the record itself), without the
-    /// allocator's own overhead.
-    pub fn heap_bytes(&self) -> usize {
+    /// allocator's own overhead. (Its test bounds a record's size.)
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.buf.len() + std::mem::size_of::<Device>() + 2 * std::mem::size_of::<usize>()
     }
 
     /// True when both records carry the same content.
-    pub fn same_content(&self, other: &Device) -> bool {
+    pub(crate) fn same_content(&self, other: &Device) -> bool {
         self.buf == other.buf
     }
 }

@@ -53,10 +53,6 @@ impl Listeners {
         self.registry.clear(false);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.registry.is_empty()
-    }
-
     /// Panics caught inside listeners.
     pub fn panics(&self) -> usize {
         self.registry.caught_panics()
@@ -124,7 +120,7 @@ mod tests {
             &[],
         );
         let l2 = listeners.clone();
-        let worker = std::thread::spawn(move || l2.dispatch(&[(Lifecycle::NDE_LIFECYCLE_CREATED, dev)]));
+        let worker = std::thread::spawn(move || l2.dispatch(&[(Lifecycle::Created, dev)]));
         while !started.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::device::{Device, DeviceFields, FLAG_MDEV_ACTIVE, FLAG_PERSISTENT};
 use super::naming::{self, DeviceKind, ROOT_NAME};
 use super::sys;
-use super::table::{Changes, Table, CREATED, DEFINED, DELETED, UNDEFINED, UPDATED};
+use super::table::{Changes, Lifecycle, Table};
 
 /// One mdev as mdevctl describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,10 +245,10 @@ pub fn apply(table: &mut Table, defined: &[MdevEntry], active: &[MdevEntry], out
         if still_active {
             let n = d.with_changes(None, None, d.flags() & !FLAG_PERSISTENT, &[]);
             table.put(n.clone());
-            out.push((UNDEFINED, n));
+            out.push((Lifecycle::Undefined, n));
         } else {
             table.take(d.name());
-            out.push((UNDEFINED, d));
+            out.push((Lifecycle::Undefined, d));
         }
     }
     let mut upsert = |e: &MdevEntry, flag: u8, new_ev, out: &mut Changes| {
@@ -280,16 +280,16 @@ pub fn apply(table: &mut Table, defined: &[MdevEntry], active: &[MdevEntry], out
                     return;
                 }
                 table.put(n.clone());
-                let ev = if flag == FLAG_PERSISTENT && !old.is_persistent() { DEFINED } else { UPDATED };
+                let ev = if flag == FLAG_PERSISTENT && !old.is_persistent() { Lifecycle::Defined } else { Lifecycle::Updated };
                 out.push((ev, n));
             }
         }
     };
     for e in defined {
-        upsert(e, FLAG_PERSISTENT, DEFINED, out);
+        upsert(e, FLAG_PERSISTENT, Lifecycle::Defined, out);
     }
     for e in active {
-        upsert(e, FLAG_MDEV_ACTIVE, CREATED, out);
+        upsert(e, FLAG_MDEV_ACTIVE, Lifecycle::Created, out);
     }
     // Transient devices mdevctl reported active before and no longer does.
     let gone: Vec<Arc<Device>> = table
@@ -300,7 +300,7 @@ pub fn apply(table: &mut Table, defined: &[MdevEntry], active: &[MdevEntry], out
     for d in gone {
         if d.syspath().is_empty() && !d.is_persistent() {
             table.take(d.name());
-            out.push((DELETED, d));
+            out.push((Lifecycle::Deleted, d));
         } else {
             table.put(d.with_changes(None, None, d.flags() & !FLAG_MDEV_ACTIVE, &[]));
         }
@@ -338,7 +338,7 @@ mod tests {
         let mut out = Changes::new();
         let d = parse(DEFINED_JSON).unwrap();
         apply(&mut t, &d, &[], &mut out);
-        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![DEFINED, DEFINED]);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![Lifecycle::Defined, Lifecycle::Defined]);
         out.clear();
         apply(&mut t, &d, &[], &mut out);
         assert!(out.is_empty(), "unchanged: no events");
@@ -346,15 +346,15 @@ mod tests {
         d2[1].start = "manual".into();
         apply(&mut t, &d2[1..], &[], &mut out);
         let ev: Vec<_> = out.iter().map(|x| (x.0, x.1.name().to_owned())).collect();
-        assert_eq!(ev, vec![(UNDEFINED, d[0].name()), (UPDATED, d[1].name())]);
+        assert_eq!(ev, vec![(Lifecycle::Undefined, d[0].name()), (Lifecycle::Updated, d[1].name())]);
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(&d[1].name()).unwrap().property("MDEVCTL_START"), Some("manual"));
         out.clear();
         // active transient device appears then goes
         apply(&mut t, &d2[1..], &d[..1], &mut out);
-        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![CREATED]);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![Lifecycle::Created]);
         out.clear();
         apply(&mut t, &d2[1..], &[], &mut out);
-        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![DELETED]);
+        assert_eq!(out.iter().map(|x| x.0).collect::<Vec<_>>(), vec![Lifecycle::Deleted]);
     }
 }

@@ -17,39 +17,50 @@
 //! `listeners.rs`, `config.rs`, `stats.rs`, `log.rs`, `sys.rs` (syscalls).
 
 mod config;
-pub mod device;
-pub mod enumerate;
+pub(crate) mod device;
+mod enumerate;
 // Until the events restructuring of these two lands, their unsafe
 // operations inside `unsafe fn`s and their SAFETY comments are not checked.
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 mod handler;
-pub mod listeners;
-pub mod log;
+mod listeners;
+pub(crate) mod log;
 mod mac;
+// `pub` (inside this private module) only for `test_hooks`.
+#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
 pub mod mdevctl;
 mod mdevctl_watch;
-pub mod naming;
+#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+pub(crate) mod naming;
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
-pub mod reader;
-pub mod settle;
+mod reader;
+mod settle;
 mod stats;
 mod sys;
-pub mod table;
-pub mod udev_parse;
+#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+pub(crate) mod table;
+mod udev_parse;
+// `pub` (inside this private module) only for `test_hooks`.
+#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
 pub mod uevent;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
 
 pub use config::*;
 pub use device::Device;
 pub use listeners::{LifecycleCallback, OnRemove};
-pub use stats::{nde_monitor_stats, MonitorStats};
-pub use table::{nde_lifecycle, Lifecycle};
+pub use naming::DeviceKind;
+pub use stats::nde_monitor_stats;
+pub use stats::MonitorStats;
+pub use table::Lifecycle;
 
 use crate::events::Events;
+use crate::registration::Registration;
 use crate::result::{nde_result, Error};
-use crate::sync::{deadline_after, lock, wait_until};
+use crate::sync::{lock, wait_until};
+use crate::timeout::{deadline, to_c_ms};
 use handler::{RunState, Shared};
 use reader::{Group, Reader, ReaderConfig, ReaderShared};
 use settle::QueueLimits;
@@ -60,7 +71,18 @@ struct Threads {
     watcher: Option<mdevctl_watch::Watcher>,
 }
 
-/// The node-device monitor.
+/// The node-device monitor: the udev (or kernel) uevent reader, the
+/// mdevctl watch and the device table, over one ordered [`Events`] worker.
+///
+/// Ownership: the monitor owns its threads (reader, worker, mdevctl
+/// watch) and joins them in [`Monitor::stop`] or when dropped; devices it
+/// hands out are `Arc`s that stay valid after they leave the table.
+/// Threading: `Monitor` is `Send + Sync`; every method may be called from
+/// any thread. Lifecycle callbacks run on the worker thread, one at a
+/// time, in udev order. Blocking: `new`, `start`, the lookups and
+/// `snapshot` never wait for callbacks; `wait_initialized`, `settle` and
+/// `stop` do (bounded by their timeout) and return
+/// [`Error::NDE_ERR_WOULD_DEADLOCK`] from a callback instead.
 pub struct Monitor {
     shared: Arc<Shared>,
     events: Arc<Events>,
@@ -69,7 +91,10 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// A monitor that is not started yet.
+    /// A monitor that is not started yet (starts the events worker; the
+    /// reader starts with [`Monitor::start`]). `NDE_ERR_INVALID` for
+    /// unknown flags or both groups forced, `NDE_ERR_THREAD` when a thread
+    /// cannot be created.
     pub fn new(cfg: MonitorConfig) -> Result<Monitor, Error> {
         let known = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL;
         let both = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS;
@@ -104,29 +129,57 @@ impl Monitor {
         Ok(Monitor { shared, events, threads: Mutex::new(Threads { reader: None, watcher: None }), builtin_id })
     }
 
-    /// The monitor's events object (C drivers add raw handlers there).
+    /// The monitor's events object (borrowed: C drivers add raw handlers
+    /// there, which run after the built-in one that keeps the table).
     pub fn events(&self) -> &Arc<Events> {
         &self.events
     }
 
-    /// Id of the built-in handler on [`Monitor::events`].
-    pub fn builtin_handler_id(&self) -> i32 {
-        self.builtin_id
+    /// Adds a lifecycle listener for the device named `device_name`
+    /// (`None`: every device). It runs on the worker thread, in udev order:
+    /// `Created` for a new device (and, if registered before
+    /// [`Monitor::start`], for each device of the initial inventory),
+    /// `Updated`, `Deleted` (a rename is `Deleted` then `Created`),
+    /// `Defined` / `Undefined` for mdevctl's configuration. Never blocks.
+    ///
+    /// The listener stays registered while the returned handle lives (see
+    /// [`Registration`]); `on_remove` runs exactly once when it is
+    /// released (also before this returns, if it fails).
+    pub fn register(
+        &self,
+        device_name: Option<&str>,
+        cb: LifecycleCallback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<Registration, Error> {
+        let id = self.register_id(device_name, cb, on_remove)?;
+        let (shared, events) = (Arc::downgrade(&self.shared), Arc::downgrade(&self.events));
+        Ok(Registration::new(move || match (shared.upgrade(), events.upgrade()) {
+            (Some(shared), Some(events)) => shared.listeners.deregister(id, events.on_worker()),
+            _ => Ok(()), // the monitor is gone and released every listener
+        }))
     }
 
-    /// Adds a lifecycle listener for one device name (None = all).
-    pub fn register(&self, device_name: Option<&str>, cb: LifecycleCallback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+    /// [`Monitor::register`] for the C API: the listener's id.
+    pub(crate) fn register_id(
+        &self,
+        device_name: Option<&str>,
+        cb: LifecycleCallback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<i32, Error> {
         self.shared.listeners.register(device_name, cb, on_remove)
     }
 
-    /// Removes a lifecycle listener (see `listeners.rs` for the promises).
-    pub fn deregister(&self, id: i32) -> Result<(), Error> {
+    /// Removes listener `id` (C API; the promises of
+    /// [`Registration::deregister`]).
+    pub(crate) fn deregister_id(&self, id: i32) -> Result<(), Error> {
         self.shared.listeners.deregister(id, self.events.on_worker())
     }
 
     /// Opens the netlink monitor, **then** queues INIT (enumeration), then
-    /// starts the reader and the mdevctl watch. Every error path releases
-    /// what it opened.
+    /// starts the reader and the mdevctl watch; returns at once. Every
+    /// error path releases what it opened. `NDE_ERR_INVALID` when already
+    /// started, `NDE_ERR_STOPPED` after stop, `NDE_ERR_OS` when the socket
+    /// cannot be opened, `NDE_ERR_THREAD`.
     pub fn start(&self) -> Result<(), Error> {
         let sh = &self.shared;
         {
@@ -182,10 +235,13 @@ impl Monitor {
         Ok(())
     }
 
-    /// Waits until INIT was handled (`timeout_ms < 0`: for ever).
-    pub fn wait_initialized(&self, timeout_ms: i32) -> Result<(), Error> {
+    /// Blocks until the initial inventory was handled (`timeout` `None`:
+    /// for ever). `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED` (stopped, or start
+    /// failed, first), `NDE_ERR_WOULD_DEADLOCK` from a callback before
+    /// initialization.
+    pub fn wait_initialized(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let on_worker = self.events.on_worker();
-        let deadline = deadline_after(timeout_ms);
+        let deadline = deadline(timeout);
         let mut r = lock(&self.shared.run);
         loop {
             if r.initialized {
@@ -205,9 +261,12 @@ impl Monitor {
         }
     }
 
-    /// Returns once every uevent the socket had received when the call
-    /// began has been handled and its callbacks returned.
-    pub fn settle(&self, timeout_ms: i32) -> Result<(), Error> {
+    /// Blocks until every uevent the socket had received when the call
+    /// began has been handled and its callbacks returned (`timeout` `None`:
+    /// for ever). `Ok` at once before start; `NDE_ERR_STOPPED` after stop
+    /// or once the events object was shut down; `NDE_ERR_TIMEOUT`;
+    /// `NDE_ERR_WOULD_DEADLOCK` from a callback.
+    pub fn settle(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.events.on_worker() {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
@@ -223,38 +282,39 @@ impl Monitor {
         }
         let (reader, events) = (&self.shared.reader, &self.events);
         // A caller that shut the monitor's events object down gets STOPPED.
-        reader.progress.settle(deadline_after(timeout_ms), &|| reader.wake_reader(), &|| events.is_stopping())
+        reader.progress.settle(deadline(timeout), &|| reader.wake_reader(), &|| events.is_stopping())
     }
 
+    /// Number of devices in the table now. Never blocks on callbacks.
     pub fn device_count(&self) -> usize {
         self.shared.read_table().len()
     }
 
-    /// A consistent snapshot of every device.
+    /// Every device of the table, one consistent snapshot (iterate it;
+    /// the devices stay valid after they leave the table). Never blocks on
+    /// callbacks; may be called from a callback.
     pub fn snapshot(&self) -> Vec<Arc<Device>> {
         self.shared.read_table().iter().cloned().collect()
     }
 
-    /// Calls `f` for each device of a consistent snapshot until it returns
-    /// a non-zero value, which is returned (0 when all were visited).
-    pub fn foreach(&self, mut f: impl FnMut(&Arc<Device>) -> i32) -> i32 {
-        self.snapshot().iter().map(&mut f).find(|&r| r != 0).unwrap_or(0)
-    }
-
+    /// The device libvirt names `name` (e.g. `"computer"`,
+    /// `"net_lo_00_00_00_00_00_00"`), if it is in the table.
     pub fn lookup(&self, name: &str) -> Option<Arc<Device>> {
         self.shared.read_table().get(name).cloned()
     }
 
+    /// The device at `syspath` (`/sys/devices/...`), if it is in the table.
     pub fn lookup_by_syspath(&self, syspath: &str) -> Option<Arc<Device>> {
         self.shared.read_table().get_by_syspath(syspath).cloned()
     }
 
     /// Stops the reader, the mdevctl watch and the timers, joins them and
     /// the worker, discards queued events (every `udev_device` reference is
-    /// released). A long enumeration or mdevctl run is cut short. From the
-    /// worker: `NDE_ERR_WOULD_DEADLOCK`. `NDE_ERR_TIMEOUT` when a callback
-    /// is still running: safe to call again.
-    pub fn stop(&self, timeout_ms: i32) -> Result<(), Error> {
+    /// released). A long enumeration or mdevctl run is cut short. Blocks
+    /// until a running callback returns (`timeout` `None`: for ever);
+    /// `NDE_ERR_TIMEOUT` when it is still running (safe to call again);
+    /// from a callback: `NDE_ERR_WOULD_DEADLOCK`. The table stays readable.
+    pub fn stop(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.events.on_worker() {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
@@ -270,7 +330,7 @@ impl Monitor {
         if let Some(r) = th.reader.as_mut() {
             r.stop();
         }
-        self.events.shutdown_wait(timeout_ms)?;
+        self.events.shutdown_wait(to_c_ms(timeout))?;
         self.shared.reader.drop_batches();
         // The worker is gone: no event can refer to the context any more.
         th.reader = None;
@@ -294,7 +354,7 @@ impl Drop for Monitor {
             self.shared.listeners.clear_on_worker();
             return;
         }
-        let _ = self.stop(-1);
+        let _ = self.stop(None);
         let _ = self.events.deregister(self.builtin_id);
         self.shared.listeners.clear();
     }

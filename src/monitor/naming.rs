@@ -26,25 +26,45 @@
 /// can produce).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
+    /// The root device, `computer`.
     System,
+    /// A PCI function.
     PciDev,
+    /// A USB device.
     UsbDev,
+    /// A USB interface.
     UsbInterface,
+    /// A network interface.
     Net,
+    /// A SCSI host adapter.
     ScsiHost,
+    /// A SCSI target.
     ScsiTarget,
+    /// A SCSI device (LUN).
     Scsi,
+    /// A disk or other block storage device.
     Storage,
+    /// A SCSI generic (`sg`) device.
     ScsiGeneric,
+    /// A DRM (graphics) device.
     Drm,
+    /// A mediated device (vfio-mdev).
     Mdev,
+    /// An s390 CCW device.
     CcwDev,
+    /// An s390 channel subsystem device.
     CssDev,
+    /// A vDPA device.
     Vdpa,
+    /// An s390 AP card.
     ApCard,
+    /// An s390 AP queue.
     ApQueue,
+    /// The s390 AP matrix (`ap_matrix`).
     ApMatrix,
+    /// An mtty sample mediated-device parent.
     Mtty,
+    /// An s390 qeth network device.
     Qeth,
 }
 

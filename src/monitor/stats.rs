@@ -36,7 +36,7 @@ pub struct nde_monitor_stats {
     pub fast_path: u64,
 }
 
-/// The Rust name of [`nde_monitor_stats`].
+/// The Rust name of [`nde_monitor_stats`](crate::ffi::monitor::nde_monitor_stats).
 pub type MonitorStats = nde_monitor_stats;
 
 impl super::Monitor {

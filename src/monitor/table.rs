@@ -25,25 +25,22 @@ use std::sync::Arc;
 use super::device::{Device, DeviceFields, FLAG_MDEV_ACTIVE, FLAG_PERSISTENT};
 use super::naming::{self, DeviceKind, ROOT_NAME};
 
-/// Lifecycle events (libvirt's values, plus UPDATED for its separate
-/// UPDATE event id).
-#[repr(C)]
-#[allow(non_camel_case_types)]
+/// What happened to a device: libvirt's node-device lifecycle events, plus
+/// `Updated` for libvirt's separate update event. (C: `nde_lifecycle`.)
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum nde_lifecycle {
-    NDE_LIFECYCLE_CREATED = 0,
-    NDE_LIFECYCLE_DELETED = 1,
-    NDE_LIFECYCLE_DEFINED = 2,
-    NDE_LIFECYCLE_UNDEFINED = 3,
-    NDE_LIFECYCLE_UPDATED = 4,
+pub enum Lifecycle {
+    /// A new device: added, or (for an mdev) started.
+    Created,
+    /// The device left the table (removed, or renamed: then `Created`
+    /// of the new name follows).
+    Deleted,
+    /// mdevctl now defines (persists) the mediated device.
+    Defined,
+    /// mdevctl no longer defines the mediated device.
+    Undefined,
+    /// A known device was added again or changed.
+    Updated,
 }
-
-/// Short Rust name.
-pub type Lifecycle = nde_lifecycle;
-pub use nde_lifecycle::{
-    NDE_LIFECYCLE_CREATED as CREATED, NDE_LIFECYCLE_DEFINED as DEFINED, NDE_LIFECYCLE_DELETED as DELETED,
-    NDE_LIFECYCLE_UNDEFINED as UNDEFINED, NDE_LIFECYCLE_UPDATED as UPDATED,
-};
 
 /// Events produced by one table operation, in order.
 pub type Changes = Vec<(Lifecycle, Arc<Device>)>;
@@ -278,7 +275,7 @@ impl Table {
         match self.get(d.name()).cloned() {
             None => {
                 self.insert_raw(d.clone());
-                out.push((CREATED, d));
+                out.push((Lifecycle::Created, d));
             }
             Some(old) => {
                 // Keep what mdevctl told us about the device.
@@ -293,7 +290,7 @@ impl Table {
                     self.remove_raw(&old);
                 }
                 self.insert_raw(d.clone());
-                out.push((if was_inactive { CREATED } else { UPDATED }, d));
+                out.push((if was_inactive { Lifecycle::Created } else { Lifecycle::Updated }, d));
             }
         }
     }
@@ -319,7 +316,7 @@ impl Table {
             let keep = old.with_changes(Some(""), None, old.flags() & !FLAG_MDEV_ACTIVE, &[]);
             self.insert_raw(keep);
         }
-        out.push((DELETED, old.clone()));
+        out.push((Lifecycle::Deleted, old.clone()));
     }
 
     /// move: DELETED of `old_syspath` (if known), then the add of the new.
@@ -349,7 +346,9 @@ impl Table {
     /// Builds a table from records in enumeration order (parents first is
     /// best; a child before its parent hangs under `computer`, as libvirt).
     /// Returns the table and the kept devices in order. Linear.
-    /// `stop` is polled between records; a true return ends early.
+    /// `stop` is polled between records; a true return ends early. (For the
+    /// scale test: the monitor enumerates through `push_enumerated`.)
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn build<'a, I>(specs: I, capacity: usize, stop: &dyn Fn() -> bool) -> (Table, Vec<Arc<Device>>)
     where
         I: IntoIterator<Item = DeviceSpec<'a>>,
@@ -393,7 +392,7 @@ impl Table {
     pub fn sync_to(&mut self, fresh: Table, order: Vec<Arc<Device>>, out: &mut Changes) {
         if self.is_empty() {
             *self = fresh;
-            out.extend(order.into_iter().map(|d| (CREATED, d)));
+            out.extend(order.into_iter().map(|d| (Lifecycle::Created, d)));
             return;
         }
         let gone: Vec<Arc<Device>> = self
@@ -430,14 +429,8 @@ impl Table {
                 &[],
             );
             self.insert_raw(d.clone());
-            out.push((CREATED, d));
+            out.push((Lifecycle::Created, d));
         }
-    }
-
-    /// Heap bytes held by the two indexes (without the records).
-    pub fn index_bytes(&self) -> usize {
-        // hashbrown: one pointer plus one control byte per bucket.
-        (self.by_name.capacity() + self.by_syspath.capacity()) * (std::mem::size_of::<usize>() + 1) * 8 / 7
     }
 }
 
@@ -479,13 +472,13 @@ mod tests {
         let ev: Vec<_> = out.drain(..).map(|(e, d)| (e, d.name().to_owned())).collect();
         assert_eq!(
             ev,
-            vec![(CREATED, "computer".into()), (CREATED, "pci_0000_00_03_0".into()), (CREATED, "net_eth0".into())]
+            vec![(Lifecycle::Created, "computer".into()), (Lifecycle::Created, "pci_0000_00_03_0".into()), (Lifecycle::Created, "net_eth0".into())]
         );
         assert_eq!(t.get("net_eth0").unwrap().parent(), "pci_0000_00_03_0");
         assert_eq!(t.get("pci_0000_00_03_0").unwrap().parent(), "computer");
         // change of a known device: UPDATED
         t.add_or_change(&net("/sys/devices/pci0000:00/0000:00:03.0/virtio0/net/eth0"), &mut out);
-        assert_eq!(out.drain(..).map(|x| x.0).collect::<Vec<_>>(), vec![UPDATED]);
+        assert_eq!(out.drain(..).map(|x| x.0).collect::<Vec<_>>(), vec![Lifecycle::Updated]);
         // unknown type: ignored
         t.add_or_change(&DeviceSpec { syspath: "/sys/devices/platform/x", subsystem: Some("platform"), ..Default::default() }, &mut out);
         assert!(out.is_empty());
@@ -496,13 +489,13 @@ mod tests {
             &mut out,
         );
         let ev: Vec<_> = out.drain(..).map(|(e, d)| (e, d.name().to_owned())).collect();
-        assert_eq!(ev, vec![(DELETED, "net_eth0".into()), (CREATED, "net_eth1".into())]);
+        assert_eq!(ev, vec![(Lifecycle::Deleted, "net_eth0".into()), (Lifecycle::Created, "net_eth1".into())]);
         // remove of an unknown syspath: nothing
         t.remove("/sys/devices/none", &mut out);
         assert!(out.is_empty());
         let held = t.get("net_eth1").unwrap().clone();
         t.remove("/sys/devices/pci0000:00/0000:00:03.0/virtio0/net/eth1", &mut out);
-        assert_eq!(out.drain(..).map(|x| x.0).collect::<Vec<_>>(), vec![DELETED]);
+        assert_eq!(out.drain(..).map(|x| x.0).collect::<Vec<_>>(), vec![Lifecycle::Deleted]);
         assert_eq!(held.name(), "net_eth1"); // references outlive removal
         assert_eq!(t.len(), 2);
         assert!(t.get_by_syspath("/sys/devices/pci0000:00/0000:00:03.0/virtio0/net/eth1").is_none());
@@ -521,9 +514,9 @@ mod tests {
         assert_eq!(
             ev,
             vec![
-                (CREATED, "net_a0_02_00_00_00_00_01".into()),
-                (DELETED, "net_a0_02_00_00_00_00_01".into()),
-                (CREATED, "net_a0_02_00_00_00_00_02".into())
+                (Lifecycle::Created, "net_a0_02_00_00_00_00_01".into()),
+                (Lifecycle::Deleted, "net_a0_02_00_00_00_00_01".into()),
+                (Lifecycle::Created, "net_a0_02_00_00_00_00_02".into())
             ]
         );
         assert_eq!(t.len(), 1);
@@ -547,7 +540,7 @@ mod tests {
         t.sync_to(f, o, &mut out);
         let mut ev: Vec<_> = out.drain(..).map(|(e, d)| (e, d.name().to_owned())).collect();
         ev.sort_by(|a, b| a.1.cmp(&b.1));
-        assert_eq!(ev, vec![(DELETED, "net_v0".into()), (UPDATED, "net_v1".into()), (CREATED, "net_v10".into())]);
+        assert_eq!(ev, vec![(Lifecycle::Deleted, "net_v0".into()), (Lifecycle::Updated, "net_v1".into()), (Lifecycle::Created, "net_v10".into())]);
         assert_eq!(t.len(), 10);
     }
 
@@ -576,12 +569,12 @@ mod tests {
             ..Default::default()
         };
         t.add_or_change(&spec, &mut out);
-        assert_eq!(out[0].0, CREATED);
+        assert_eq!(out[0].0, Lifecycle::Created);
         assert!(out[0].1.is_persistent());
         assert_eq!(out[0].1.property("MDEVCTL_TYPE"), Some("i915-GVTg_V5_4"));
         out.clear();
         t.remove("/sys/devices/pci0000:00/0000:00:02.0/u", &mut out);
-        assert_eq!(out[0].0, DELETED);
+        assert_eq!(out[0].0, Lifecycle::Deleted);
         let kept = t.get("mdev_u_0000_00_02_0").unwrap();
         assert_eq!(kept.syspath(), "");
         assert!(kept.is_persistent());

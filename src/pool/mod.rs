@@ -50,8 +50,11 @@ pub type PoolStats = nde_pool_stats;
 /// Sizes of a pool, libvirt's three parameters.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PoolLimits {
+    /// Ordinary workers started at once and kept while idle.
     pub min_workers: usize,
+    /// Most ordinary workers (grown on demand).
     pub max_workers: usize,
+    /// Workers that run only priority jobs.
     pub prio_workers: usize,
 }
 
@@ -69,7 +72,9 @@ pub type WorkerHook = Box<dyn Fn(bool) + Send + Sync + 'static>;
 /// `caught_panics`.
 #[derive(Default)]
 pub struct WorkerHooks {
+    /// Runs on each new worker before its first job.
     pub on_start: Option<WorkerHook>,
+    /// Runs on each worker right before it exits.
     pub on_stop: Option<WorkerHook>,
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use nodedev_events::monitor::{Device, Lifecycle, Monitor};
+use nodedev_events::{Device, Lifecycle, Monitor, Registration};
 
 pub const CHILD_ENV: &str = "NDE_MONITOR_TEST_CHILD";
 
@@ -247,7 +247,14 @@ pub struct Recorder {
 type Record = (Lifecycle, String, Arc<Device>);
 
 impl Recorder {
-    pub fn attach(&self, mon: &Monitor, name: Option<&str>) -> i32 {
+    /// Records what `mon` reports (for `name`, or every device) for the
+    /// monitor's whole life.
+    pub fn attach(&self, mon: &Monitor, name: Option<&str>) {
+        self.attach_handle(mon, name).forget()
+    }
+
+    /// [`Recorder::attach`] until the returned handle is dropped.
+    pub fn attach_handle(&self, mon: &Monitor, name: Option<&str>) -> Registration {
         let r = self.clone();
         mon.register(
             name,
@@ -311,5 +318,5 @@ pub fn mac_of(ifname: &str) -> String {
 
 /// libvirt's name of a net device with this MAC.
 pub fn net_name(ifname: &str, mac: &str) -> String {
-    nodedev_events::monitor::naming::generate_name("net", ifname, Some(mac))
+    nodedev_events::test_hooks::generate_name("net", ifname, Some(mac))
 }
