@@ -2,21 +2,19 @@
 //!
 //! As libvirt: every subsystem except `acpi`, `tty`, `vc` and `i2c` (those
 //! are enumerated when a subsystem filter names them), one
-//! `udev_device_new_from_syspath` per entry, linear (the parent of each
+//! device made from its syspath per entry, linear (the parent of each
 //! device is found through the table's syspath index). The sysfs scan is
 //! our own (the same directories libudev's enumerator reads), so that the
 //! `stop` check, made between directories and between devices, lets
 //! `stop` end even a huge enumeration at once.
 
-use std::ffi::CString;
+use std::path::Path;
 use std::sync::Arc;
 
-use udev::ffi;
-
 use super::device::Device;
-use super::table::Table;
 use super::mac;
-use super::udev_parse::spec_from_device;
+use super::table::Table;
+use super::udev_parse::{spec_from_udev, PropertyText};
 
 /// Subsystems libvirt leaves out of its enumeration.
 pub const SKIPPED: [&str; 4] = ["acpi", "tty", "vc", "i2c"];
@@ -107,42 +105,31 @@ pub fn join_lexically(base: &str, rel: &str) -> String {
     out
 }
 
-/// Enumerates the devices `udev` sees (filtered by `subsystems` if given)
-/// into a new table; returns it and the kept devices in enumeration order.
-///
-/// # Safety
-/// `udev` is a live context used by this thread only for the call.
-pub unsafe fn enumerate(
-    udev: *mut ffi::udev,
-    subsystems: Option<&[String]>,
-    stop: &dyn Fn() -> bool,
-) -> Result<(Table, Vec<Arc<Device>>), EnumError> {
+/// Enumerates the devices (filtered by `subsystems` if given) into a new
+/// table; returns it and the kept devices in enumeration order. Runs on
+/// the events worker with a libudev context of its own: no object it
+/// makes reaches C, so the `udev` crate's safe types do the job.
+pub fn enumerate(subsystems: Option<&[String]>, stop: &dyn Fn() -> bool) -> Result<(Table, Vec<Arc<Device>>), EnumError> {
     let paths = scan(subsystems, stop)?;
+    let udev = udev::Udev::new().map_err(|e| EnumError::Os(e.raw_os_error().unwrap_or(libc::ENOMEM)))?;
     let mut table = Table::with_capacity(paths.len());
     let mut order = Vec::with_capacity(paths.len());
     let mut mac = String::new();
+    let mut text = PropertyText::default();
     for p in &paths {
         if stop() {
             return Err(EnumError::Stopped);
         }
-        let Ok(c) = CString::new(p.as_str()) else { continue };
-        // SAFETY: `udev` is live and ours for the call (the caller's
-        // promise); `c` is NUL-terminated.
-        let dev = unsafe { ffi::udev_device_new_from_syspath(udev, c.as_ptr()) };
-        if dev.is_null() {
+        let Ok(dev) = udev::Device::from_syspath_with_context(udev.clone(), Path::new(p)) else {
             continue; // vanished between the scan and now
-        }
-        // SAFETY: `dev` was made above, is used by this thread only and
-        // outlives `spec` (unreferenced after it).
-        if let Some(mut spec) = unsafe { spec_from_device(dev) } {
+        };
+        if let Some(mut spec) = spec_from_udev(&dev, &mut text) {
             if spec.subsystem == Some("net") && mac::read_sysfs(spec.syspath, &mut mac) {
                 spec.mac = Some(&mac);
                 spec.props.push(("ADDRESS", &mac));
             }
             table.push_enumerated(&spec, &mut order);
         }
-        // SAFETY: the reference made above; nothing borrows from it now.
-        unsafe { ffi::udev_device_unref(dev) };
     }
     Ok((table, order))
 }

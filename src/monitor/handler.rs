@@ -116,27 +116,16 @@ fn finish(sh: &Shared, ev: Option<&Events>, out: &Changes, from_udev: bool) {
     }
 }
 
-fn handle_init(sh: &Shared, udev: *mut ffi::udev, out: &mut Changes) {
+/// `_udev`, the event's libudev context, is for C handlers: the
+/// enumeration makes its own.
+fn handle_init(sh: &Shared, _udev: *mut ffi::udev, out: &mut Changes) {
     let n = sh.inits.fetch_add(1, Ordering::SeqCst);
     if n > 0 {
         sh.resyncs.fetch_add(1, Ordering::Relaxed);
     }
     sh.reader.resync_pending.store(false, Ordering::SeqCst);
-    // SAFETY: a context owned by the event (or our own when a C caller sent
-    // INIT without one), used by this thread only during the call.
-    let own = udev.is_null().then(|| unsafe { ffi::udev_new() });
-    let u = own.unwrap_or(udev);
     let stopping = sh.stopping.clone();
-    let r = if u.is_null() {
-        Err(enumerate::EnumError::Os(libc::ENOMEM))
-    } else {
-        // SAFETY: see above.
-        unsafe { enumerate::enumerate(u, sh.cfg.subsystems.as_deref(), &move || stopping.load(Ordering::Relaxed)) }
-    };
-    if let Some(o) = own.filter(|o| !o.is_null()) {
-        // SAFETY: made above.
-        unsafe { ffi::udev_unref(o) };
-    }
+    let r = enumerate::enumerate(sh.cfg.subsystems.as_deref(), &move || stopping.load(Ordering::Relaxed));
     let mut t = sh.table.write().unwrap_or_else(|p| p.into_inner());
     t.ensure_root(out);
     match r {

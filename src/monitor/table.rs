@@ -19,7 +19,7 @@
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::device::{Device, DeviceFields, FLAG_MDEV_ACTIVE, FLAG_PERSISTENT};
@@ -72,53 +72,10 @@ pub fn is_event_key(key: &str) -> bool {
     matches!(key, "ACTION" | "SEQNUM" | "DEVPATH" | "DEVPATH_OLD" | "SUBSYSTEM" | "DEVTYPE" | "DRIVER")
 }
 
-/// A small, fast, non-cryptographic hasher (FxHash). Keys are sysfs paths
-/// and device names that only root can inject.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(SEED);
-    }
-}
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut c = bytes.chunks_exact(8);
-        for w in &mut c {
-            self.add(u64::from_le_bytes(w.try_into().unwrap()));
-        }
-        let r = c.remainder();
-        if !r.is_empty() {
-            let mut b = [0u8; 8];
-            b[..r.len()].copy_from_slice(r);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64)
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64)
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        // murmur3's fmix64: Fx alone leaves the low bits (hashbrown's
-        // bucket index) depending only on the low bits of each word, so
-        // paths that differ in a few middle bytes would all collide.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-type Fx = BuildHasherDefault<FxHasher>;
+/// The indexes' hasher: rustc-hash's FxHash, fast on short strings and
+/// not DoS-resistant, which is fine: keys are sysfs paths and device names
+/// that only root can inject.
+type Fx = rustc_hash::FxBuildHasher;
 
 struct ByName(Arc<Device>);
 impl Hash for ByName {

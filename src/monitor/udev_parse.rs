@@ -1,6 +1,7 @@
-//! Reading a libudev `struct udev_device` into a [`DeviceSpec`].
+//! Reading a libudev device into a [`DeviceSpec`]: a raw `struct
+//! udev_device *` (the raw path, whose pointer also reaches C handlers) or
+//! the `udev` crate's safe `Device` (enumeration).
 //!
-//! The only place (with `reader.rs` and `enumerate.rs`) that calls libudev.
 //! Strings are borrowed from the device, which must outlive the spec.
 //! Non-UTF-8 keys or values are skipped (a syspath or subsystem that is not
 //! UTF-8 makes the device unusable: `None`).
@@ -9,7 +10,8 @@
 //! `udev_device_get_driver`: for a received device without a `DRIVER`
 //! property libudev would go and read the sysfs `driver` link.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, OsStr};
+use std::path::Path;
 
 use udev::ffi;
 
@@ -49,6 +51,59 @@ pub unsafe fn property<'a>(dev: *mut ffi::udev_device, key: &CStr) -> Option<&'a
     unsafe { cstr(ffi::udev_device_get_property_value(dev, key.as_ptr())) }
 }
 
+/// The most properties read from one device (hostile lists are cut).
+const MAX_PROPERTIES: usize = 4096;
+
+/// Files property `key` = `value` into `spec`: `DRIVER` is a field, the
+/// keys of an event (not of the device) are left out.
+fn add_property<'a>(spec: &mut DeviceSpec<'a>, key: &'a str, value: &'a str) {
+    if key == "DRIVER" {
+        spec.driver = Some(value);
+    } else if !is_event_key(key) {
+        spec.props.push((key, value));
+    }
+}
+
+/// Reused text of one device's properties: the `udev` crate lends a
+/// property's name and value only while its list entry lives, so they are
+/// copied here (one buffer for all devices of an enumeration).
+#[derive(Default)]
+pub struct PropertyText {
+    text: String,
+    ends: Vec<(usize, usize)>,
+}
+
+/// Fills a spec from a safe `udev::Device` (without `mac`, see `mac.rs`);
+/// property names and values are copied into `text`.
+pub fn spec_from_udev<'a>(dev: &'a udev::Device, text: &'a mut PropertyText) -> Option<DeviceSpec<'a>> {
+    let mut spec = DeviceSpec {
+        syspath: dev.syspath().to_str()?,
+        subsystem: dev.subsystem().and_then(OsStr::to_str),
+        devtype: dev.devtype().and_then(OsStr::to_str),
+        driver: None,
+        devnode: dev.devnode().and_then(Path::to_str),
+        mac: None,
+        props: Vec::with_capacity(16),
+    };
+    text.text.clear();
+    text.ends.clear();
+    for entry in dev.properties().take(MAX_PROPERTIES) {
+        if let (Some(k), Some(v)) = (entry.name().to_str(), entry.value().to_str()) {
+            text.text.push_str(k);
+            let key_end = text.text.len();
+            text.text.push_str(v);
+            text.ends.push((key_end, text.text.len()));
+        }
+    }
+    let text: &'a PropertyText = text;
+    let mut start = 0;
+    for &(key_end, end) in &text.ends {
+        add_property(&mut spec, &text.text[start..key_end], &text.text[key_end..end]);
+        start = end;
+    }
+    Some(spec)
+}
+
 /// Fills a spec from `dev` (without `mac`, see `mac.rs`).
 ///
 /// # Safety
@@ -75,7 +130,7 @@ pub unsafe fn spec_from_device<'a>(dev: *mut ffi::udev_device) -> Option<DeviceS
     let mut n = 0usize;
     while !e.is_null() {
         n += 1;
-        if n > 4096 {
+        if n > MAX_PROPERTIES {
             break; // hostile property lists: keep a sane bound
         }
         // SAFETY: `e` is a non-NULL entry of the device's list (see above).
@@ -83,14 +138,31 @@ pub unsafe fn spec_from_device<'a>(dev: *mut ffi::udev_device) -> Option<DeviceS
         // SAFETY: as for the name.
         let v = unsafe { cstr(ffi::udev_list_entry_get_value(e)) };
         if let (Some(k), Some(v)) = (k, v) {
-            if k == "DRIVER" {
-                spec.driver = Some(v);
-            } else if !is_event_key(k) {
-                spec.props.push((k, v));
-            }
+            add_property(&mut spec, k, v);
         }
         // SAFETY: as for the name.
         e = unsafe { ffi::udev_list_entry_get_next(e) };
     }
     Some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use udev::AsRawWithContext;
+
+    /// Enumeration (the crate's safe device) and the raw path (a
+    /// `struct udev_device *`) read the same device into the same spec.
+    #[test]
+    fn the_safe_and_the_raw_readers_agree() {
+        let dev = udev::Device::from_syspath(Path::new("/sys/devices/virtual/net/lo")).expect("lo exists");
+        let mut text = PropertyText::default();
+        let safe = spec_from_udev(&dev, &mut text).expect("a usable device");
+        // SAFETY: the crate's live device, used by this thread only, and
+        // outliving `raw`.
+        let raw = unsafe { spec_from_device(dev.as_raw()) }.expect("a usable device");
+        assert_eq!(format!("{safe:?}"), format!("{raw:?}"));
+        assert_eq!(safe.subsystem, Some("net"));
+        assert!(safe.props.iter().any(|&(k, v)| k == "INTERFACE" && v == "lo"), "{safe:?}");
+    }
 }
