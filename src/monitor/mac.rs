@@ -58,3 +58,44 @@ pub fn known(table: &Table, syspath: &str, out: &mut String) -> bool {
     }
     !out.is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::FileFailurePersistence;
+
+    use super::read_sysfs;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 200,
+            failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever the `address` attribute holds (not UTF-8, empty, huge,
+        /// blanks): its trimmed text when there is one, else false.
+        #[test]
+        fn sysfs_address_read_takes_any_content(content in prop::collection::vec(any::<u8>(), 0..300), blanks in "[ \n\t]{0,3}") {
+            let dir = std::env::temp_dir().join(format!("nde-mac-{}-{:?}", std::process::id(), std::thread::current().id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut bytes = content.clone();
+            bytes.extend(blanks.as_bytes());
+            std::fs::write(dir.join("address"), &bytes).unwrap();
+            let mut out = String::from("stale");
+            let found = read_sysfs(dir.to_str().unwrap(), &mut out);
+            std::fs::remove_dir_all(&dir).unwrap();
+            match std::str::from_utf8(&bytes) {
+                Ok(s) if !s.trim().is_empty() => prop_assert!(found && out == s.trim()),
+                _ => prop_assert!(!found && out.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn sysfs_address_of_a_missing_device_is_false() {
+        let mut out = String::from("stale");
+        assert!(!read_sysfs("/sys/class/net/nde-no-such-device", &mut out));
+        assert!(out.is_empty());
+    }
+}

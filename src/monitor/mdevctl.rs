@@ -308,6 +308,10 @@ pub fn apply(table: &mut Table, defined: &[MdevEntry], active: &[MdevEntry], out
 }
 
 #[cfg(test)]
+#[path = "mdevctl_proptest.rs"]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
