@@ -463,6 +463,110 @@ static void settle_child(void)
     nde_monitor_free(mon);
 }
 
+/* ---- issue 12 item 8: a NULL UDEV event from a C user is only C data ------- */
+
+static gate null_gate;
+static pthread_mutex_t null_order_lock = PTHREAD_MUTEX_INITIALIZER;
+static char null_order[16];
+static atomic_int null_udev_seen, null_udev_nonnull;
+
+static void null_note(char c)
+{
+    pthread_mutex_lock(&null_order_lock);
+    size_t n = strlen(null_order);
+    if (n + 1 < sizeof null_order)
+        null_order[n] = c;
+    pthread_mutex_unlock(&null_order_lock);
+}
+
+/* MDEVCTL_CONFIG_CHANGED (mdevctl is off: only this handler acts on it):
+ * data 1 holds the worker at the gate, data 2 notes 'B'. */
+static void null_on_mdev(void *userdata, nde_event_type type, void *data)
+{
+    (void)userdata;
+    (void)type;
+    if (data == (void *)1)
+        gate_pass(&null_gate);
+    else
+        null_note('B');
+}
+
+static void null_on_lifecycle(void *userdata, const nde_device *dev, nde_lifecycle event)
+{
+    (void)userdata;
+    if (event == NDE_LIFECYCLE_CREATED && strcmp(nde_device_get_name(dev), "net_inb0") == 0)
+        null_note('D');
+}
+
+static void null_on_udev_add(void *userdata, nde_event_type type, void *data)
+{
+    (void)userdata;
+    (void)type;
+    atomic_fetch_add(&null_udev_seen, 1);
+    if (data != NULL)
+        atomic_fetch_add(&null_udev_nonnull, 1);
+}
+
+static uint64_t events_submitted(nde_events *ev)
+{
+    nde_pool_stats ps;
+    CHECK_EQ(nde_events_get_stats(ev, &ps), NDE_OK);
+    return ps.submitted;
+}
+
+/* Queue: [held worker] [C: UDEV_ADD, NULL] [C: barrier 'B'] [uevent inb0,
+ * fast path]. The NULL event is a C user's event like any other: the
+ * device must appear after 'B', as queued. (Before batches travelled in
+ * their own event, the built-in handler read NULL UDEV data as "take the
+ * next fast-path batch" and created net_inb0 before 'B'.) Then, with a C
+ * UDEV_ADD handler registered, a NULL event reaches it as NULL data and
+ * changes nothing in the table. */
+static void null_udev_child(void)
+{
+    gate_init(&null_gate);
+    nde_monitor_config cfg = base_config(NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL);
+    nde_monitor *mon = nde_monitor_new(&cfg);
+    CHECK(mon != NULL);
+    nde_events *ev = nde_monitor_get_events(mon);
+    CHECK(nde_events_register(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, null_on_mdev, NULL, NULL) >= 0);
+    CHECK(nde_monitor_register(mon, NULL, null_on_lifecycle, NULL, NULL) >= 0);
+    CHECK_EQ(nde_monitor_start(mon), NDE_OK);
+    CHECK_EQ(nde_monitor_wait_initialized(mon, -1), NDE_OK);
+
+    CHECK_EQ(nde_events_submit(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, (void *)1, NULL), NDE_OK);
+    gate_wait_for(&null_gate, 1);
+    CHECK_EQ(nde_events_submit(ev, NDE_EVENT_UDEV_ADD, NULL, NULL), NDE_OK);
+    CHECK_EQ(nde_events_submit(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, (void *)2, NULL), NDE_OK);
+    uint64_t before = events_submitted(ev);
+    int fd = injector_open();
+    CHECK_EQ(inject(fd, 2, "add", "inb0"), 0);
+    close(fd);
+    /* The reader queued the uevent's event (it is behind the held worker). */
+    while (events_submitted(ev) < before + 1)
+        nap_ms(1);
+    gate_open(&null_gate);
+    CHECK_EQ(nde_monitor_settle(mon, -1), NDE_OK);
+    CHECK_EQ(nde_events_wait_idle(ev, -1), NDE_OK);
+    pthread_mutex_lock(&null_order_lock);
+    if (strcmp(null_order, "BD") != 0)
+        fprintf(stderr, "monitor_faults_test: order %s, want BD\n", null_order);
+    CHECK(strcmp(null_order, "BD") == 0);
+    pthread_mutex_unlock(&null_order_lock);
+
+    size_t count = nde_monitor_device_count(mon);
+    CHECK(nde_events_register(ev, NDE_EVENT_UDEV_ADD, null_on_udev_add, NULL, NULL) >= 0);
+    CHECK_EQ(nde_events_submit(ev, NDE_EVENT_UDEV_ADD, NULL, NULL), NDE_OK);
+    CHECK_EQ(nde_events_wait_idle(ev, -1), NDE_OK);
+    CHECK_EQ(atomic_load(&null_udev_seen), 1);
+    CHECK_EQ(atomic_load(&null_udev_nonnull), 0);
+    CHECK_EQ(nde_monitor_device_count(mon), count);
+    nde_monitor_stats st;
+    CHECK_EQ(nde_monitor_get_stats(mon, &st), NDE_OK);
+    CHECK_EQ(st.submitted, st.handled);
+    nde_monitor_free(mon);
+    gate_destroy(&null_gate);
+}
+
 /* ---- issue 12 item 5: who touches a udev_device's reference count -------- */
 
 /* This program's own udev_device_ref/unref take the library's calls (the
@@ -587,6 +691,7 @@ int main(void)
     in_private_netns("spoofed kernel-group messages", spoof_child);
     in_private_netns("settle after the events were shut down", settle_child);
     in_private_netns("udev_device references on one thread", refcount_child);
+    in_private_netns("a NULL UDEV event from a C user", null_udev_child);
     nde_test_end();
     printf("monitor_faults_test: ok\n");
     return 0;

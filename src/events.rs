@@ -43,10 +43,6 @@ pub enum nde_event_type {
     NDE_EVENT_LAST = 6,
 }
 
-/// The type of internal markers (see `Events::submit_marker`); above every
-/// public type.
-const MARKER_EVENT: i32 = 1000;
-
 /// Pass as the type to `register` to receive every type.
 pub const NDE_EVENT_ANY: i32 = -1;
 
@@ -72,14 +68,14 @@ pub type EventData = OwnedData;
 /// A Rust callback: receives the event type and the raw data pointer.
 pub type Callback = Box<dyn FnMut(nde_event_type, *mut c_void) + Send>;
 
-/// What an event carries: C data, which every callback for its type sees,
-/// or a value of the library's own, which only internal handlers see.
-/// Nothing internal ever travels as a C-visible value.
-pub enum Payload {
-    /// C data with its free function (runs exactly once).
-    C(EventData),
-    /// An internal value (e.g. a batch of the monitor's reader).
-    Internal(Box<dyn Any + Send>),
+/// C-visible data owned by a Rust value of the library (e.g. a
+/// `struct udev_device *` the monitor's reader made): callbacks see
+/// [`CData::as_ptr`] exactly as they see C data; dropping the value
+/// releases it, on the thread that frees the event (after every callback
+/// returned, or when the event is refused or discarded).
+pub trait CData: Send {
+    /// The pointer C callbacks receive.
+    fn as_ptr(&self) -> *mut c_void;
 }
 
 /// How an internal handler receives an event's payload.
@@ -105,29 +101,35 @@ struct Filter {
     internal: bool,
 }
 
-/// One queued event.
-struct Event {
-    event_type: i32,
-    payload: Payload,
+/// One queued event. An enum with the type in each variant and thin boxes
+/// keeps it at 24 bytes (a separate type field beside a payload enum made
+/// it 32): the memory per queued event of `make bench`.
+enum Event {
+    /// C data with its free function (from a C user, or a timer's NULL).
+    C(nde_event_type, EventData),
+    /// C-visible data owned by a Rust value.
+    Owned(nde_event_type, Box<Box<dyn CData>>),
+    /// A value of the library's own, seen only by internal handlers.
+    Internal(nde_event_type, Box<Box<dyn Any + Send>>),
 }
 
+const _: () = assert!(std::mem::size_of::<Event>() == 24);
+
 impl Event {
-    /// Runs the callbacks of `registry` that want this event.
+    /// Runs the callbacks of `registry` that want this event; the payload
+    /// is dropped (C data freed) after every callback returned.
     fn dispatch(mut self, registry: &Registry<RegistryCallback, Filter>) {
-        let t = self.event_type;
         let snapshot = registry.snapshot();
-        match &mut self.payload {
-            Payload::C(data) => {
-                let ptr = data.ptr;
-                let marker = t == MARKER_EVENT;
-                let wants = |f: &Filter| (f.internal || !marker) && f.event_type.is_none_or(|w| w == t);
-                registry.dispatch(&snapshot, wants, |cb| cb(t, Delivery::Data(ptr)));
+        let (t, ptr) = match &mut self {
+            Event::C(t, data) => (*t as i32, data.ptr),
+            Event::Owned(t, value) => (*t as i32, value.as_ptr()),
+            Event::Internal(t, value) => {
+                let t = *t as i32;
+                registry.dispatch(&snapshot, |f: &Filter| f.internal, |cb| cb(t, Delivery::Internal(&mut ***value)));
+                return;
             }
-            Payload::Internal(value) => {
-                registry.dispatch(&snapshot, |f: &Filter| f.internal, |cb| cb(t, Delivery::Internal(&mut **value)));
-            }
-        }
-        // `self` drops here: C data is freed after every callback returned.
+        };
+        registry.dispatch(&snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Data(ptr)));
     }
 }
 
@@ -146,7 +148,7 @@ pub struct Events {
 
 impl Core {
     fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
-        self.send(Event { event_type: event_type as i32, payload: Payload::C(data) })
+        self.send(Event::C(event_type, data))
     }
 
     fn send(&self, ev: Event) -> Result<(), Error> {
@@ -208,28 +210,6 @@ impl Events {
         self.core.registry.register(filter, wrapped, on_remove)
     }
 
-    /// Registers the library's own handler (for every type). Besides the
-    /// public events it receives the internal markers sent with
-    /// [`Events::submit_marker`], as `(NDE_EVENT_UDEV_ADD, NULL)`; no other
-    /// callback sees those, and it does not count for `has_callback_for`.
-    pub fn register_internal(&self, mut cb: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
-        let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
-            let Delivery::Data(data) = delivery else { return };
-            if t == MARKER_EVENT {
-                cb(nde_event_type::NDE_EVENT_UDEV_ADD, std::ptr::null_mut())
-            } else if let Some(t) = nde_event_type::from_i32(t) {
-                cb(t, data)
-            }
-        });
-        self.core.registry.register(Filter { event_type: None, internal: true }, wrapped, on_remove)
-    }
-
-    /// Queues an internal marker (see `register_internal`): ordered with
-    /// every other event, invisible to C callbacks.
-    pub fn submit_marker(&self) -> Result<(), Error> {
-        self.core.send(Event { event_type: MARKER_EVENT, payload: Payload::C(EventData::none()) })
-    }
-
     /// Registers an internal handler (for every type): it receives every
     /// public event as [`Delivery::Data`] and every internal event (see
     /// [`Events::submit_internal`]) as [`Delivery::Internal`]; no other
@@ -252,7 +232,18 @@ impl Events {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
-        self.core.send(Event { event_type: event_type as i32, payload: Payload::Internal(value) })
+        self.core.send(Event::Internal(event_type, Box::new(value)))
+    }
+
+    /// Queues a public event whose C-visible data is owned by `value` (see
+    /// [`CData`]): every callback for `event_type` sees `value.as_ptr()`,
+    /// and `value` drops once, after them, or when the event is refused or
+    /// discarded.
+    pub fn submit_owned(&self, event_type: nde_event_type, value: Box<dyn CData>) -> Result<(), Error> {
+        if event_type == nde_event_type::NDE_EVENT_LAST {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        self.core.send(Event::Owned(event_type, Box::new(value)))
     }
 
     /// Removes callback `id`. From another thread: when this returns the

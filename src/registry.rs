@@ -231,15 +231,6 @@ impl<F: ?Sized, K> Registry<F, K> {
         self as *const Self as *const ()
     }
 
-    /// Number of callbacks registered.
-    pub(crate) fn len(&self) -> usize {
-        lock(&self.state).entries.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// True when some registered callback's filter satisfies `pred`.
     pub(crate) fn any(&self, pred: impl Fn(&K) -> bool) -> bool {
         lock(&self.state).entries.iter().any(|e| pred(&e.filter))

@@ -6,19 +6,20 @@
 //!   the inventory; later: a resync after an overflow), then refresh
 //!   mdevctl's view.
 //! - `NDE_EVENT_UDEV_*` with a `struct udev_device *`: one uevent of the
-//!   libudev path. A fast-path batch: every uevent of it under one lock.
+//!   libudev path (NULL data, which only a C user can send: ignored).
+//! - An internal event carrying a fast-path batch: every uevent of it
+//!   under one lock.
 //! - `NDE_EVENT_MDEVCTL_CONFIG_CHANGED`: refresh mdevctl's view.
 
-use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use udev::ffi;
 
-use super::reader::ReaderShared;
+use super::reader::{QueuedBatch, ReaderShared};
 use super::table::{Changes, DeviceSpec, Table};
 use super::{enumerate, listeners, log, mac, mdevctl, naming, udev_parse, uevent, MonitorConfig};
-use crate::events::{nde_event_type, Events};
+use crate::events::{nde_event_type, Delivery, Events};
 use crate::sync::lock;
 
 #[derive(Default)]
@@ -71,19 +72,26 @@ pub(super) fn request_mdev_refresh(sh: &Shared, ev: &Events) {
 }
 
 /// The handler (`ev`: the monitor's events, gone while it is dropped).
-pub(super) fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, data: *mut c_void) {
+pub(super) fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, delivery: Delivery<'_>) {
     use nde_event_type::*;
     let mut out = Changes::new();
+    let data = match delivery {
+        Delivery::Internal(value) => {
+            // A fast-path batch (see reader/fast.rs); it counts as finished
+            // when its event drops, after this returns.
+            if let Some(q) = value.downcast_mut::<QueuedBatch>() {
+                handle_batch(sh, &q.batch, &mut out);
+                finish(sh, ev, &out, true);
+            }
+            return;
+        }
+        Delivery::Data(data) => data,
+    };
     match t {
         NDE_EVENT_INIT => handle_init(sh, data.cast(), &mut out),
         NDE_EVENT_UDEV_ADD | NDE_EVENT_UDEV_CHANGE | NDE_EVENT_UDEV_REMOVE | NDE_EVENT_UDEV_MOVE => {
             if data.is_null() {
-                // A fast-path batch marker (see reader.rs).
-                if let Some(b) = sh.reader.take_batch() {
-                    handle_batch(sh, &b, &mut out);
-                    finish(sh, ev, &out, true);
-                    sh.reader.batch_done(&b);
-                }
+                // A C user's event without a device: nothing to apply.
                 return;
             }
             // SAFETY: the event owns the device; this worker is its only

@@ -122,8 +122,8 @@ impl Monitor {
         });
         let sh = shared.clone();
         let ev_weak = Arc::downgrade(&events);
-        let builtin_id = events.register_internal(
-            Box::new(move |t, data| handler::handle(&sh, ev_weak.upgrade().as_deref(), t, data)),
+        let builtin_id = events.register_internal_handler(
+            Box::new(move |t, delivery| handler::handle(&sh, ev_weak.upgrade().as_deref(), t, delivery)),
             None,
         )?;
         Ok(Monitor { shared, events, threads: Mutex::new(Threads { reader: None, watcher: None }), builtin_id })
@@ -331,7 +331,6 @@ impl Monitor {
             r.stop();
         }
         self.events.shutdown_wait(to_c_ms(timeout))?;
-        self.shared.reader.drop_batches();
         // The worker is gone: no event can refer to the context any more.
         th.reader = None;
         Ok(())

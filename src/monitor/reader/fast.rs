@@ -6,11 +6,10 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{on_receive_error, AfterError, ReaderShared};
-use crate::events::Events;
+use super::{on_receive_error, AfterError, QueuedBatch, ReaderShared};
+use crate::events::{nde_event_type, Events};
 use crate::monitor::uevent::{self, Batch, Reject, Sender};
 use crate::monitor::{log, mac, sys};
-use crate::sync::lock;
 
 /// The fast path: `recvmsg` on the monitor's socket, our own parser
 /// (uevent.rs), the fields copied into one arena per batch, no libudev
@@ -24,6 +23,10 @@ pub(super) struct FastReader {
 
 const FAST_BATCH: usize = 512;
 
+/// The type a batch is queued with (it mixes actions; the built-in handler
+/// knows a batch by its payload, not by its type).
+const BATCH_EVENT_TYPE: nde_event_type = nde_event_type::NDE_EVENT_UDEV_CHANGE;
+
 impl FastReader {
     pub(super) fn new() -> FastReader {
         FastReader { buf: vec![0u8; 16 * 1024], mac: String::new() }
@@ -34,16 +37,10 @@ impl FastReader {
             return;
         }
         let b = std::mem::replace(batch, Batch::with_capacity(FAST_BATCH));
-        sh.progress.queued(b.len() as u64, b.heap_bytes() as u64);
         sh.fast.fetch_add(b.len() as u64, Ordering::Relaxed);
-        lock(&sh.batches).push_back(b);
-        if events.submit_marker().is_err() {
-            // Refused (the events object was shut down): no marker will
-            // take this batch (the last one pushed); count it and drop it.
-            if let Some(b) = lock(&sh.batches).pop_back() {
-                sh.batch_done(&b);
-            }
-        }
+        // Refused (the events object was shut down): the batch drops here,
+        // counted as finished.
+        let _ = events.submit_internal(BATCH_EVENT_TYPE, QueuedBatch::new(b, sh));
     }
 
     /// Reads until the socket is empty (true) or a limit is reached (false).

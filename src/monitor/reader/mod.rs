@@ -31,14 +31,14 @@
 //! - libudev objects are not thread-safe (a device's reference count is a
 //!   plain integer). A received device is made on the reader and handed to
 //!   the worker through the queue; the reader never touches it again. The
-//!   event's free function drops the event's reference **on the thread
+//!   event's payload (`RawDevice`) drops the event's reference **on the thread
 //!   that frees the event** (the worker, or the thread of `nde_monitor_stop`
 //!   after the worker was joined), after every handler's own ref/unref.
 //! - Memory is bounded and settle answered through `settle.rs`.
 
 use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use udev::ffi;
@@ -50,9 +50,8 @@ use super::settle::{Progress, QueueLimits};
 use super::sys::{self, EventFd, IoctlSocket};
 use super::uevent::Batch;
 use fast::FastReader;
-use crate::events::{nde_event_type, EventData, Events};
+use crate::events::{nde_event_type, CData, Events};
 use crate::result::{nde_result, Error};
-use crate::sync::lock;
 use crate::thread::Thread;
 
 /// Which netlink group to listen to.
@@ -77,9 +76,8 @@ impl Group {
 /// is ~27 allocations; about 2 KiB with properties).
 pub(crate) const RAW_EVENT_BYTES: u64 = 2048;
 
-/// State shared by the reader, the free functions and the monitor. Its
-/// address is the `userdata` of the reader's `struct udev` (and of every
-/// INIT context), which is how the C free functions find it.
+/// State shared by the reader, the queued events (each holds it, to count
+/// itself finished when it drops) and the monitor.
 pub struct ReaderShared {
     pub progress: Progress,
     pub received: AtomicU64,
@@ -98,8 +96,6 @@ pub struct ReaderShared {
     resync_wanted: AtomicBool,
     /// `progress.submitted` right after the last resync was queued.
     resync_at: AtomicU64,
-    /// Parsed batches waiting for their marker event (fast path).
-    batches: Mutex<std::collections::VecDeque<Batch>>,
     /// For `SIOCGIFHWADDR` (both paths, any thread).
     pub ioctl: Option<IoctlSocket>,
     stop: AtomicBool,
@@ -119,7 +115,6 @@ impl ReaderShared {
             resync_pending: AtomicBool::new(false),
             resync_wanted: AtomicBool::new(false),
             resync_at: AtomicU64::new(0),
-            batches: Mutex::new(std::collections::VecDeque::new()),
             ioctl: IoctlSocket::new().ok(),
             stop: AtomicBool::new(false),
             wake: EventFd::new().map_err(|_| nde_result::NDE_ERR_OS)?,
@@ -136,58 +131,79 @@ impl ReaderShared {
         }
     }
 
-    /// The next batch of the fast path (called by the handler for each
-    /// batch marker, in order).
-    pub fn take_batch(&self) -> Option<Batch> {
-        lock(&self.batches).pop_front()
-    }
+}
 
-    /// A batch is done with: its uevents count as handled.
-    pub fn batch_done(&self, b: &Batch) {
-        self.finished(b.len() as u64, b.heap_bytes() as u64);
-    }
+/// A fast-path batch on its way through the events queue (an internal
+/// event: only the built-in handler sees it). Dropping it, after the
+/// handler or when the event is refused or discarded, counts its uevents
+/// as finished.
+pub struct QueuedBatch {
+    pub batch: Batch,
+    shared: Arc<ReaderShared>,
+}
 
-    /// Batches whose marker was discarded (stop): counted, dropped.
-    pub fn drop_batches(&self) {
-        let v: Vec<Batch> = lock(&self.batches).drain(..).collect();
-        for b in v {
-            self.batch_done(&b);
-        }
+impl QueuedBatch {
+    /// Counts `batch` as queued and wraps it for the events queue.
+    fn new(batch: Batch, shared: &Arc<ReaderShared>) -> Box<QueuedBatch> {
+        shared.progress.queued(batch.len() as u64, batch.heap_bytes() as u64);
+        Box::new(QueuedBatch { batch, shared: shared.clone() })
     }
 }
 
-/// Free function of `NDE_EVENT_UDEV_*` data made by the reader.
-///
-/// # Safety
-/// `p` is a `struct udev_device *` whose reference the event owned.
-pub unsafe extern "C" fn free_udev_device(p: *mut c_void) {
-    if p.is_null() {
-        return;
-    }
-    let dev = p as *mut ffi::udev_device;
-    let sh = ffi::udev_get_userdata(ffi::udev_device_get_udev(dev)) as *const ReaderShared;
-    // The event's reference, dropped here: this thread runs the event's
-    // handlers (or discards it after they are gone), so no handler's
-    // ref/unref can run at the same time.
-    ffi::udev_device_unref(dev);
-    if !sh.is_null() {
-        (*sh).finished(1, RAW_EVENT_BYTES);
+impl Drop for QueuedBatch {
+    fn drop(&mut self) {
+        self.shared.finished(self.batch.len() as u64, self.batch.heap_bytes() as u64);
     }
 }
 
-/// Free function of `NDE_EVENT_INIT` data (a `struct udev *` made for it).
-///
-/// # Safety
-/// `p` is a `struct udev *` whose reference the event owned.
-pub unsafe extern "C" fn free_udev_ctx(p: *mut c_void) {
-    if p.is_null() {
-        return;
+/// The `struct udev_device *` of a raw `NDE_EVENT_UDEV_*` event. Dropped
+/// where the event is freed (the worker, or the thread of
+/// `nde_monitor_stop` once the worker was joined): the event's reference is
+/// released after every handler's own ref/unref, never concurrently with
+/// them, and the uevent counts as finished.
+struct RawDevice {
+    dev: *mut ffi::udev_device,
+    shared: Arc<ReaderShared>,
+}
+
+// SAFETY: the reader hands the device over and never touches it again; from
+// then on one thread at a time uses it (the worker, then whoever frees it).
+unsafe impl Send for RawDevice {}
+
+impl CData for RawDevice {
+    fn as_ptr(&self) -> *mut c_void {
+        self.dev.cast()
     }
-    let u = p as *mut ffi::udev;
-    let sh = ffi::udev_get_userdata(u) as *const ReaderShared;
-    ffi::udev_unref(u);
-    if !sh.is_null() {
-        (*sh).finished(1, 0);
+}
+
+impl Drop for RawDevice {
+    fn drop(&mut self) {
+        // SAFETY: the event's own reference, released once.
+        unsafe { ffi::udev_device_unref(self.dev) };
+        self.shared.finished(1, RAW_EVENT_BYTES);
+    }
+}
+
+/// The `struct udev *` of an `NDE_EVENT_INIT` the monitor queued.
+struct InitContext {
+    udev: *mut ffi::udev,
+    shared: Arc<ReaderShared>,
+}
+
+// SAFETY: as for `RawDevice`: used by one thread at a time.
+unsafe impl Send for InitContext {}
+
+impl CData for InitContext {
+    fn as_ptr(&self) -> *mut c_void {
+        self.udev.cast()
+    }
+}
+
+impl Drop for InitContext {
+    fn drop(&mut self) {
+        // SAFETY: the event's own context, released once.
+        unsafe { ffi::udev_unref(self.udev) };
+        self.shared.finished(1, 0);
     }
 }
 
@@ -199,11 +215,9 @@ pub fn submit_init(events: &Events, shared: &Arc<ReaderShared>) -> Result<(), Er
     if u.is_null() {
         return Err(nde_result::NDE_ERR_NO_MEMORY);
     }
-    // SAFETY: the shared state outlives every event (the monitor joins the
-    // worker and frees the queue before dropping it).
-    unsafe { ffi::udev_set_userdata(u, Arc::as_ptr(shared) as *mut c_void) };
     shared.progress.queued(1, 0);
-    events.submit(nde_event_type::NDE_EVENT_INIT, EventData::new(u.cast(), Some(free_udev_ctx)))
+    let init = Box::new(InitContext { udev: u, shared: shared.clone() });
+    events.submit_owned(nde_event_type::NDE_EVENT_INIT, init)
 }
 
 /// Reader settings.
@@ -252,7 +266,6 @@ impl Reader {
             if udev.is_null() {
                 return Err(nde_result::NDE_ERR_NO_MEMORY);
             }
-            ffi::udev_set_userdata(udev, Arc::as_ptr(&shared) as *mut c_void);
             let name = match cfg.group {
                 Group::Udev => c"udev",
                 Group::Kernel => c"kernel",
@@ -480,7 +493,7 @@ fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Event
             }
         };
         sh.progress.queued(1, RAW_EVENT_BYTES);
-        // On failure (stopping) the data is freed (and counted) at once.
-        let _ = events.submit(t, EventData::new(dev.cast(), Some(free_udev_device)));
+        // On failure (stopping) the device is released (and counted) at once.
+        let _ = events.submit_owned(t, Box::new(RawDevice { dev, shared: sh.clone() }));
     }
 }
