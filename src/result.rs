@@ -71,8 +71,8 @@ impl nde_result {
         ALL_RESULTS.iter().copied().find(|r| r.code() == code)
     }
 
-    /// NUL-terminated static text for the code.
-    pub fn text_c(self) -> &'static str {
+    /// NUL-terminated static text for the code (for the C API).
+    pub(crate) fn text_c(self) -> &'static str {
         match self {
             nde_result::NDE_OK => "success\0",
             nde_result::NDE_ERR_INVALID => {
@@ -111,7 +111,7 @@ impl std::error::Error for nde_result {}
 
 /// Converts a Rust result into the C convention: the value (>= 0) or a
 /// negative code.
-pub fn to_c(r: std::result::Result<i32, Error>) -> i32 {
+pub(crate) fn to_c(r: std::result::Result<i32, Error>) -> i32 {
     match r {
         Ok(v) => v,
         Err(e) => e.code(),
