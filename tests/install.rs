@@ -520,7 +520,108 @@ fn nodedev_monitor_reports_a_veth_pair_in_a_private_namespace() {
             .args(["-lnodedev_events", "-lpthread"]),
         "building tools/nodedev-monitor.c",
     );
+    let printed = veth_session(&exe, &work);
+    let position = |pattern: &str| {
+        printed
+            .lines()
+            .position(|l| {
+                let (prefix, suffix) = pattern.split_once('*').unwrap();
+                l.starts_with(prefix) && l.ends_with(suffix)
+            })
+            .unwrap_or_else(|| panic!("no line like '{pattern}' in:\n{printed}"))
+    };
+    let lifecycle = "event 'lifecycle' for node device ";
+    let a0_created = position(&format!("{lifecycle}net_a0_*: Created"));
+    let a0_deleted = position(&format!("{lifecycle}net_a0_*: Deleted"));
+    let b0_created = position(&format!("{lifecycle}net_b0_*: Created"));
+    let b0_deleted = position(&format!("{lifecycle}net_b0_*: Deleted"));
+    position(&format!("{lifecycle}net_a1_*: Created"));
+    position(&format!("{lifecycle}net_a1_*: Deleted"));
+    // the rename is libvirt's DELETED(old name) then CREATED(new name)
+    assert!(a0_created < a0_deleted && a0_deleted < b0_created && b0_created < b0_deleted, "{printed}");
+    assert!(printed.starts_with("computer\n  |\n  +- net_lo_"), "{printed}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// examples/monitor.rs, the Rust twin of nodedev-monitor, prints what the
+/// C tool prints: the same session (tree, then a veth pair plugged,
+/// renamed and unplugged in a private namespace) gives the same lines, once
+/// the veths' random MAC addresses are masked. Needs root, `unshare` and
+/// `ip`; skipped otherwise.
+#[test]
+fn the_rust_example_prints_what_nodedev_monitor_prints() {
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    if !root_user || !common::have("unshare") || !common::have("ip") {
+        eprintln!("skipped: needs root, unshare and ip");
+        return;
+    }
+    common::build_c_libraries();
+    let work = scratch("twin");
+    let c_tool = work.join("nodedev-monitor");
+    let dir = profile_dir();
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
+            .arg(format!("-I{}", root().join("include").display()))
+            .arg(root().join("tools/nodedev-monitor.c"))
+            .arg("-o")
+            .arg(&c_tool)
+            .arg(format!("-L{}", dir.display()))
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .args(["-lnodedev_events", "-lpthread"]),
+        "building tools/nodedev-monitor.c",
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.current_dir(root()).args(["build", "--quiet", "--example", "monitor"]);
+    if release_profile() {
+        build.arg("--release");
+    }
+    run(&mut build, "building examples/monitor.rs");
+    let rust_twin = dir.join("examples/monitor");
+    // A MAC address at the end of a name (`_xx_xx_xx_xx_xx_xx`).
+    let mask = |text: &str| {
+        text.lines()
+            .map(|line| {
+                let mut out = String::new();
+                let mut rest = line;
+                while let Some(at) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+                    let candidate = &rest[at..];
+                    let is_mac = candidate.len() >= 17
+                        && candidate.as_bytes()[..17].iter().enumerate().all(|(i, b)| {
+                            if i % 3 == 2 { *b == b'_' || *b == b':' } else { b.is_ascii_hexdigit() }
+                        })
+                        && (at == 0 || rest.as_bytes()[at - 1] == b'_')
+                        && candidate[17..].chars().next().is_none_or(|c| c != '_' && !c.is_ascii_hexdigit());
+                    out.push_str(&rest[..at]);
+                    if is_mac {
+                        out.push_str("MAC");
+                        rest = &candidate[17..];
+                    } else {
+                        out.push_str(&candidate[..1]);
+                        rest = &candidate[1..];
+                    }
+                }
+                out.push_str(rest);
+                out
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let from_c = mask(&veth_session(&c_tool, &work));
+    let from_rust = mask(&veth_session(&rust_twin, &work));
+    assert!(from_c.contains("net_a0_MAC: Created"), "{from_c}");
+    assert_eq!(from_rust, from_c);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Runs `exe --kernel --subsystem net` in a private network and mount
+/// namespace (with its own sysfs view) while a veth pair is plugged,
+/// renamed and unplugged; returns what it printed.
+fn veth_session(exe: &Path, work: &Path) -> String {
     let out = work.join("out.txt");
+    let _ = std::fs::remove_file(&out);
     // Inside the namespace: start the monitor, wait for its tree (the
     // listener is in place by then), plug, rename and unplug, wait for the
     // last line, then Ctrl-C it and pass its exit status on.
@@ -545,27 +646,8 @@ wait $pid
         "nodedev-monitor in a private namespace",
     );
     let printed = std::fs::read_to_string(&out).unwrap_or_default();
-    assert_eq!(code, 0, "exit {code}: {text}\nmonitor output:\n{printed}");
-    let position = |pattern: &str| {
-        printed
-            .lines()
-            .position(|l| {
-                let (prefix, suffix) = pattern.split_once('*').unwrap();
-                l.starts_with(prefix) && l.ends_with(suffix)
-            })
-            .unwrap_or_else(|| panic!("no line like '{pattern}' in:\n{printed}"))
-    };
-    let lifecycle = "event 'lifecycle' for node device ";
-    let a0_created = position(&format!("{lifecycle}net_a0_*: Created"));
-    let a0_deleted = position(&format!("{lifecycle}net_a0_*: Deleted"));
-    let b0_created = position(&format!("{lifecycle}net_b0_*: Created"));
-    let b0_deleted = position(&format!("{lifecycle}net_b0_*: Deleted"));
-    position(&format!("{lifecycle}net_a1_*: Created"));
-    position(&format!("{lifecycle}net_a1_*: Deleted"));
-    // the rename is libvirt's DELETED(old name) then CREATED(new name)
-    assert!(a0_created < a0_deleted && a0_deleted < b0_created && b0_created < b0_deleted, "{printed}");
-    assert!(printed.starts_with("computer\n  |\n  +- net_lo_"), "{printed}");
-    let _ = std::fs::remove_dir_all(&work);
+    assert_eq!(code, 0, "{}: exit {code}: {text}\nmonitor output:\n{printed}", exe.display());
+    printed
 }
 
 /// Preloaded under nodedev-monitor: an enumeration that never finishes.
