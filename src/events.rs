@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::registration::Registration;
 use crate::registry::Registry;
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
@@ -141,7 +142,17 @@ struct Core {
     stopping: AtomicBool,
 }
 
-/// Typed events on one ordered worker.
+/// Typed events on one ordered worker (libvirt's node-device event
+/// queue): per-type callbacks, debounced scheduling, two-phase shutdown.
+///
+/// Ownership: the object owns its worker and timer threads and every
+/// queued event's data (freed exactly once: after the callbacks, or when
+/// discarded); dropping it shuts down, waits and releases every callback.
+/// Threading: `Send + Sync`; callbacks run on the worker thread, one at a
+/// time, in submission order. Blocking: `submit`, `schedule`, `register`
+/// and `shutdown_prepare` never wait; `wait_idle`, `shutdown_wait`, a
+/// handle's `deregister` and drop do, and return
+/// [`Error::NDE_ERR_WOULD_DEADLOCK`] (or defer) from a callback.
 pub struct Events {
     core: Arc<Core>,
 }
@@ -192,10 +203,27 @@ impl Events {
         Ok(Events { core })
     }
 
-    /// Registers `cb` for `event_type` (None = every type); returns its id.
-    /// `on_remove` runs exactly once when the callback is removed
-    /// (deregister or drop), or before returning on failure.
+    /// Registers `cb` for `event_type` (`None`: every type). It runs on the
+    /// worker thread, in submission order, after the callbacks registered
+    /// before it; never blocks. It stays registered while the returned
+    /// handle lives (see [`Registration`]); `on_remove` runs exactly once
+    /// when it is released (also before this returns, if it fails).
     pub fn register(
+        &self,
+        event_type: Option<nde_event_type>,
+        cb: Callback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<Registration, Error> {
+        let id = self.register_id(event_type, cb, on_remove)?;
+        let core = Arc::downgrade(&self.core);
+        Ok(Registration::new(move || match core.upgrade() {
+            Some(core) => core.registry.deregister(id, core.pool.on_worker()),
+            None => Ok(()), // the object is gone and released every callback
+        }))
+    }
+
+    /// [`Events::register`] for the C API: the callback's id.
+    pub(crate) fn register_id(
         &self,
         event_type: Option<nde_event_type>,
         mut cb: Callback,
@@ -215,7 +243,7 @@ impl Events {
     /// [`Events::submit_internal`]) as [`Delivery::Internal`]; no other
     /// callback sees internal events, and it does not count for
     /// `has_callback_for`. Returns its id, as `register` does.
-    pub fn register_internal_handler(&self, mut cb: InternalHandler, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+    pub(crate) fn register_internal_handler(&self, mut cb: InternalHandler, on_remove: Option<OnRemove>) -> Result<i32, Error> {
         let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
             if let Some(t) = nde_event_type::from_i32(t) {
                 cb(t, delivery)
@@ -228,7 +256,7 @@ impl Events {
     /// only to internal handlers (as `(event_type, Delivery::Internal)`),
     /// dropped once they all returned, or when the event is refused or
     /// discarded.
-    pub fn submit_internal(&self, event_type: nde_event_type, value: Box<dyn Any + Send>) -> Result<(), Error> {
+    pub(crate) fn submit_internal(&self, event_type: nde_event_type, value: Box<dyn Any + Send>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
@@ -239,17 +267,16 @@ impl Events {
     /// [`CData`]): every callback for `event_type` sees `value.as_ptr()`,
     /// and `value` drops once, after them, or when the event is refused or
     /// discarded.
-    pub fn submit_owned(&self, event_type: nde_event_type, value: Box<dyn CData>) -> Result<(), Error> {
+    pub(crate) fn submit_owned(&self, event_type: nde_event_type, value: Box<dyn CData>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         self.core.send(Event::Owned(event_type, Box::new(value)))
     }
 
-    /// Removes callback `id`. From another thread: when this returns the
-    /// callback is not running and never runs again, and its `on_remove`
-    /// ran. From inside a callback: returns at once (see the C header).
-    pub fn deregister(&self, id: i32) -> Result<(), Error> {
+    /// Removes callback `id` (C API; the promises of
+    /// [`Registration::deregister`]).
+    pub(crate) fn deregister_id(&self, id: i32) -> Result<(), Error> {
         self.core.registry.deregister(id, self.on_worker())
     }
 
@@ -282,10 +309,11 @@ impl Events {
         self.core.timers.arm(slot, Duration::from_millis(delay_ms as u64))
     }
 
-    /// Waits until every submitted event was handled (`timeout_ms < 0`: for
-    /// ever).
-    pub fn wait_idle(&self, timeout_ms: i32) -> Result<(), Error> {
-        self.core.pool.wait_idle(timeout_ms)
+    /// Blocks until every submitted event was handled and its data freed
+    /// (`timeout` `None`: for ever). `NDE_ERR_TIMEOUT`;
+    /// `NDE_ERR_WOULD_DEADLOCK` from a callback.
+    pub fn wait_idle(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.core.pool.wait_idle(timeout)
     }
 
     /// Phase one: refuse new events, cancel timers, let the worker stop
@@ -298,14 +326,15 @@ impl Events {
 
     /// Phase two: prepare if needed, join the timer and the worker, discard
     /// queued events (their data is freed). `NDE_ERR_TIMEOUT` when the
-    /// current callback is still running: safe to call again.
-    pub fn shutdown_wait(&self, timeout_ms: i32) -> Result<(), Error> {
+    /// current callback is still running after `timeout` (`None`: for
+    /// ever): safe to call again. From a callback: `NDE_ERR_WOULD_DEADLOCK`.
+    pub fn shutdown_wait(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.on_worker() {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
         self.shutdown_prepare();
         self.core.timers.cancel_and_join();
-        self.core.pool.drain_timeout(timeout_ms)
+        self.core.pool.drain_timeout(timeout)
     }
 
     /// True once `shutdown_prepare` (or `shutdown_wait`) was called.
@@ -352,7 +381,13 @@ impl Drop for Events {
             // a strong reference to the core, and without the join the last
             // reference (and with it the drain and every userdata release)
             // could end on the timer thread after this drop returned.
-            let _ = self.shutdown_wait(-1);
+            let _ = self.shutdown_wait(None);
+            // Released here, whoever holds the core last (a registration
+            // handle being dropped elsewhere may hold it for a moment).
+            self.core.registry.clear(false);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

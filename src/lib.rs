@@ -36,7 +36,7 @@
 //! for n in 1..=10 {
 //!     pool.send(0, n).map_err(|(err, _job)| err)?;
 //! }
-//! pool.wait_idle(-1)?; // -1: no timeout
+//! pool.wait_idle(None)?; // None: no timeout
 //! assert_eq!(total.load(Ordering::Relaxed), 55);
 //! # Ok::<(), nodedev_events::Error>(())
 //! ```
@@ -50,14 +50,16 @@
 //! let events = Events::new("example")?;
 //! let (seen, rx) = mpsc::channel();
 //! // Runs on the events' worker thread, in submission order.
-//! events.register(None, Box::new(move |event_type, _data| {
+//! // For as long as `callback` lives.
+//! let callback = events.register(None, Box::new(move |event_type, _data| {
 //!     seen.send(event_type).unwrap();
 //! }), None)?;
 //! events.submit(EventType::NDE_EVENT_UDEV_ADD, EventData::none())?;
 //! events.submit(EventType::NDE_EVENT_UDEV_REMOVE, EventData::none())?;
-//! events.wait_idle(-1)?;
+//! events.wait_idle(None)?;
 //! let order: Vec<_> = rx.try_iter().collect();
 //! assert_eq!(order, [EventType::NDE_EVENT_UDEV_ADD, EventType::NDE_EVENT_UDEV_REMOVE]);
+//! callback.deregister()?;
 //! # Ok::<(), nodedev_events::Error>(())
 //! ```
 //!
@@ -95,7 +97,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod debounce;
-pub mod events;
+mod events;
 mod monitor;
 mod owned;
 #[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -110,7 +112,7 @@ mod tsan;
 
 pub mod ffi;
 
-pub use events::{nde_event_type as EventType, EventData, Events};
+pub use events::{nde_event_type as EventType, Callback, EventData, Events, FreeFn};
 pub use monitor::{
     Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorStats, OnRemove,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_MDEVCTL_DEBOUNCE_MS, DEFAULT_RECEIVE_BUFFER,

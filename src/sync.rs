@@ -2,7 +2,7 @@
 //! `lock`, the one `CachePadded`, and the one deadline helper.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Locks `m`, ignoring poison. A panic never happens while our code holds a
 /// lock, and if one did the guarded state is still consistent: poison must
@@ -27,12 +27,6 @@ impl<T> std::ops::Deref for CachePadded<T> {
     fn deref(&self) -> &T {
         &self.0
     }
-}
-
-/// A C-style timeout: `None` for "for ever" (`timeout_ms < 0`), else the
-/// instant `timeout_ms` from now.
-pub(crate) fn deadline_after(timeout_ms: i32) -> Option<Instant> {
-    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
 }
 
 /// Waits on `cond` until woken or `deadline` (None = for ever). Returns the

@@ -14,11 +14,6 @@ pub(crate) fn from_c_ms(ms: i32) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
-/// A Rust timeout as C milliseconds (for the layers not converted yet).
-pub(crate) fn to_c_ms(timeout: Option<Duration>) -> i32 {
-    timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

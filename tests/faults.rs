@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use nodedev_events::events::{nde_event_type, EventData, Events};
+use nodedev_events::{EventData, EventType, Events};
 use nodedev_events::ffi::events::*;
 use nodedev_events::ffi::pool::*;
 use nodedev_events::nde_result::{self, *};
@@ -270,7 +270,7 @@ fn growth_failures_keep_the_jobs_with_the_workers_that_exist() {
     gate.check_not_forced();
 }
 
-unsafe extern "C" fn count_event(userdata: *mut c_void, _t: nde_event_type, _data: *mut c_void) {
+unsafe extern "C" fn count_event(userdata: *mut c_void, _t: EventType, _data: *mut c_void) {
     // SAFETY: the tests pass an AtomicUsize that outlives the events object.
     unsafe { &*(userdata as *const AtomicUsize) }.fetch_add(1, SeqCst);
 }
@@ -285,7 +285,7 @@ fn a_timer_that_cannot_start_is_thread_error_and_the_next_schedule_works() {
     assert!(!ev.is_null());
     let id = nde_events_register(
         ev,
-        nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int,
+        EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int,
         Some(count_event),
         Arc::as_ptr(&calls) as *mut c_void,
         None,
@@ -293,7 +293,7 @@ fn a_timer_that_cannot_start_is_thread_error_and_the_next_schedule_works() {
     assert!(id >= 0);
     // The timer thread is named after the first 9 bytes + "-timer".
     fail_next_spawns("flt-tmr-timer", 1);
-    let t = nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int;
+    let t = EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int;
     assert_eq!(nde_events_schedule(ev, t, 1), code(NDE_ERR_THREAD));
     assert_eq!(nde_events_schedule(ev, t, 1), OK);
     eventually("the debounced event was handled", || calls.load(SeqCst) == 1);
@@ -406,7 +406,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
         for i in 0..3000 {
             assert!(pool.send((i % 2) as u32, Job(i, released.clone())).is_ok());
         }
-        pool.wait_idle(-1).unwrap();
+        pool.wait_idle(None).unwrap();
         assert_eq!(ran.load(SeqCst), 3000);
         assert_eq!(pool.caught_panics(), 1000);
         assert_eq!(released.load(SeqCst), 3000, "a panicking job's data is released too");
@@ -416,7 +416,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
         for i in 0..30 {
             assert!(pool.send(0, Job(i * 3 + 1, released.clone())).is_ok());
         }
-        pool.wait_idle(-1).unwrap();
+        pool.wait_idle(None).unwrap();
         assert_eq!(ran.load(SeqCst), 3030);
         drop(pool);
         assert_eq!(released.load(SeqCst), 3030);
@@ -436,7 +436,7 @@ fn a_panicking_callback_poisons_only_itself_and_dispatch_deregister_shutdown_go_
         }) as Box<dyn FnOnce() + Send>)
     };
     let a2 = a.clone();
-    ev.register(None, Box::new(move |_, _| { a2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap();
+    ev.register(None, Box::new(move |_, _| { a2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
     let b2 = b.clone();
     // Panics on every other call while its own mutex is held by dispatch:
     // that mutex is poisoned from the first panic on.
@@ -452,20 +452,20 @@ fn a_panicking_callback_poisons_only_itself_and_dispatch_deregister_shutdown_go_
         )
         .unwrap();
     let c2 = c.clone();
-    ev.register(None, Box::new(move |_, _| { c2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap();
+    ev.register(None, Box::new(move |_, _| { c2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
     let freed = Arc::new(AtomicUsize::new(0));
     for _ in 0..200 {
-        ev.submit(nde_event_type::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
+        ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
     }
-    ev.wait_idle(-1).unwrap();
+    ev.wait_idle(None).unwrap();
     assert_eq!((a.load(SeqCst), b.load(SeqCst), c.load(SeqCst)), (200, 200, 200));
     assert_eq!(ev.caught_panics(), 100);
     assert_eq!(freed.load(SeqCst), 200);
-    ev.deregister(bid).unwrap();
+    bid.deregister().unwrap();
     assert_eq!(released.load(SeqCst), 1);
-    ev.submit(nde_event_type::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
-    ev.wait_idle(-1).unwrap();
-    ev.shutdown_wait(-1).unwrap();
+    ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
+    ev.wait_idle(None).unwrap();
+    ev.shutdown_wait(None).unwrap();
     assert_eq!((a.load(SeqCst), b.load(SeqCst), c.load(SeqCst)), (201, 200, 201));
     drop(ev);
     assert_eq!(released.load(SeqCst), 3);
@@ -477,9 +477,10 @@ fn a_panicking_userdata_release_does_not_stop_the_others() {
     quiet_intended_panics();
     let released = Arc::new(AtomicUsize::new(0));
     let ev = Events::new("flt-relpanic").unwrap();
+    let mut handles = Vec::new();
     for i in 0..5 {
         let r = released.clone();
-        ev.register(
+        let handle = ev.register(
             None,
             Box::new(|_, _| {}),
             Some(Box::new(move || {
@@ -490,9 +491,11 @@ fn a_panicking_userdata_release_does_not_stop_the_others() {
             })),
         )
         .unwrap();
+        handles.push(handle);
     }
     // Deregister one whose release panics: still Ok, still counted.
-    ev.deregister(0).unwrap();
+    handles.remove(0).deregister().unwrap();
+    handles.into_iter().for_each(|h| h.forget());
     assert_eq!(released.load(SeqCst), 1);
     drop(ev);
     assert_eq!(released.load(SeqCst), 5);
@@ -505,7 +508,7 @@ fn a_deregister_waiting_on_a_callback_that_panics_returns() {
     let ev = Arc::new(Events::new("flt-dereg").unwrap());
     let released = Arc::new(AtomicUsize::new(0));
     let (g2, r2) = (gate.clone(), released.clone());
-    let add = nde_event_type::NDE_EVENT_UDEV_ADD;
+    let add = EventType::NDE_EVENT_UDEV_ADD;
     let id = ev
         .register(
             Some(add),
@@ -519,18 +522,21 @@ fn a_deregister_waiting_on_a_callback_that_panics_returns() {
         )
         .unwrap();
     let freed = Arc::new(AtomicUsize::new(0));
-    ev.submit(nde_event_type::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
-    ev.submit(nde_event_type::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
+    ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
+    ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
     gate.wait_for_waiters(1);
     let ev2 = ev.clone();
-    let waiter = std::thread::spawn(move || ev2.deregister(id));
+    let waiter = std::thread::spawn(move || {
+        let _owner = ev2; // the events object outlives the handle
+        id.deregister()
+    });
     // The deregister has removed the callback and now waits for its
     // running call; let that call panic.
     eventually("deregister removed the callback", || !ev.has_callback_for(add));
     gate.release();
     assert_eq!(waiter.join().unwrap(), Ok(()));
     assert_eq!(released.load(SeqCst), 1);
-    ev.wait_idle(-1).unwrap();
+    ev.wait_idle(None).unwrap();
     assert_eq!(ev.caught_panics(), 1, "the second event no longer reaches it");
     assert_eq!(freed.load(SeqCst), 2);
     gate.check_not_forced();
@@ -577,7 +583,7 @@ fn a_drain_waiting_on_a_job_that_panics_returns() {
 
 // ---- a callback that blocks -------------------------------------------------
 
-unsafe extern "C" fn gated_event(userdata: *mut c_void, _t: nde_event_type, _data: *mut c_void) {
+unsafe extern "C" fn gated_event(userdata: *mut c_void, _t: EventType, _data: *mut c_void) {
     // SAFETY: the test passes a Gate that outlives the events object.
     unsafe { &*(userdata as *const Gate) }.pass();
 }
@@ -594,7 +600,7 @@ fn shutdown_prepare_returns_while_a_callback_blocks_and_everything_is_released()
     let calls = Arc::new(AtomicUsize::new(0));
     let ud = Arc::into_raw(calls.clone()) as *mut c_void;
     assert!(nde_events_register(ev, NDE_EVENT_ANY_C, Some(count_event), ud, Some(count_free)) >= 0);
-    let add = nde_event_type::NDE_EVENT_UDEV_ADD as c_int;
+    let add = EventType::NDE_EVENT_UDEV_ADD as c_int;
     for _ in 0..10 {
         assert_eq!(nde_events_submit(ev, add, tagged(&freed), Some(free_tagged)), OK);
     }
@@ -654,7 +660,7 @@ fn stop_returns_while_a_job_blocks_and_drain_completes_after_it() {
     gate.check_not_forced();
 }
 
-const NDE_EVENT_ANY_C: c_int = nodedev_events::events::NDE_EVENT_ANY;
+const NDE_EVENT_ANY_C: c_int = nodedev_events::ffi::NDE_EVENT_ANY;
 
 // ---- dropping an events object while its timer fires -----------------------
 
@@ -698,15 +704,16 @@ fn dropping_events_while_its_timer_fires_releases_everything_before_returning() 
         ev.register(None, Box::new(|_, _| {}), Some(Box::new(move || {
             r.fetch_add(1, SeqCst);
         })))
-        .unwrap();
-        ev.schedule(nde_event_type::NDE_EVENT_INIT, 1).unwrap();
+        .unwrap()
+        .forget();
+        ev.schedule(EventType::NDE_EVENT_INIT, 1).unwrap();
         if let Some(tid) = tid_named("flt-tdrop-timer") {
             let p = libc::sched_param { sched_priority: 0 };
             // SAFETY: plain syscall on a thread id of this process.
             unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &p) };
         }
         for t in 1..6 {
-            ev.schedule(nde_event_type::from_i32(t).unwrap(), 1).unwrap();
+            ev.schedule(EventType::from_i32(t).unwrap(), 1).unwrap();
         }
         std::thread::sleep(Duration::from_micros(800 + (i * 53) % 1200));
         drop(ev);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nodedev_events::events::nde_event_type;
+use nodedev_events::EventType;
 use nodedev_events::{Lifecycle, Monitor, MonitorConfig, Registration, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
 use nodedev_events::nde_result::*;
 use support::*;
@@ -145,7 +145,7 @@ fn raw_udev_handler_gets_udev_device() {
         let m = Arc::downgrade(&mon);
         mon.events()
             .register(
-                Some(nde_event_type::NDE_EVENT_UDEV_ADD),
+                Some(EventType::NDE_EVENT_UDEV_ADD),
                 Box::new(move |_t, data: *mut c_void| {
                     assert!(!data.is_null());
                     // SAFETY: UDEV_* events carry a live struct udev_device *.
@@ -157,7 +157,8 @@ fn raw_udev_handler_gets_udev_device() {
                 }),
                 None,
             )
-            .unwrap();
+            .unwrap()
+            .forget();
     }
     let rec = Recorder::default();
     rec.attach(&mon, None);

@@ -84,7 +84,7 @@ fn storm(raw: bool) {
         let r = raw_seen.clone();
         mon.events()
             .register(
-                Some(nodedev_events::events::nde_event_type::NDE_EVENT_UDEV_ADD),
+                Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD),
                 Box::new(move |_t, data| {
                     if !data.is_null() {
                         r.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +92,8 @@ fn storm(raw: bool) {
                 }),
                 None,
             )
-            .unwrap();
+            .unwrap()
+            .forget();
     }
     let created = Arc::new(AtomicUsize::new(0));
     let deleted = Arc::new(AtomicUsize::new(0));
@@ -382,7 +383,7 @@ fn overflow(raw: bool) {
     sh(&format!("printf '{batch}' | ip -batch -"));
     let mon = udev_monitor(4096); // tiny: overflows at once
     if raw {
-        mon.events().register(Some(nodedev_events::events::nde_event_type::NDE_EVENT_UDEV_CHANGE), Box::new(|_t, _d| {}), None).unwrap();
+        mon.events().register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_CHANGE), Box::new(|_t, _d| {}), None).unwrap().forget();
     }
     let rec = Recorder::default();
     rec.attach(&mon, None);
@@ -625,7 +626,7 @@ fn ghosts(raw: bool) {
     })
     .unwrap();
     if raw {
-        mon.events().register(Some(nodedev_events::events::nde_event_type::NDE_EVENT_UDEV_ADD), Box::new(|_t, _d| {}), None).unwrap();
+        mon.events().register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), Box::new(|_t, _d| {}), None).unwrap().forget();
     }
     // The worker stops at device "net_gate" until the gate opens.
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));

@@ -1,6 +1,7 @@
 //! The Rust core of the pool, tested directly: every job is released
 //! exactly once on every path, order holds, panics are contained.
 
+use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +33,7 @@ fn one_worker_runs_jobs_in_order_and_releases_each_once() {
     for seq in 0..10_000 {
         assert!(pool.send(seq as u32 % 2, Counted { seq, drops: drops.clone() }).is_ok());
     }
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), (0..10_000).collect::<Vec<_>>());
     assert_eq!(drops.load(Ordering::SeqCst), 10_000);
     assert_eq!(pool.stats().completed, 10_000);
@@ -80,7 +81,7 @@ fn a_panicking_job_is_counted_released_and_the_worker_carries_on() {
     for seq in 0..10 {
         assert!(pool.send(0, Counted { seq, drops: drops.clone() }).is_ok());
     }
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(pool.caught_panics(), 5);
     assert_eq!(drops.load(Ordering::SeqCst), 10);
     assert_eq!(pool.current_workers(), 1);
@@ -100,7 +101,7 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
                 let guard = s2.lock().unwrap();
                 let p = guard.as_ref().unwrap();
                 r2.lock().unwrap().push(p.drain().unwrap_err());
-                r2.lock().unwrap().push(p.wait_idle(-1).unwrap_err());
+                r2.lock().unwrap().push(p.wait_idle(None).unwrap_err());
                 assert!(p.on_worker());
             } else if j.seq == 1 {
                 // Release the pool from inside its own job.
@@ -148,7 +149,7 @@ fn thread_creation_failure_is_reported_and_nothing_leaks() {
     drop(job);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     assert!(pool.send(0, Counted { seq: 1, drops: drops.clone() }).is_ok());
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
 
@@ -195,7 +196,7 @@ fn stop_inside_a_lone_workers_batch_leaves_the_rest_queued() {
     while !pool.is_stopped() {
         std::thread::yield_now();
     }
-    if let Err(e) = pool.drain_timeout(10_000) {
+    if let Err(e) = pool.drain_timeout(Some(Duration::from_secs(10))) {
         // The worker died: dropping the pool would wait for it for ever.
         std::mem::forget(pool);
         panic!("drain did not complete: {e:?}");

@@ -140,7 +140,7 @@ fn storm(workers: usize, seed: u64) {
     for p in producers {
         p.join().unwrap();
     }
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     let times = times.lock().unwrap();
     let kinds = kinds.lock().unwrap();
     let total = PRODUCERS * PER_PRODUCER;
@@ -221,7 +221,7 @@ fn one_worker_runs_keyed_unkeyed_and_barriers_in_send_order() {
         };
         assert!(sent.is_ok());
     }
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), (0..5000).collect::<Vec<_>>());
 }
 
@@ -257,13 +257,13 @@ fn a_busy_key_holds_no_worker_while_other_keys_wait() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(pool.queue_depth(), 4, "key 1's four later jobs wait behind it");
-    assert_eq!(pool.wait_idle(20), Err(nde_result::NDE_ERR_TIMEOUT));
+    assert_eq!(pool.wait_idle(Some(Duration::from_millis(20))), Err(nde_result::NDE_ERR_TIMEOUT));
     let ks = pool.key_stats();
     // Key 1 had 4 waiting; keys 2-4 may have had more while the burst came.
     assert!(ks.key_backlog_high_water >= 4);
     assert!(ks.waited_behind_key >= 4);
     drop(held);
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 55);
 }
 
@@ -320,7 +320,7 @@ fn discard_path(finish: impl FnOnce(Pool<Counted>)) {
 #[test]
 fn stop_then_drain_releases_keyed_backlogs_barriers_and_held_jobs_once() {
     discard_path(|pool| {
-        assert_eq!(pool.wait_idle(-1), Err(nde_result::NDE_ERR_STOPPED));
+        assert_eq!(pool.wait_idle(None), Err(nde_result::NDE_ERR_STOPPED));
         pool.drain().unwrap();
         let st = pool.stats();
         assert_eq!(st.completed + st.discarded, st.submitted);
@@ -395,7 +395,7 @@ fn wait_idle_waits_for_every_key_backlog() {
         pool.send_keyed(1 + i % 2, 0, i).unwrap();
     }
     pool.send_barrier(0).unwrap();
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 301);
     assert!(pool.current_workers() >= 1);
     let ks = pool.key_stats();
@@ -407,7 +407,7 @@ fn wait_idle_waits_for_every_key_backlog() {
 fn key_zero_is_an_unkeyed_send() {
     let pool = Pool::new(limits(1, 1, 0), "zero", Box::new(|_: u8| {})).unwrap();
     pool.send_keyed(0, 0, 1).unwrap();
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(pool.key_stats().keyed_submitted, 0);
     assert_eq!(pool.stats().completed, 1);
 }
@@ -443,6 +443,6 @@ fn priority_workers_take_keyed_priority_jobs_but_never_a_barrier() {
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(*seen.lock().unwrap(), [1]);
     drop(held);
-    pool.wait_idle(-1).unwrap();
+    pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), [1, 0, 2, 3]);
 }

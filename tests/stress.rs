@@ -18,11 +18,11 @@
 //! done, never what is checked.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use nodedev_events::events::{nde_event_type, EventData, Events};
+use nodedev_events::{EventData, EventType, Events, Registration};
 use nodedev_events::nde_result;
 use nodedev_events::{Pool, PoolLimits};
 
@@ -150,7 +150,7 @@ fn pool_handler(book: Arc<PoolBook>) -> Box<dyn Fn(Job) + Send + Sync> {
             3 => {
                 if let Some(pool) = book.me.get().and_then(Weak::upgrade) {
                     let d = pool.drain();
-                    let w = pool.wait_idle(-1);
+                    let w = pool.wait_idle(None);
                     if d != Err(nde_result::NDE_ERR_WOULD_DEADLOCK)
                         || w != Err(nde_result::NDE_ERR_WOULD_DEADLOCK)
                         || !pool.on_worker()
@@ -235,7 +235,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                             }
                         }
                         600..=699 => {
-                            let r = pool.wait_idle(rng.below(3) as i32);
+                            let r = pool.wait_idle(Some(Duration::from_millis(rng.below(3))));
                             assert!(
                                 matches!(
                                     r,
@@ -272,7 +272,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                         }
                         940..=959 => pool.stop(),
                         960..=979 => {
-                            let r = if rng.chance(2) { pool.drain() } else { pool.drain_timeout(rng.below(3) as i32) };
+                            let r = if rng.chance(2) { pool.drain() } else { pool.drain_timeout(Some(Duration::from_millis(rng.below(3)))) };
                             assert!(
                                 matches!(r, Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT)),
                                 "drain gave {r:?}"
@@ -357,7 +357,7 @@ fn datum(ledger: &Arc<EvLedger>, generation: u8) -> (EventData, Arc<AtomicBool>)
 
 /// One registration, as its callback and the storm see it.
 struct Reg {
-    id: AtomicI32,
+    handle: Mutex<Option<Registration>>,
     deregistered: AtomicBool,
 }
 
@@ -371,13 +371,13 @@ struct EvObj {
     panics_thrown: AtomicUsize,
 }
 
-const TYPES: [nde_event_type; 6] = [
-    nde_event_type::NDE_EVENT_INIT,
-    nde_event_type::NDE_EVENT_UDEV_ADD,
-    nde_event_type::NDE_EVENT_UDEV_REMOVE,
-    nde_event_type::NDE_EVENT_UDEV_CHANGE,
-    nde_event_type::NDE_EVENT_UDEV_MOVE,
-    nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED,
+const TYPES: [EventType; 6] = [
+    EventType::NDE_EVENT_INIT,
+    EventType::NDE_EVENT_UDEV_ADD,
+    EventType::NDE_EVENT_UDEV_REMOVE,
+    EventType::NDE_EVENT_UDEV_CHANGE,
+    EventType::NDE_EVENT_UDEV_MOVE,
+    EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED,
 ];
 
 impl EvObj {
@@ -397,11 +397,11 @@ impl EvObj {
 
     /// Registers a callback that counts, checks it is not called after its
     /// deregistration, and now and then acts from inside.
-    fn register(&self, filter: Option<nde_event_type>, seed: u64) -> Result<i32, nde_result> {
-        let reg = Arc::new(Reg { id: AtomicI32::new(-1), deregistered: AtomicBool::new(false) });
+    fn register(&self, filter: Option<EventType>, seed: u64) -> Result<(), nde_result> {
+        let reg = Arc::new(Reg { handle: Mutex::new(None), deregistered: AtomicBool::new(false) });
         let (r2, me, ledger) = (reg.clone(), self.me.get().unwrap().clone(), self.ledger.clone());
         let mut rng = Rng::new(seed);
-        let cb = Box::new(move |_t: nde_event_type, data: *mut c_void| {
+        let cb = Box::new(move |_t: EventType, data: *mut c_void| {
             ledger.calls.fetch_add(1, SeqCst);
             if r2.deregistered.load(SeqCst) {
                 ledger.late_calls.fetch_add(1, SeqCst);
@@ -421,8 +421,8 @@ impl EvObj {
                 }
                 1..=3 => {
                     // Deregister itself: returns at once, released after return.
-                    let id = r2.id.load(SeqCst);
-                    if id >= 0 && obj.ev.deregister(id).is_ok() {
+                    let handle = r2.handle.lock().unwrap().take();
+                    if handle.is_some_and(|h| h.deregister().is_ok()) {
                         r2.deregistered.store(true, SeqCst);
                     }
                 }
@@ -431,13 +431,13 @@ impl EvObj {
                 }
                 7..=16 if generation < 2 => {
                     let (d, freed) = datum(&obj.ledger, generation + 1);
-                    if obj.ev.submit(nde_event_type::NDE_EVENT_UDEV_CHANGE, d).is_err() {
+                    if obj.ev.submit(EventType::NDE_EVENT_UDEV_CHANGE, d).is_err() {
                         assert!(freed.load(SeqCst), "refused data not freed before return");
                     }
                 }
                 17 => {
-                    let w = obj.ev.wait_idle(-1);
-                    let s = obj.ev.shutdown_wait(-1);
+                    let w = obj.ev.wait_idle(None);
+                    let s = obj.ev.shutdown_wait(None);
                     assert_eq!(w, Err(nde_result::NDE_ERR_WOULD_DEADLOCK));
                     assert_eq!(s, Err(nde_result::NDE_ERR_WOULD_DEADLOCK));
                 }
@@ -455,10 +455,10 @@ impl EvObj {
         });
         self.ledger.registered.fetch_add(1, SeqCst);
         self.registered.fetch_add(1, SeqCst);
-        let id = self.ev.register(filter, cb, Some(on_remove))?;
-        reg.id.store(id, SeqCst);
+        let handle = self.ev.register(filter, cb, Some(on_remove))?;
+        *reg.handle.lock().unwrap() = Some(handle);
         self.regs.lock().unwrap().push(reg);
-        Ok(id)
+        Ok(())
     }
 }
 
@@ -504,7 +504,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                         }
                         550..=619 => {
                             let filter = if rng.chance(3) { None } else { Some(TYPES[rng.below(6) as usize]) };
-                            let _ = obj.register(filter, rng.next()).unwrap();
+                            obj.register(filter, rng.next()).unwrap();
                         }
                         620..=689 => {
                             let reg = {
@@ -517,10 +517,13 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                                 }
                             };
                             if let Some(reg) = reg {
-                                match ev.deregister(reg.id.load(SeqCst)) {
-                                    // Not running now, never again.
-                                    Ok(()) => reg.deregistered.store(true, SeqCst),
-                                    Err(e) => assert_eq!(e, nde_result::NDE_ERR_NOT_FOUND),
+                                let handle = reg.handle.lock().unwrap().take();
+                                if let Some(handle) = handle {
+                                    match handle.deregister() {
+                                        // Not running now, never again.
+                                        Ok(()) => reg.deregistered.store(true, SeqCst),
+                                        Err(e) => assert_eq!(e, nde_result::NDE_ERR_NOT_FOUND),
+                                    }
                                 }
                             }
                         }
@@ -533,7 +536,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                             );
                         }
                         780..=859 => {
-                            let r = ev.wait_idle(rng.below(3) as i32);
+                            let r = ev.wait_idle(Some(Duration::from_millis(rng.below(3))));
                             assert!(
                                 matches!(
                                     r,
@@ -554,7 +557,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                         }
                         960..=974 => ev.shutdown_prepare(),
                         975..=989 => {
-                            let r = ev.shutdown_wait(rng.below(3) as i32 - 1);
+                            let r = ev.shutdown_wait(rng.below(3).checked_sub(1).map(Duration::from_millis));
                             assert!(matches!(r, Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT)), "shutdown_wait gave {r:?}");
                         }
                         _ => {
@@ -574,7 +577,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
     all.extend(slots.into_iter().map(|m| m.into_inner().unwrap()));
     let objects = all.len();
     for obj in all {
-        obj.ev.shutdown_wait(-1).unwrap();
+        obj.ev.shutdown_wait(None).unwrap();
         let st = obj.ev.stats();
         assert_eq!(st.submitted, st.completed + st.discarded, "{st:?}");
         assert_eq!(obj.ev.caught_panics(), obj.panics_thrown.load(SeqCst));

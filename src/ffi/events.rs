@@ -7,6 +7,7 @@ use super::{c_str, nde_free_fn, status_code, write_out, OpaquePtr, OwnedData};
 use crate::events::{nde_event_type, Events, NDE_EVENT_ANY};
 use crate::pool::nde_pool_stats;
 use crate::result::{nde_result, to_c};
+use crate::timeout::from_c_ms;
 
 /// Typed events handled in order on one worker thread (opaque). Create with
 /// `nde_events_new`, release with `nde_events_free`.
@@ -92,7 +93,7 @@ pub extern "C" fn nde_events_register(
             nde_event_type::from_i32(event_type).map(Some)
         };
         match (events_ref(ev), cb, filter) {
-            (Some(ev), Some(cb), Some(filter)) => to_c(ev.register(filter, c_callback(cb, userdata), release)),
+            (Some(ev), Some(cb), Some(filter)) => to_c(ev.register_id(filter, c_callback(cb, userdata), release)),
             _ => {
                 if let Some(f) = release {
                     f();
@@ -116,7 +117,7 @@ pub extern "C" fn nde_events_register(
 /// `NDE_ERR_INVALID` (NULL).
 #[no_mangle]
 pub extern "C" fn nde_events_deregister(ev: *mut nde_events, callback_id: c_int) -> c_int {
-    ffi_status!(events_ref(ev), |ev| ev.deregister(callback_id))
+    ffi_status!(events_ref(ev), |ev| ev.deregister_id(callback_id))
 }
 
 /// Queues an event. Always takes `data`: `data_free` (NULL allowed) runs
@@ -169,7 +170,7 @@ pub extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, de
 /// `NDE_ERR_INVALID` or `NDE_ERR_WOULD_DEADLOCK` (from a callback).
 #[no_mangle]
 pub extern "C" fn nde_events_wait_idle(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
-    ffi_status!(events_ref(ev), |ev| ev.wait_idle(timeout_ms))
+    ffi_status!(events_ref(ev), |ev| ev.wait_idle(from_c_ms(timeout_ms)))
 }
 
 /// Shutdown, phase one (libvirt's ShutdownPrepare): from now on submit and
@@ -194,7 +195,7 @@ pub extern "C" fn nde_events_shutdown_prepare(ev: *mut nde_events) -> c_int {
 /// callback, or `NDE_ERR_INVALID`.
 #[no_mangle]
 pub extern "C" fn nde_events_shutdown_wait(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
-    ffi_status!(events_ref(ev), |ev| ev.shutdown_wait(timeout_ms))
+    ffi_status!(events_ref(ev), |ev| ev.shutdown_wait(from_c_ms(timeout_ms)))
 }
 
 /// Shuts down (prepare, then wait for ever), discards queued events, and

@@ -38,6 +38,8 @@ macro_rules! ffi_status {
     };
 }
 
+pub use crate::events::NDE_EVENT_ANY;
+
 pub mod api_table;
 pub mod common;
 pub mod log;

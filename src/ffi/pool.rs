@@ -8,6 +8,7 @@ use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
 pub use crate::pool::{nde_pool_key_stats, nde_pool_stats};
 use crate::pool::{Pool, PoolLimits, WorkerHook, WorkerHooks};
 use crate::result::nde_result;
+use crate::timeout::from_c_ms;
 
 /// A pool of worker threads (opaque). Create with `nde_pool_new_full`,
 /// release with `nde_pool_free`.
@@ -164,7 +165,7 @@ pub extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
 /// libvirt has no such call.
 #[no_mangle]
 pub extern "C" fn nde_pool_wait_idle(pool: *mut nde_pool, timeout_ms: c_int) -> c_int {
-    ffi_status!(pool_ref(pool), |p| p.wait_idle(timeout_ms))
+    ffi_status!(pool_ref(pool), |p| p.wait_idle(from_c_ms(timeout_ms)))
 }
 
 /// Drains the pool (see `nde_pool_drain`) and releases it. NULL does nothing.

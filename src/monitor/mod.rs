@@ -60,7 +60,7 @@ use crate::events::Events;
 use crate::registration::Registration;
 use crate::result::{nde_result, Error};
 use crate::sync::{lock, wait_until};
-use crate::timeout::{deadline, to_c_ms};
+use crate::timeout::deadline;
 use handler::{RunState, Shared};
 use reader::{Group, Reader, ReaderConfig, ReaderShared};
 use settle::QueueLimits;
@@ -330,7 +330,7 @@ impl Monitor {
         if let Some(r) = th.reader.as_mut() {
             r.stop();
         }
-        self.events.shutdown_wait(to_c_ms(timeout))?;
+        self.events.shutdown_wait(timeout)?;
         // The worker is gone: no event can refer to the context any more.
         th.reader = None;
         Ok(())
@@ -354,7 +354,7 @@ impl Drop for Monitor {
             return;
         }
         let _ = self.stop(None);
-        let _ = self.events.deregister(self.builtin_id);
+        let _ = self.events.deregister_id(self.builtin_id);
         self.shared.listeners.clear();
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::result::{nde_result, Error};
-use crate::sync::{deadline_after, lock, wait_until, CachePadded};
+use crate::sync::{lock, wait_until, CachePadded};
 use crate::thread::Thread;
 use crate::tsan;
 use intake::Intake;
@@ -314,17 +314,17 @@ impl<T: Send + 'static> Pool<T> {
     /// Stops, joins every worker and discards the queued jobs (dropping them
     /// frees their data). `NDE_ERR_WOULD_DEADLOCK` from one of its workers.
     pub fn drain(&self) -> Result<(), Error> {
-        self.drain_timeout(-1)
+        self.drain_timeout(None)
     }
 
-    /// `drain`, waiting at most `timeout_ms` (< 0: for ever) for the running
+    /// `drain`, waiting at most `timeout` (`None`: for ever) for the running
     /// jobs to return. On `NDE_ERR_TIMEOUT` the pool is stopped, nothing was
     /// discarded, and the call can be made again.
-    pub fn drain_timeout(&self, timeout_ms: i32) -> Result<(), Error> {
+    pub fn drain_timeout(&self, timeout: Option<std::time::Duration>) -> Result<(), Error> {
         if self.on_worker() {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
-        let deadline = deadline_after(timeout_ms);
+        let deadline = crate::timeout::deadline(timeout);
         let shared = &self.shared;
         let (threads, jobs) = {
             let mut st = lock(&shared.state);
@@ -354,12 +354,12 @@ impl<T: Send + 'static> Pool<T> {
     }
 
     /// Waits until the queue is empty and every accepted job (and its free
-    /// function) has finished. `timeout_ms < 0` waits for ever.
-    pub fn wait_idle(&self, timeout_ms: i32) -> Result<(), Error> {
+    /// function) has finished. `timeout` `None` waits for ever.
+    pub fn wait_idle(&self, timeout: Option<std::time::Duration>) -> Result<(), Error> {
         if self.on_worker() {
             return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
         }
-        let deadline = deadline_after(timeout_ms);
+        let deadline = crate::timeout::deadline(timeout);
         let intake = &self.shared.intake;
         let mut st = lock(&self.shared.state);
         let result = loop {
