@@ -149,7 +149,9 @@ fn handle_init(sh: &Shared, _udev: *mut ffi::udev, out: &mut Changes) {
 /// # Safety
 /// `dev` is a live device this thread may use.
 unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_device, out: &mut Changes) {
-    let Some(mut spec) = udev_parse::spec_from_device(dev) else {
+    // SAFETY: `dev` is live and this thread's (the caller's promise), and
+    // outlives `spec` (this call).
+    let Some(mut spec) = (unsafe { udev_parse::spec_from_device(dev) }) else {
         log::debug("uevent without a usable syspath: ignored");
         return;
     };
@@ -168,7 +170,8 @@ unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_devi
         spec.props.push(("ADDRESS", &mac));
     }
     if t == nde_event_type::NDE_EVENT_UDEV_MOVE {
-        let old = udev_parse::property(dev, c"DEVPATH_OLD").map(|o| format!("/sys{o}"));
+        // SAFETY: as above.
+        let old = unsafe { udev_parse::property(dev, c"DEVPATH_OLD") }.map(|o| format!("/sys{o}"));
         tbl.move_device(old.as_deref(), &spec, out);
     } else {
         tbl.add_or_change(&spec, out);

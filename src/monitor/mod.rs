@@ -19,9 +19,6 @@
 mod config;
 pub(crate) mod device;
 mod enumerate;
-// Until the events restructuring of these two lands, their unsafe
-// operations inside `unsafe fn`s and their SAFETY comments are not checked.
-#[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 mod handler;
 mod listeners;
 pub(crate) mod log;
@@ -32,7 +29,6 @@ pub mod mdevctl;
 mod mdevctl_watch;
 #[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
 pub(crate) mod naming;
-#[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 mod reader;
 mod settle;
 mod stats;
