@@ -623,8 +623,10 @@ fn veth_session(exe: &Path, work: &Path) -> String {
     let out = work.join("out.txt");
     let _ = std::fs::remove_file(&out);
     // Inside the namespace: start the monitor, wait for its tree (the
-    // listener is in place by then), plug, rename and unplug, wait for the
-    // last line, then Ctrl-C it and pass its exit status on.
+    // listener is in place by then), plug, rename (once a0 was reported:
+    // a rename racing the MAC lookup gives a name without the MAC, as in
+    // libvirt, which made the printed names depend on the load), unplug,
+    // wait for the last line, then Ctrl-C it and pass its exit status on.
     let script = format!(
         r#"set -e
 mount -n -t sysfs sysfs /sys
@@ -632,6 +634,7 @@ mount -n -t sysfs sysfs /sys
 pid=$!
 n=0; until grep -q '^computer$' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || exit 90; sleep 0.05; done
 ip link add a0 type veth peer name a1
+n=0; until grep -q 'node device net_a0_.*: Created' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || {{ kill -INT $pid; exit 92; }}; sleep 0.05; done
 ip link set a0 name b0
 ip link del b0
 n=0; until grep -q 'node device net_a1_.*: Deleted' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || {{ kill -INT $pid; exit 91; }}; sleep 0.05; done
