@@ -163,13 +163,8 @@ impl<F: ?Sized, K> Registry<F, K> {
     fn retire(&self, entry: &Entry<F, K>, on_dispatch_thread: bool) {
         tsan::release(self.sync_addr());
         let id = entry.id as i64;
-        // Paired with dispatch: see the module comment. (Under loom a test
-        // may read `running` first, the known-bad order the model must
-        // catch.)
-        #[cfg(loom)]
-        let early = known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| self.running.load(Ordering::SeqCst));
-        #[cfg(not(loom))]
-        let early: Option<i64> = None;
+        // Paired with dispatch: see the module comment.
+        let early = self.known_bad_early_read();
         entry.removed.swap(true, Ordering::SeqCst);
         if early.unwrap_or_else(|| self.running.fetch_add(0, Ordering::SeqCst)) == id {
             if on_dispatch_thread {
@@ -188,6 +183,16 @@ impl<F: ?Sized, K> Registry<F, K> {
         // and before deregister returns.
         tsan::acquire(self.sync_addr());
         entry.release();
+    }
+
+    /// `running` read before the entry is marked removed: the known-bad
+    /// order the loom model must catch, when a loom test asks for it;
+    /// never in a normal build.
+    fn known_bad_early_read(&self) -> Option<i64> {
+        #[cfg(loom)]
+        return known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| self.running.load(Ordering::SeqCst));
+        #[cfg(not(loom))]
+        None
     }
 
     /// The callbacks registered now, for one or more `dispatch` calls.
