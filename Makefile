@@ -60,9 +60,11 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
-# The loom models (every interleaving of the real code under --cfg loom,
-# with its own target dir): the registry's deregister handshake, and a
-# known-bad variant loom must catch.
+# The loom models (every interleaving, within a preemption bound, of the
+# real code under --cfg loom, with its own target dir): the pool's intake,
+# send/park/wake, wait_idle, stop and keyed scheduler, the registry's
+# deregister handshake, and known-bad variants loom must catch
+# (docs/reliability.md). ~30 s after the build.
 check-loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --lib loom_model
 

@@ -10,15 +10,19 @@
 //! claimed its position before the close (and is taken by drain) or fails.
 //! A job costs its own size plus one ready byte; no allocation per job.
 
-use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use crate::sync::{lock, CachePadded};
+use crate::sync::model::{lock, yield_now, AtomicBool, AtomicPtr, AtomicUsize, Mutex, UnsafeCell};
+use crate::sync::CachePadded;
 
-/// Slots per block.
+/// Slots per block (3 under loom, so that a model's few pushes cross a
+/// block boundary and reuse a block).
+#[cfg(not(loom))]
 const BLOCK_CAP: usize = 255;
+#[cfg(loom)]
+const BLOCK_CAP: usize = 3;
 /// Positions per block: the slots plus the sentinel.
 const LAP: usize = BLOCK_CAP + 1;
 /// Bit 0 of the tail index is the closed mark; positions count from bit 1.
@@ -32,11 +36,23 @@ struct Block<T> {
 }
 
 impl<T> Block<T> {
+    #[cfg(not(loom))]
     fn alloc() -> *mut Block<T> {
         // All-zero is a valid empty block: null next, no slot ready.
         let b: Box<MaybeUninit<Block<T>>> = Box::new_zeroed();
-        // SAFETY: every field is valid when zeroed (see above).
+        // SAFETY: every field is valid when zeroed (see above; the slot
+        // cell is a transparent wrapper of std's UnsafeCell).
         Box::into_raw(unsafe { b.assume_init() })
+    }
+
+    /// loom's atomics are objects of the model: they must be constructed.
+    #[cfg(loom)]
+    fn alloc() -> *mut Block<T> {
+        Box::into_raw(Box::new(Block {
+            next: AtomicPtr::new(ptr::null_mut()),
+            ready: std::array::from_fn(|_| AtomicBool::new(false)),
+            values: std::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
+        }))
     }
 
     /// Waits until the producer that links the next block has done so.
@@ -51,11 +67,9 @@ impl<T> Block<T> {
     }
 }
 
+/// Lets a preempted producer finish the few instructions we wait for.
 fn backoff() {
-    std::hint::spin_loop();
-    // SAFETY: sched_yield has no preconditions; it lets a preempted
-    // producer finish the few instructions we wait for.
-    unsafe { libc::sched_yield() };
+    yield_now();
 }
 
 /// Emptied blocks kept for reuse while jobs flow (up to ~17 MiB): during a
@@ -73,7 +87,7 @@ pub struct Intake<T> {
     head_index: CachePadded<AtomicUsize>,
     head_block: AtomicPtr<Block<T>>,
     /// Emptied blocks for reuse (taken once per block, not per job).
-    spare: std::sync::Mutex<Vec<SendPtr<Block<T>>>>,
+    spare: Mutex<Vec<SendPtr<Block<T>>>>,
 }
 
 struct SendPtr<B>(*mut B);
@@ -84,6 +98,17 @@ unsafe impl<B> Send for SendPtr<B> {}
 // protocol above gives each slot one writer and one reader.
 unsafe impl<T: Send> Send for Intake<T> {}
 unsafe impl<T: Send> Sync for Intake<T> {}
+
+/// The ordering that publishes a written slot to the consumer. Under loom
+/// a test may weaken it to `Relaxed`, the known-bad variant the model must
+/// catch (the consumer would read the slot before the write is visible).
+fn publish_order() -> Ordering {
+    #[cfg(loom)]
+    if super::known_bad::get().relaxed_publish {
+        return Ordering::Relaxed;
+    }
+    Ordering::Release
+}
 
 /// Number of jobs stored before position `pos`.
 fn items_before(pos: usize) -> usize {
@@ -104,7 +129,7 @@ impl<T> Intake<T> {
             tail_block: CachePadded(AtomicPtr::new(first)),
             head_index: CachePadded(AtomicUsize::new(0)),
             head_block: AtomicPtr::new(first),
-            spare: std::sync::Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
@@ -184,8 +209,8 @@ impl<T> Intake<T> {
                             self.tail_index.0.fetch_add(1 << SHIFT, Ordering::Release);
                             (*block).next.store(nb, Ordering::Release);
                         }
-                        (*(*block).values[offset].get()).write(value);
-                        (*block).ready[offset].store(true, Ordering::SeqCst);
+                        (*block).values[offset].with_mut(|slot| (*slot).write(value));
+                        (*block).ready[offset].store(true, publish_order());
                     }
                     break Ok(());
                 }
@@ -259,7 +284,7 @@ impl<T> Intake<T> {
             while !(*block).ready[offset].load(Ordering::Acquire) {
                 backoff();
             }
-            out.extend(Some((*(*block).values[offset].get()).assume_init_read()));
+            out.extend(Some((*block).values[offset].with_mut(|slot| (*slot).assume_init_read())));
             head += 1;
             n += 1;
         }
@@ -271,6 +296,12 @@ impl<T> Intake<T> {
 
 impl<T> Drop for Intake<T> {
     fn drop(&mut self) {
+        // A loom model that failed unwinds through here with the slot state
+        // it reported: leave it, so the report is not lost in an abort.
+        #[cfg(loom)]
+        if std::thread::panicking() {
+            return;
+        }
         // SAFETY: &mut self: no producer or other consumer is left.
         unsafe {
             while self.pop().is_some() {}

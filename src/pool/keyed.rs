@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 
 use super::{JobQueue, Pool, Shared, State, WorkerKind};
-use crate::sync::lock;
+use crate::sync::model::lock;
 use crate::tsan;
 use crate::result::{nde_result, Error};
 

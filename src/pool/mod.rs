@@ -11,14 +11,16 @@
 mod intake;
 mod job_queue;
 mod keyed;
+#[cfg(all(test, loom))]
+mod loom_model;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::result::{nde_result, Error};
-use crate::sync::{lock, wait_until, CachePadded};
-use crate::thread::Thread;
+use crate::sync::model::{fence, lock, wait_until, AtomicBool, AtomicUsize, Condvar, Mutex, Thread};
+use crate::sync::CachePadded;
 use crate::tsan;
 use intake::Intake;
 use job_queue::JobQueue;
@@ -26,6 +28,36 @@ use worker::WorkerKind;
 
 pub use keyed::{nde_pool_key_stats, KeyStats};
 use keyed::Keyed;
+
+/// Deliberate mistakes a loom model switches on to show that the model
+/// catches them (`make check-loom`). loom runs a model's threads one at a
+/// time on the test's own OS thread, so a thread-local set by the test is
+/// seen by every thread of that model and by no other test.
+#[cfg(loom)]
+pub(crate) mod known_bad {
+    use std::cell::Cell;
+
+    #[derive(Copy, Clone, Default)]
+    pub(crate) struct Mutations {
+        /// The intake publishes a written slot with `Relaxed`.
+        pub(crate) relaxed_publish: bool,
+        /// A parking worker skips its last look at the intake.
+        pub(crate) sleep_without_recheck: bool,
+    }
+
+    thread_local! {
+        static ON: Cell<Mutations> = Cell::new(Mutations::default());
+    }
+
+    pub(crate) fn get() -> Mutations {
+        ON.with(|m| m.get())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set(m: Mutations) {
+        ON.with(|c| c.set(m));
+    }
+}
 
 /// Counters of a pool's life, safe to read at any time.
 #[repr(C)]
@@ -82,7 +114,8 @@ struct State<T> {
     queue: JobQueue<T>,
     /// Keyed jobs and barriers (keyed.rs).
     keyed: Keyed<T>,
-    /// Set once by `stop_locked`, never cleared; mirrored by `quit_hint`.
+    /// Set once by `stop_locked`, never cleared; mirrored by
+    /// `Shared::quit_hint`.
     quit: bool,
     limits: PoolLimits,
     /// Ordinary workers alive (started and not yet exited).
@@ -122,18 +155,21 @@ struct Shared<T> {
     prio_name: String,
     /// Panics caught in handlers (the worker carries on).
     panics: AtomicUsize,
-    /// Queue length as last seen under the lock, for spinning workers.
-    /// Written by producers, so kept on a cache line of its own.
-    /// Invariant: only a hint that ends a spin early; a stale 0 costs a
-    /// spin, never a lost job, because the worker re-checks the queue and
-    /// the intake under the lock before it sleeps (the park/wake model in
-    /// tests/model.rs, `pool_send_and_park_never_lose_a_wake_up`, has no
-    /// spin at all and still loses nothing).
+    /// Queue length as last seen under the lock, for spinning workers
+    /// (written by producers, so on a cache line of its own). Invariant:
+    /// only a hint that ends a spin early, so a stale value costs a spin and
+    /// never a job, because the worker looks at the queue and the intake
+    /// again under the lock before it sleeps; checked by the loom models
+    /// `pool::loom_model::loom_model_pool_two_workers_two_senders_wait_idle`
+    /// and `..._lone_worker_send_park_wait_idle` (under loom a spin makes a
+    /// single pass, so every stale hint leads to the sleep path).
     queued_hint: CachePadded<AtomicUsize>,
     /// Invariant: `quit_hint == State::quit` whenever the lock is free
     /// (both are set together under the lock in `stop_locked`, never
     /// cleared), so a worker running a batch without the lock sees a stop
-    /// at most one job late; checked by tests/pool.rs
+    /// at most one job late and gives the rest back; checked by the loom
+    /// model `pool::loom_model::loom_model_pool_stop_races_a_batch_and_a_send`
+    /// and by tests/pool.rs
     /// `stop_inside_a_lone_workers_batch_leaves_the_rest_queued`.
     quit_hint: CachePadded<AtomicBool>,
     /// Jobs in the lone worker's batch not started yet (for the depth getter;
@@ -145,12 +181,13 @@ struct Shared<T> {
     /// worker left to start (growth needs the lock).
     fast_path: CachePadded<AtomicBool>,
     /// Ordinary workers asleep, for the fast path's wake-up check.
-    /// Invariant: `sleepers == State::sleeping` whenever the lock is free;
-    /// inside `sleep` it is raised before the sleeper's last look at the
-    /// intake, the Dekker pair with `send`'s push-then-load, so a send
-    /// either is seen or sees the sleeper: checked (with the two halves
-    /// broken as known-bad variants) by tests/model.rs
-    /// `pool_send_and_park_never_lose_a_wake_up`.
+    /// Invariant: `sleepers == State::sleeping` whenever the lock is free,
+    /// and inside `sleep` it is raised (then a SeqCst fence) before the
+    /// sleeper's last look at the intake, the pair of `send`'s push, fence,
+    /// load, so a send either is seen or sees the sleeper; checked by the
+    /// loom model `pool::loom_model::loom_model_pool_lone_worker_send_park_wait_idle`,
+    /// whose known-bad twin (`..._known_bad_sleep_without_recheck_is_caught`)
+    /// loom reports as a deadlock.
     sleepers: CachePadded<AtomicUsize>,
     /// A wake-up was sent and the woken worker has not run yet: waking it
     /// again would only cost another system call per send.
@@ -245,9 +282,12 @@ impl<T: Send + 'static> Pool<T> {
         if shared.fast_path.load(Ordering::Acquire) {
             match shared.intake.push(job) {
                 Ok(()) => {
-                    // Paired with `sleep`: the push is visible before we look
-                    // for sleepers, so either the worker sees the job or we
-                    // see the worker.
+                    // Paired with the fence in `sleep` (store-buffering:
+                    // push, fence, look for sleepers / announce, fence, look
+                    // at the intake): either the worker sees the job or we
+                    // see the worker. A fence, not SeqCst accesses alone,
+                    // because loom models fences exactly.
+                    fence(Ordering::SeqCst);
                     if shared.sleepers.load(Ordering::SeqCst) > 0
                         && !shared.wake_pending.swap(true, Ordering::SeqCst)
                     {
@@ -476,6 +516,13 @@ impl<T: Send + 'static> Drop for Pool<T> {
     /// Drains and releases. From inside one of its own jobs it cannot join
     /// itself: the last worker to exit finishes the release instead.
     fn drop(&mut self) {
+        // A loom model that failed (a deadlock) unwinds through here with
+        // no thread left to run: leave the pool, so the report is not lost
+        // in an abort.
+        #[cfg(loom)]
+        if std::thread::panicking() {
+            return;
+        }
         if self.on_worker() {
             let mut st = lock(&self.shared.state);
             self.shared.stop_locked(&mut st);

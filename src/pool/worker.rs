@@ -4,20 +4,25 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::keyed::Finished;
 use super::{Shared, State, WorkerHook};
-use crate::sync::{lock, wait};
 use crate::result::Error;
-use crate::thread::{self, Thread};
+use crate::sync::model::{self, fence, keep_spinning, lock, wait, MutexGuard, Thread};
 use crate::tsan;
 
+#[cfg(not(loom))]
 thread_local! {
     // The pool whose worker this thread is (0 on every other thread). A
     // const-initialised Cell<usize> registers no TLS destructor.
     static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+// loom's threads share one OS thread: they need loom's thread-locals.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT_POOL: Cell<usize> = Cell::new(0);
 }
 
 /// The pool whose worker the calling thread is (0 on other threads).
@@ -31,10 +36,23 @@ pub(super) enum WorkerKind {
     Priority,
 }
 
+/// The known-bad variant of `sleep` (loom only): park without the last
+/// look at the intake, which loses the wake-up of a send that pushed
+/// before the sleeper was announced.
+fn skip_recheck() -> bool {
+    #[cfg(loom)]
+    return super::known_bad::get().sleep_without_recheck;
+    #[cfg(not(loom))]
+    false
+}
+
 /// Most jobs a worker takes from the queue at once.
 const MAX_BATCH: usize = 1024;
 /// Intake blocks an idle pool keeps for the next burst (~70 KiB).
 const IDLE_SPARE_BLOCKS: usize = 16;
+/// Looks at the hints per check of the clock (one under loom: each look is
+/// a step of the model).
+const SPIN_CHECKS: usize = if cfg!(loom) { 1 } else { 64 };
 /// How long an idle worker waits for more work before it sleeps.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
@@ -45,7 +63,7 @@ impl<T: Send + 'static> Shared<T> {
             WorkerKind::Ordinary => &this.name,
             WorkerKind::Priority => &this.prio_name,
         };
-        let t = thread::spawn(name, move || shared.worker_loop(kind))?;
+        let t = model::spawn(name, move || shared.worker_loop(kind))?;
         st.threads.push(t);
         match kind {
             WorkerKind::Ordinary => {
@@ -225,7 +243,7 @@ impl<T: Send + 'static> Shared<T> {
     fn spin_for_work(&self) {
         let start = Instant::now();
         loop {
-            for _ in 0..64 {
+            for _ in 0..SPIN_CHECKS {
                 if self.queued_hint.load(Ordering::Relaxed) > 0
                     || self.quit_hint.load(Ordering::Relaxed)
                     || !self.intake.is_empty()
@@ -234,7 +252,7 @@ impl<T: Send + 'static> Shared<T> {
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed() >= SPIN_BEFORE_SLEEP {
+            if !keep_spinning(start, SPIN_BEFORE_SLEEP) {
                 return;
             }
         }
@@ -265,12 +283,13 @@ impl<T: Send + 'static> Shared<T> {
     ) -> MutexGuard<'a, State<T>> {
         if ordinary {
             st.sleeping += 1;
-            // Paired with the fast path of `send`: announce the sleep, then
-            // look at the intake once more.
+            // Paired with the fence in `send`'s fast path: announce the
+            // sleep, fence, then look at the intake once more.
             self.sleepers.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             // Any wake-up sent before this point was for an earlier sleep.
             self.wake_pending.store(false, Ordering::SeqCst);
-            if self.intake.is_empty() {
+            if self.intake.is_empty() || skip_recheck() {
                 st = wait(&self.work_ready, st);
                 // Awake: the next send or a busy worker may wake another.
                 self.wake_pending.store(false, Ordering::SeqCst);
