@@ -100,7 +100,6 @@ mod debounce;
 mod events;
 mod monitor;
 mod owned;
-#[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 mod pool;
 mod registration;
 mod registry;

@@ -97,6 +97,8 @@ unsafe impl<B> Send for SendPtr<B> {}
 // SAFETY: values move between threads through the slots (T: Send); the
 // protocol above gives each slot one writer and one reader.
 unsafe impl<T: Send> Send for Intake<T> {}
+// SAFETY: as for Send: shared use is pushes (one claimed slot each) and
+// takes, which the `unsafe` take functions confine to one thread at a time.
 unsafe impl<T: Send> Sync for Intake<T> {}
 
 /// The ordering that publishes a written slot to the consumer. Under loom
@@ -144,8 +146,10 @@ impl<T> Intake<T> {
     /// # Safety
     /// Every slot of `block` was taken and no producer refers to it any more.
     unsafe fn recycle(&self, block: *mut Block<T>) {
-        (*block).next.store(ptr::null_mut(), Ordering::Relaxed);
-        for r in (*block).ready.iter() {
+        // SAFETY: the caller hands the block over: nobody else uses it.
+        let b = unsafe { &*block };
+        b.next.store(ptr::null_mut(), Ordering::Relaxed);
+        for r in b.ready.iter() {
             r.store(false, Ordering::Relaxed);
         }
         let mut spare = lock(&self.spare);
@@ -154,7 +158,8 @@ impl<T> Intake<T> {
             return;
         }
         drop(spare);
-        drop(Box::from_raw(block));
+        // SAFETY: as above; it came from Box::into_raw (Block::alloc).
+        drop(unsafe { Box::from_raw(block) });
     }
 
     /// Frees spare blocks beyond `keep` (called when the consumer is idle,
@@ -196,22 +201,23 @@ impl<T> Intake<T> {
             let new_tail = tail + (1 << SHIFT);
             match self.tail_index.0.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Acquire) {
                 Ok(_) => {
-                    // SAFETY: the CAS gave us slot `offset` of `block`; the
-                    // block lives until the consumer has read that slot,
-                    // which needs our ready mark first.
-                    unsafe {
-                        if offset + 1 == BLOCK_CAP {
-                            // Took the last slot: link the next block, then
-                            // move the tail past the sentinel (fetch_add keeps
-                            // a concurrent close mark).
-                            let nb = std::mem::replace(&mut next_block, ptr::null_mut());
-                            self.tail_block.0.store(nb, Ordering::Release);
-                            self.tail_index.0.fetch_add(1 << SHIFT, Ordering::Release);
-                            (*block).next.store(nb, Ordering::Release);
-                        }
-                        (*block).values[offset].with_mut(|slot| (*slot).write(value));
-                        (*block).ready[offset].store(true, publish_order());
+                    // SAFETY: the CAS gave us slot `offset` of `block` (the
+                    // tail block of the index we swapped); the block lives
+                    // until the consumer has read that slot, which needs our
+                    // ready mark first.
+                    let b = unsafe { &*block };
+                    if offset + 1 == BLOCK_CAP {
+                        // Took the last slot: link the next block, then move
+                        // the tail past the sentinel (fetch_add keeps a
+                        // concurrent close mark).
+                        let nb = std::mem::replace(&mut next_block, ptr::null_mut());
+                        self.tail_block.0.store(nb, Ordering::Release);
+                        self.tail_index.0.fetch_add(1 << SHIFT, Ordering::Release);
+                        b.next.store(nb, Ordering::Release);
                     }
+                    // SAFETY: the slot is ours alone until marked ready.
+                    b.values[offset].with_mut(|slot| unsafe { (*slot).write(value) });
+                    b.ready[offset].store(true, publish_order());
                     break Ok(());
                 }
                 Err(t) => {
@@ -256,7 +262,8 @@ impl<T> Intake<T> {
     /// lock).
     pub unsafe fn pop(&self) -> Option<T> {
         let mut out = Vec::with_capacity(1);
-        self.take_into(&mut out, 1);
+        // SAFETY: our caller is the one consumer.
+        unsafe { self.take_into(&mut out, 1) };
         out.pop()
     }
 
@@ -272,19 +279,29 @@ impl<T> Intake<T> {
         let mut block = self.head_block.load(Ordering::Relaxed);
         let mut n = 0;
         while head != tail && n < max {
+            // SAFETY: `block` is the head block, which only the consumer
+            // (us, by the caller's promise) recycles, below, once past it.
+            let b = unsafe { &*block };
             let offset = head % LAP;
             if offset == BLOCK_CAP {
                 // The tail moved past the sentinel: the next block exists.
-                let next = (*block).wait_next();
-                self.recycle(block);
+                let next = b.wait_next();
+                // SAFETY: every slot of `block` was taken (the head passed
+                // them, each seen ready), and the producer of its last slot
+                // linked `next` before marking that slot ready: no producer
+                // touches it any more.
+                unsafe { self.recycle(block) };
                 block = next;
                 head += 1;
                 continue;
             }
-            while !(*block).ready[offset].load(Ordering::Acquire) {
+            while !b.ready[offset].load(Ordering::Acquire) {
                 backoff();
             }
-            out.extend(Some((*block).values[offset].with_mut(|slot| (*slot).assume_init_read())));
+            // SAFETY: the slot is ready (its write happens before: Release /
+            // Acquire on `ready`) and read once, by the one consumer.
+            let value = b.values[offset].with_mut(|slot| unsafe { (*slot).assume_init_read() });
+            out.extend(Some(value));
             head += 1;
             n += 1;
         }
@@ -319,6 +336,12 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Takes one job; each test's thread is the intake's only consumer.
+    fn take<T>(q: &Intake<T>) -> Option<T> {
+        // SAFETY: one consumer (the test's own thread).
+        unsafe { q.pop() }
+    }
+
     #[test]
     fn fifo_across_blocks_and_len() {
         let q = Intake::new();
@@ -328,9 +351,9 @@ mod tests {
         assert_eq!(q.len(), 1000);
         assert_eq!(q.pushed(), 1000);
         for i in 0..1000 {
-            assert_eq!(unsafe { q.pop() }, Some(i));
+            assert_eq!(take(&q), Some(i));
         }
-        assert_eq!(unsafe { q.pop() }, None);
+        assert_eq!(take(&q), None);
         assert_eq!(q.len(), 0);
     }
 
@@ -340,8 +363,8 @@ mod tests {
         q.push(1).unwrap();
         q.close();
         assert_eq!(q.push(2), Err(2));
-        assert_eq!(unsafe { q.pop() }, Some(1));
-        assert_eq!(unsafe { q.pop() }, None);
+        assert_eq!(take(&q), Some(1));
+        assert_eq!(take(&q), None);
         assert_eq!(q.pushed(), 1);
     }
 
@@ -361,7 +384,7 @@ mod tests {
         let mut next = [0usize; 4];
         let mut got = 0;
         while got < 200_000 {
-            if let Some((p, i)) = unsafe { q.pop() } {
+            if let Some((p, i)) = take(&q) {
                 assert_eq!(i, next[p]);
                 next[p] += 1;
                 got += 1;
@@ -370,7 +393,7 @@ mod tests {
         for p in producers {
             p.join().unwrap();
         }
-        assert_eq!(unsafe { q.pop() }, None);
+        assert_eq!(take(&q), None);
     }
 
     #[test]
@@ -381,7 +404,7 @@ mod tests {
             for _ in 0..600 {
                 q.push(counter.clone()).unwrap();
             }
-            unsafe { q.pop() };
+            take(&q);
         }
         assert_eq!(Arc::strong_count(&counter), 1);
     }

@@ -163,7 +163,7 @@ impl<T> Keyed<T> {
 
     /// Jobs a worker could take now.
     pub fn ready(&self) -> usize {
-        let barrier = self.barrier.as_ref().map_or(false, |b| b.phase == Phase::Ready);
+        let barrier = self.barrier.as_ref().is_some_and(|b| b.phase == Phase::Ready);
         self.ready_count + barrier as usize
     }
 
@@ -176,7 +176,7 @@ impl<T> Keyed<T> {
     /// True once the oldest barrier may start or has started: an unkeyed job
     /// found in the intake now was sent after it (`hold_raced`).
     pub fn barrier_started(&self) -> bool {
-        self.barrier.as_ref().map_or(false, |b| b.phase != Phase::Waiting)
+        self.barrier.as_ref().is_some_and(|b| b.phase != Phase::Waiting)
     }
 
     pub fn stats(&self) -> KeyStats {
