@@ -9,6 +9,9 @@
 #                      uevent_bench.c, libudev's own loop) and the keyed-
 #                      dispatch workload (bench/keyed.c); write
 #                      bench/results/bench-<date>.{md,svg,json}
+#   make bench-intake  (also run by `make bench`) the pool's intake against
+#                      one on crossbeam's SegQueue: bench/intake_compare.py,
+#                      bench/results/intake-<date>.md
 #   make bench-smoke   the same with tiny N and one repetition, results under
 #                      target/bench/smoke; exits non-zero if a harness fails
 #
@@ -28,7 +31,7 @@ BENCH_RUN_ARGS = --harness $(BENCH_HARNESS) --uevent-bench $(BENCH_UEVENT) \
 BENCH_NDE_LIB ?= $(RELEASE_DIR)/libnodedev_events.so
 BENCH_ARGS ?=
 
-.PHONY: bench bench-smoke bench-peers
+.PHONY: bench bench-smoke bench-peers bench-intake
 
 bench-peers:
 	@bash bench/install-peers.sh
@@ -54,6 +57,19 @@ $(BENCH_KEYED): bench/keyed.c bench/ring.c bench/ring.h
 
 bench: lib bench-peers $(BENCH_TOOLS)
 	python3 bench/run.py $(BENCH_RUN_ARGS) --out-dir bench/results $(BENCH_ARGS)
+	$(MAKE) bench-intake
+
+# The intake comparison (docs/benchmarks.md): the library built a second
+# time with the benchmark feature `crossbeam-intake` (the pool's intake on
+# crossbeam's SegQueue), both run by the same harness, alternated.
+BENCH_CROSSBEAM_DIR ?= target/crossbeam-intake
+bench-intake: lib $(BENCH_HARNESS)
+	CARGO_TARGET_DIR=$(BENCH_CROSSBEAM_DIR) $(CARGO) build --release --lib \
+	    --features crossbeam-intake
+	python3 bench/intake_compare.py --harness $(BENCH_HARNESS) \
+	    --ours $(BENCH_NDE_LIB) \
+	    --crossbeam $(BENCH_CROSSBEAM_DIR)/release/libnodedev_events.so \
+	    --out bench/results/intake-$$(date -u +%Y%m%d-%H%M).md
 
 bench-smoke: lib bench-peers $(BENCH_TOOLS)
 	python3 bench/run.py --smoke --require-nde $(BENCH_RUN_ARGS) \

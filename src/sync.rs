@@ -56,6 +56,8 @@ pub(crate) fn wait_until<'a, S>(
 /// atomics, cells, threads and spin-wait from here, so the models run the
 /// code that ships.
 #[cfg(not(loom))]
+// The benchmark-only SegQueue intake leaves the intake's primitives unused.
+#[cfg_attr(feature = "crossbeam-intake", allow(unused_imports, dead_code))]
 pub(crate) mod model {
     pub(crate) use super::{lock, wait, wait_until};
     pub(crate) use crate::thread::{spawn, Thread};

@@ -8,6 +8,11 @@
 //! the job (after it ran, when it is discarded, or when a send is refused)
 //! releases the data exactly once.
 
+#[cfg(not(feature = "crossbeam-intake"))]
+mod intake;
+// Benchmark only: the same interface on crossbeam's SegQueue.
+#[cfg(feature = "crossbeam-intake")]
+#[path = "intake_crossbeam.rs"]
 mod intake;
 mod job_queue;
 mod keyed;
