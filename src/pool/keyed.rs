@@ -507,9 +507,10 @@ impl<T: Send + 'static> Shared<T> {
 /// producers' sends and two workers' takes and finishes, each a critical
 /// section under the pool's lock as in the pool, for small scenarios. It
 /// drives the real `Keyed` and `JobQueue` (std-only, in the style of
-/// tests/model.rs; CORE's loom setup had not landed when this was written).
-/// Not modelled: the intake's lock-free path racing a barrier's start
-/// (`hold_raced`), priority workers, stop/drain.
+/// tests/model.rs). The same protocol under loom, with real threads and the
+/// intake's lock-free path racing a barrier's start, is
+/// `loom_model_keyed_*` in `loom_model.rs`. Not modelled here: priority
+/// workers, stop/drain.
 #[cfg(test)]
 mod model {
     use super::*;
