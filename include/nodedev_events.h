@@ -205,8 +205,10 @@ typedef enum nde_result {
 typedef struct nde_device nde_device;
 
 /**
- * Typed events handled in order on one worker thread (opaque). Create with
- * `nde_events_new`, release with `nde_events_free`.
+ * Typed events handled on worker threads (opaque). Create with
+ * `nde_events_new` (one worker: every event in submission order) or
+ * `nde_events_new_full` (several workers: ordered per key, barriers for
+ * the rest), release with `nde_events_free`.
  */
 typedef struct nde_events nde_events;
 
@@ -263,7 +265,11 @@ typedef struct nde_pool_stats {
 /**
  * An event callback: `userdata` as registered, the event's type and data.
  * The data belongs to the event: do not free it, and do not keep it after
- * the callback returns.
+ * the callback returns. With one worker, callbacks never run at the same
+ * time. With several (`nde_events_new_full`), the same callback may run on
+ * several workers at once, for keyed events of different keys: guard what
+ * it shares. Two events of one key, and a barrier event and any other
+ * event, never overlap.
  */
 typedef void (*nde_event_cb)(void *userdata, enum nde_event_type event_type, void *data);
 
@@ -598,6 +604,13 @@ typedef struct nde_api {
   int (*pool_send_barrier)(struct nde_pool *pool, void *jobdata, nde_free_fn free_fn);
   int (*pool_get_key_stats)(struct nde_pool *pool, struct nde_pool_key_stats *out);
   int (*set_log_callback)(nde_log_fn log_fn, void *userdata, nde_free_fn userdata_free);
+  struct nde_events *(*events_new_full)(const char *name, unsigned int workers);
+  int (*events_submit_keyed)(struct nde_events *ev,
+                             int event_type,
+                             uint64_t key,
+                             void *data,
+                             nde_free_fn data_free);
+  int (*events_get_key_stats)(struct nde_events *ev, struct nde_pool_key_stats *out);
 } nde_api;
 
 #ifdef __cplusplus
@@ -662,6 +675,29 @@ int nde_set_log_callback(nde_log_fn log_fn, void *userdata, nde_free_fn userdata
 struct nde_events *nde_events_new(const char *name);
 
 /**
+ * Creates an events object with `workers` worker threads (all started
+ * now), named after `name` as for `nde_events_new`. With `workers == 1` it
+ * is `nde_events_new`. With more:
+ *
+ * - events submitted with `nde_events_submit_keyed` and a non-zero key
+ *   are handled one at a time, in submission order, per key; events of
+ *   different keys may be handled at the same time on different workers;
+ *   an event whose key is busy waits without holding a worker;
+ * - every other event is a **barrier**: `nde_events_submit`, key 0,
+ *   `nde_events_schedule`'s events, and `NDE_EVENT_INIT` and
+ *   `NDE_EVENT_MDEVCTL_CONFIG_CHANGED` whatever their key. A barrier is
+ *   handled alone, after every event submitted before it has been handled
+ *   (its callbacks returned, its data freed), and before any event
+ *   submitted after it starts. So code written for one worker stays
+ *   correct: only keyed events ever run in parallel.
+ * - the callbacks of one event run in registration order on one worker;
+ *   one callback may run on several workers at once for different keys.
+ *
+ * Returns NULL when `workers` is 0 or a thread cannot be created.
+ */
+struct nde_events *nde_events_new_full(const char *name, unsigned int workers);
+
+/**
  * Registers `cb` for events of `event_type` (an `nde_event_type`, or
  * `NDE_EVENT_ANY` for all). For one event, matching callbacks run in
  * registration order, on the worker thread.
@@ -685,11 +721,13 @@ int nde_events_register(struct nde_events *ev,
 /**
  * Removes callback `callback_id`.
  *
- * From any thread but the worker: when this returns, the callback is not
- * running and will not run again, and its `userdata_free` has run.
- * From inside a callback: returns at once; the removed callback does not
- * run for the rest of the current event; if it is the running callback
- * itself, its `userdata_free` runs right after it returns (before
+ * From any thread but the object's workers: when this returns, the
+ * callback is not running on any worker and will not run again, and its
+ * `userdata_free` has run.
+ * From inside a callback (on a worker): never waits; the removed callback
+ * does not start again; its `userdata_free` runs once no worker is running
+ * it: at once, or right after the last running call returns (so a
+ * callback removing itself is released after it returns, before
  * `nde_events_wait_idle` can return).
  *
  * Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` (unknown or already removed id) or
@@ -708,6 +746,29 @@ int nde_events_deregister(struct nde_events *ev, int callback_id);
  * `nde_events_shutdown_prepare`). Safe from any thread, including callbacks.
  */
 int nde_events_submit(struct nde_events *ev, int event_type, void *data, nde_free_fn data_free);
+
+/**
+ * Queues an event under `key`, as `nde_events_submit` does (the same
+ * ownership of `data`, the same results). On an events object with
+ * several workers, events with the same non-zero `key` are handled one at
+ * a time in submission order and events of different keys may be handled
+ * at the same time; key 0, `NDE_EVENT_INIT` and
+ * `NDE_EVENT_MDEVCTL_CONFIG_CHANGED` are barriers (see
+ * `nde_events_new_full`). With one worker the key changes nothing.
+ */
+int nde_events_submit_keyed(struct nde_events *ev,
+                            int event_type,
+                            uint64_t key,
+                            void *data,
+                            nde_free_fn data_free);
+
+/**
+ * Copies the key and barrier counters of the events queue into `*out`
+ * (written only on success; see `nde_pool_key_stats`: every event of an
+ * object with several workers is counted there as keyed or barrier; with
+ * one worker all stay 0). Returns `NDE_OK` or `NDE_ERR_INVALID`.
+ */
+int nde_events_get_key_stats(struct nde_events *ev, struct nde_pool_key_stats *out);
 
 /**
  * Debounces events of `event_type` (libvirt's 100 ms mdevctl timer): each

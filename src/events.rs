@@ -1,24 +1,32 @@
-//! Typed events handled in order on one worker (layer 2): the
+//! Typed events handled on a pool of workers (layer 2): the
 //! `nodeDeviceEvent` machinery of libvirt's node-device driver, made reusable.
 //!
-//! One [`Events`] owns one pool of exactly one worker, so events are handled
-//! in submission order. Callbacks are registered per type (or for every
-//! type) and run in registration order. `schedule` debounces per type. The
-//! two-phase shutdown never blocks in `shutdown_prepare` and never leaks in
-//! `shutdown_wait`: queued events are discarded and their data freed.
+//! One [`Events`] owns one pool. With one worker (the default) events are
+//! handled one at a time in submission order. With more, events submitted
+//! with a non-zero key ([`Events::submit_keyed`]) are handled one at a time
+//! in submission order per key, different keys in parallel, and every other
+//! event (unkeyed, timer-made, `INIT`, `MDEVCTL_CONFIG_CHANGED`, internal)
+//! is a barrier: it runs alone, after every event submitted before it and
+//! before any submitted after it (the pool's keyed jobs and barriers,
+//! `pool/keyed.rs`). Callbacks are registered per type (or for every type)
+//! and run in registration order for one event. `schedule` debounces per
+//! type. The two-phase shutdown never blocks in `shutdown_prepare` and
+//! never leaks in `shutdown_wait`: queued events are discarded and their
+//! data freed.
 
 use std::any::Any;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::registration::Registration;
 use crate::registry::Registry;
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
-use crate::pool::{Pool, PoolLimits, PoolStats};
+use crate::pool::{KeyStats, Pool, PoolLimits, PoolStats};
 use crate::result::{nde_result, Error};
+use crate::sync::lock;
 
 pub use crate::owned::FreeFn;
 pub use crate::registry::OnRemove;
@@ -66,8 +74,14 @@ impl nde_event_type {
 /// Data carried by one event; its free function runs exactly once.
 pub type EventData = OwnedData;
 
-/// A Rust callback: receives the event type and the raw data pointer.
+/// A Rust callback: receives the event type and the raw data pointer. It
+/// runs one call at a time, also with several workers (then it serialises
+/// the events it receives; see [`ConcurrentCallback`]).
 pub type Callback = Box<dyn FnMut(nde_event_type, *mut c_void) + Send>;
+
+/// A Rust callback that may run on several workers at the same time (for
+/// events of different keys; see [`Events::register_concurrent`]).
+pub type ConcurrentCallback = Box<dyn Fn(nde_event_type, *mut c_void) + Send + Sync>;
 
 /// C-visible data owned by a Rust value of the library (e.g. a
 /// `struct udev_device *` the monitor's reader made): callbacks see
@@ -88,10 +102,11 @@ pub enum Delivery<'a> {
 }
 
 /// An internal handler (see [`Events::register_internal_handler`]).
-pub type InternalHandler = Box<dyn FnMut(nde_event_type, Delivery<'_>) + Send>;
+/// It may run on several workers at the same time.
+pub type InternalHandler = Box<dyn Fn(nde_event_type, Delivery<'_>) + Send + Sync>;
 
 /// The registry's view of a callback: the C type value and the delivery.
-type RegistryCallback = dyn FnMut(i32, Delivery<'_>) + Send;
+type RegistryCallback = dyn Fn(i32, Delivery<'_>) + Send + Sync;
 
 /// What a registered callback receives.
 #[derive(Copy, Clone)]
@@ -117,6 +132,13 @@ enum Event {
 const _: () = assert!(std::mem::size_of::<Event>() == 24);
 
 impl Event {
+    /// Types that see everything before them and nothing after, whatever
+    /// their key: the enumeration and the mdevctl refresh.
+    fn is_barrier_type(&self) -> bool {
+        let (Event::C(t, _) | Event::Owned(t, _) | Event::Internal(t, _)) = self;
+        matches!(t, nde_event_type::NDE_EVENT_INIT | nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED)
+    }
+
     /// Runs the callbacks of `registry` that want this event; the payload
     /// is dropped (C data freed) after every callback returned.
     fn dispatch(mut self, registry: &Registry<RegistryCallback, Filter>) {
@@ -140,18 +162,22 @@ struct Core {
     pool: Pool<Event>,
     registry: Arc<Registry<RegistryCallback, Filter>>,
     stopping: AtomicBool,
+    /// Worker count; with 1 keys are ignored (every event is in order).
+    workers: usize,
 }
 
-/// Typed events on one ordered worker (libvirt's node-device event
-/// queue): per-type callbacks, debounced scheduling, two-phase shutdown.
+/// Typed events on a pool of workers, one by default (libvirt's
+/// node-device event queue): per-type callbacks, debounced scheduling,
+/// two-phase shutdown; with several workers, keyed events in parallel
+/// across keys (see the module comment).
 ///
 /// Ownership: the object owns its worker and timer threads and every
 /// queued event's data (freed exactly once: after the callbacks, or when
 /// discarded); dropping it shuts down, waits and releases every callback.
-/// Threading: `Send + Sync`; callbacks run on the worker thread, one at a
-/// time, in submission order. Blocking: `submit`, `schedule`, `register`
-/// and `shutdown_prepare` never wait; `wait_idle`, `shutdown_wait`, a
-/// handle's `deregister` and drop do, and return
+/// Threading: `Send + Sync`; callbacks run on the worker threads; with one
+/// worker one at a time, in submission order. Blocking: `submit`,
+/// `schedule`, `register` and `shutdown_prepare` never wait; `wait_idle`,
+/// `shutdown_wait`, a handle's `deregister` and drop do, and return
 /// [`Error::NDE_ERR_WOULD_DEADLOCK`] (or defer) from a callback.
 pub struct Events {
     core: Arc<Core>,
@@ -159,28 +185,47 @@ pub struct Events {
 
 impl Core {
     fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
-        self.send(Event::C(event_type, data))
+        self.send(Event::C(event_type, data), 0)
     }
 
-    fn send(&self, ev: Event) -> Result<(), Error> {
+    /// Queues `ev` under `key` (0: none), as the module comment says.
+    fn send(&self, ev: Event, key: u64) -> Result<(), Error> {
         if self.stopping.load(Ordering::SeqCst) {
             // shutdown_prepare may still be on its way to stopping the pool:
             // stop it here too (idempotent, never blocks), so the pool
             // refuses the event and counts it in `rejected`.
             self.pool.stop();
         }
-        self.pool.send(0, ev).map_err(|(e, _ev)| e) // refused: the payload drops, freed
+        let sent = if self.workers == 1 {
+            self.pool.send(0, ev)
+        } else if key == 0 || ev.is_barrier_type() {
+            self.pool.send_barrier(ev)
+        } else {
+            self.pool.send_keyed(key, 0, ev)
+        };
+        sent.map_err(|(e, _ev)| e) // refused: the payload drops, freed
     }
 }
 
 impl Events {
-    /// New events object; its worker thread is named after `name`, its
-    /// timer thread (started on the first `schedule`) `name` + "-timer".
+    /// New events object with one worker; its worker thread is named after
+    /// `name`, its timer thread (started on the first `schedule`) `name` +
+    /// "-timer".
     pub fn new(name: &str) -> Result<Events, Error> {
+        Events::with_workers(name, 1)
+    }
+
+    /// New events object with `workers` worker threads (>= 1; 0 is
+    /// `NDE_ERR_INVALID`), all started now. See the module comment for what
+    /// runs in parallel.
+    pub fn with_workers(name: &str, workers: usize) -> Result<Events, Error> {
+        if workers == 0 {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
         let registry = Arc::new(Registry::new());
         let dispatch = Arc::clone(&registry);
         let pool = Pool::new(
-            PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 },
+            PoolLimits { min_workers: workers, max_workers: workers, prio_workers: 0 },
             name,
             Box::new(move |ev: Event| ev.dispatch(&dispatch)),
         )?;
@@ -198,16 +243,19 @@ impl Events {
                 pool,
                 registry,
                 stopping: AtomicBool::new(false),
+                workers,
             }
         });
         Ok(Events { core })
     }
 
-    /// Registers `cb` for `event_type` (`None`: every type). It runs on the
-    /// worker thread, in submission order, after the callbacks registered
-    /// before it; never blocks. It stays registered while the returned
-    /// handle lives (see [`Registration`]); `on_remove` runs exactly once
-    /// when it is released (also before this returns, if it fails).
+    /// Registers `cb` for `event_type` (`None`: every type). For one event
+    /// it runs after the callbacks registered before it, one call at a time
+    /// (with several workers it is called under a lock, so it serialises
+    /// the events it receives; see [`Events::register_concurrent`]); never
+    /// blocks. It stays registered while the returned handle lives (see
+    /// [`Registration`]); `on_remove` runs exactly once when it is released
+    /// (also before this returns, if it fails).
     pub fn register(
         &self,
         event_type: Option<nde_event_type>,
@@ -215,18 +263,41 @@ impl Events {
         on_remove: Option<OnRemove>,
     ) -> Result<Registration, Error> {
         let id = self.register_id(event_type, cb, on_remove)?;
-        let core = Arc::downgrade(&self.core);
-        Ok(Registration::new(move || match core.upgrade() {
-            Some(core) => core.registry.deregister(id, core.pool.on_worker()),
-            None => Ok(()), // the object is gone and released every callback
-        }))
+        Ok(self.registration(id))
     }
 
-    /// [`Events::register`] for the C API: the callback's id.
-    pub(crate) fn register_id(
+    /// As [`Events::register`], for a callback that may run on several
+    /// workers at the same time (events of different keys).
+    pub fn register_concurrent(
         &self,
         event_type: Option<nde_event_type>,
-        mut cb: Callback,
+        cb: ConcurrentCallback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<Registration, Error> {
+        let id = self.register_concurrent_id(event_type, cb, on_remove)?;
+        Ok(self.registration(id))
+    }
+
+    /// The handle that deregisters callback `id`.
+    fn registration(&self, id: i32) -> Registration {
+        let core = Arc::downgrade(&self.core);
+        Registration::new(move || match core.upgrade() {
+            Some(core) => core.registry.deregister(id, core.pool.on_worker()),
+            None => Ok(()), // the object is gone and released every callback
+        })
+    }
+
+    /// [`Events::register`] by id.
+    pub(crate) fn register_id(&self, event_type: Option<nde_event_type>, cb: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+        let cb = Mutex::new(cb);
+        self.register_concurrent_id(event_type, Box::new(move |t, data| (lock(&cb))(t, data)), on_remove)
+    }
+
+    /// [`Events::register_concurrent`] for the C API: the callback's id.
+    pub(crate) fn register_concurrent_id(
+        &self,
+        event_type: Option<nde_event_type>,
+        cb: ConcurrentCallback,
         on_remove: Option<OnRemove>,
     ) -> Result<i32, Error> {
         let filter = Filter { event_type: event_type.map(|t| t as i32), internal: false };
@@ -243,7 +314,7 @@ impl Events {
     /// [`Events::submit_internal`]) as [`Delivery::Internal`]; no other
     /// callback sees internal events, and it does not count for
     /// `has_callback_for`. Returns its id, as `register` does.
-    pub(crate) fn register_internal_handler(&self, mut cb: InternalHandler, on_remove: Option<OnRemove>) -> Result<i32, Error> {
+    pub(crate) fn register_internal_handler(&self, cb: InternalHandler, on_remove: Option<OnRemove>) -> Result<i32, Error> {
         let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
             if let Some(t) = nde_event_type::from_i32(t) {
                 cb(t, delivery)
@@ -260,7 +331,7 @@ impl Events {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
-        self.core.send(Event::Internal(event_type, Box::new(value)))
+        self.core.send(Event::Internal(event_type, Box::new(value)), 0)
     }
 
     /// Queues a public event whose C-visible data is owned by `value` (see
@@ -271,11 +342,15 @@ impl Events {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
-        self.core.send(Event::Owned(event_type, Box::new(value)))
+        self.core.send(Event::Owned(event_type, Box::new(value)), 0)
     }
 
     /// Removes callback `id` (C API; the promises of
-    /// [`Registration::deregister`]).
+    /// [`Registration::deregister`]). From a thread that is not one of the
+    /// workers: when this returns the callback is not running on any worker
+    /// and never runs again, and its `on_remove` ran. From a worker (inside
+    /// a callback): never waits; the callback does not start again and its
+    /// `on_remove` runs once no worker runs it (see `registry.rs`).
     pub(crate) fn deregister_id(&self, id: i32) -> Result<(), Error> {
         self.core.registry.deregister(id, self.on_worker())
     }
@@ -286,6 +361,24 @@ impl Events {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         self.core.submit(event_type, data)
+    }
+
+    /// Queues an event under `key`: with several workers, events with the
+    /// same non-zero key are handled one at a time in submission order and
+    /// different keys in parallel; key 0, `NDE_EVENT_INIT` and
+    /// `NDE_EVENT_MDEVCTL_CONFIG_CHANGED` make it a barrier (see the module
+    /// comment). With one worker it is [`Events::submit`]. `data` is always
+    /// consumed.
+    pub fn submit_keyed(&self, event_type: nde_event_type, key: u64, data: EventData) -> Result<(), Error> {
+        if event_type == nde_event_type::NDE_EVENT_LAST {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        self.core.send(Event::C(event_type, data), key)
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.core.workers
     }
 
     /// Debounce: (re)arms the one-shot timer of `event_type`; when it fires,
@@ -347,6 +440,11 @@ impl Events {
         self.core.pool.stats()
     }
 
+    /// Counters of key and barrier contention (all zero with one worker).
+    pub fn key_stats(&self) -> KeyStats {
+        self.core.pool.key_stats()
+    }
+
     /// Jobs queued and not yet handled.
     pub fn queue_depth(&self) -> usize {
         self.core.pool.queue_depth()
@@ -364,7 +462,7 @@ impl Events {
         self.core.registry.caught_panics()
     }
 
-    /// True when called from this object's worker thread.
+    /// True when called from one of this object's worker threads.
     pub fn on_worker(&self) -> bool {
         self.core.pool.on_worker()
     }

@@ -4,33 +4,39 @@
 //!
 //! Registration order is dispatch order. Each dispatch runs over a snapshot
 //! of the entries registered when it began, skipping any deregistered
-//! meanwhile. The promises of `deregister`:
-//! - from another thread: when it returns, the callback is not running, will
-//!   never run again, and its `on_remove` (the userdata release) has
-//!   completed;
-//! - from the dispatching thread (inside a callback): it returns at once;
-//!   the callback does not run again, and if it is the one running, its
-//!   `on_remove` runs right after it returns.
+//! meanwhile. Several threads may dispatch at once (the events layer with
+//! more than one worker), so one callback may run on several of them at the
+//! same time: callbacks are `Fn + Sync` (a caller with an `FnMut` wraps it
+//! in a mutex). The promises of `deregister`:
+//! - from a thread that does not dispatch: when it returns, the callback is
+//!   not running on any thread, will never run again, and its `on_remove`
+//!   (the userdata release) has completed;
+//! - from a dispatching thread (inside a callback): it never waits (two
+//!   callbacks removing each other would deadlock); the callback does not
+//!   start again, and its `on_remove` runs as soon as no thread runs it:
+//!   at once when none does, else right after the last running call
+//!   returns (so a callback removing itself is released after it returns).
 //!
-//! The handshake: dispatch publishes the id it is about to run in `running`
-//! and then reads the entry's `removed` flag; deregister publishes `removed`
-//! and then reads `running`, so either dispatch skips the entry or
-//! deregister sees it running and waits for `running` to change (the same
-//! pair guards `waiters` against a lost wake-up). Each of these accesses is
+//! The handshake, per entry: dispatch counts itself in the entry's
+//! `running` and then reads `removed`; deregister publishes `removed` and
+//! then reads `running`, so either dispatch skips the entry or deregister
+//! sees it running and waits for `running` to drop to zero (the same pair
+//! guards `waiters` against a lost wake-up, and `release_after_return`
+//! against a deferred release that nobody runs). Each of these accesses is
 //! a read-modify-write, not a plain load or store: RMWs on one location are
 //! totally ordered and synchronise, so the pairs hold under acquire/release
 //! alone, which is what loom checks (it models SeqCst loads and stores as
-//! acquire/release and reported a false deadlock on the plain version). Only
-//! the deregistering thread releases the entry, except when it is the
-//! dispatching thread itself, which marks it for release after the return.
-//! Panics in callbacks and in releases are caught and counted.
+//! acquire/release and reported a false deadlock on the plain version).
+//! `on_remove` is taken out of its slot once, so whichever of the
+//! deregistering thread and the last dispatcher gets there first runs it,
+//! exactly once. Panics in callbacks and in releases are caught and counted.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::result::{nde_result, Error};
-use crate::sync::model::{lock, wait, AtomicBool, AtomicI64, AtomicUsize, Condvar, Mutex};
+use crate::sync::model::{lock, wait, AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::tsan;
 
 /// Runs once when a callback is removed: releases its userdata.
@@ -40,10 +46,14 @@ struct Entry<F: ?Sized, K> {
     id: i32,
     /// What the callback wants (matched by the dispatcher's predicate).
     filter: K,
-    callback: Mutex<Box<F>>,
+    callback: Box<F>,
     on_remove: Mutex<Option<OnRemove>>,
+    /// Dispatching threads inside this entry now (running it, or about to
+    /// find it removed and skip it).
+    running: AtomicUsize,
     removed: AtomicBool,
-    /// Removed by itself while running: dispatch releases it on return.
+    /// Removed from a dispatching thread while running: the last dispatch
+    /// to leave the entry releases it.
     release_after_return: AtomicBool,
 }
 
@@ -72,14 +82,10 @@ struct State<F: ?Sized, K> {
     next_id: i32,
 }
 
-const NOT_RUNNING: i64 = -1;
-
-/// Callbacks of type `F` (e.g. `dyn FnMut(..) + Send`) with filters `K`.
+/// Callbacks of type `F` (e.g. `dyn Fn(..) + Send + Sync`) with filters `K`.
 pub(crate) struct Registry<F: ?Sized, K> {
     state: Mutex<State<F, K>>,
-    /// The id of the callback running now on the dispatching thread.
-    running: AtomicI64,
-    /// Deregistering threads waiting for `running` to change.
+    /// Deregistering threads waiting for an entry's `running` to drop.
     waiters: AtomicUsize,
     wait_lock: Mutex<()>,
     returned: Condvar,
@@ -96,7 +102,6 @@ impl<F: ?Sized, K> Registry<F, K> {
     pub(crate) fn new() -> Self {
         Registry {
             state: Mutex::new(State { entries: Arc::new(Vec::new()), next_id: 0 }),
-            running: AtomicI64::new(NOT_RUNNING),
             waiters: AtomicUsize::new(0),
             wait_lock: Mutex::new(()),
             returned: Condvar::new(),
@@ -124,8 +129,9 @@ impl<F: ?Sized, K> Registry<F, K> {
         entries.push(Arc::new(Entry {
             id,
             filter,
-            callback: Mutex::new(callback),
+            callback,
             on_remove: Mutex::new(on_remove),
+            running: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
             release_after_return: AtomicBool::new(false),
         }));
@@ -134,7 +140,7 @@ impl<F: ?Sized, K> Registry<F, K> {
     }
 
     /// Removes callback `id` (see the module's promises).
-    /// `on_dispatch_thread`: the caller is the thread that dispatches.
+    /// `on_dispatch_thread`: the caller is a thread that dispatches.
     pub(crate) fn deregister(&self, id: i32, on_dispatch_thread: bool) -> Result<(), Error> {
         let entry = {
             let mut st = lock(&self.state);
@@ -158,26 +164,30 @@ impl<F: ?Sized, K> Registry<F, K> {
         }
     }
 
-    /// Marks a removed entry, waits until it is not running (or, on the
-    /// dispatching thread, defers), and releases it.
+    /// Marks a removed entry, waits until no thread runs it (or, on a
+    /// dispatching thread, leaves the release to the last one that does),
+    /// and releases it.
     fn retire(&self, entry: &Entry<F, K>, on_dispatch_thread: bool) {
         tsan::release(self.sync_addr());
-        let id = entry.id as i64;
         // Paired with dispatch: see the module comment.
-        let early = self.known_bad_early_read();
+        let early = Self::known_bad_early_read(entry);
         entry.removed.swap(true, Ordering::SeqCst);
-        if early.unwrap_or_else(|| self.running.fetch_add(0, Ordering::SeqCst)) == id {
+        if early.unwrap_or_else(|| entry.running.fetch_add(0, Ordering::SeqCst)) > 0 {
             if on_dispatch_thread {
-                // Removing itself: released by dispatch right after it returns.
-                entry.release_after_return.store(true, Ordering::SeqCst);
-                return;
+                // Never wait here: released by the last dispatch to leave,
+                // unless every one left before it could see the flag.
+                entry.release_after_return.swap(true, Ordering::SeqCst);
+                if entry.running.fetch_add(0, Ordering::SeqCst) > 0 {
+                    return;
+                }
+            } else {
+                let mut g = lock(&self.wait_lock);
+                self.waiters.fetch_add(1, Ordering::SeqCst);
+                while entry.running.fetch_add(0, Ordering::SeqCst) > 0 {
+                    g = wait(&self.returned, g);
+                }
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
             }
-            let mut g = lock(&self.wait_lock);
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            while self.running.fetch_add(0, Ordering::SeqCst) == id {
-                g = wait(&self.returned, g);
-            }
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
         // The callback's last run happens before its userdata is released
         // and before deregister returns.
@@ -188,9 +198,10 @@ impl<F: ?Sized, K> Registry<F, K> {
     /// `running` read before the entry is marked removed: the known-bad
     /// order the loom model must catch, when a loom test asks for it;
     /// never in a normal build.
-    fn known_bad_early_read(&self) -> Option<i64> {
+    #[cfg_attr(not(loom), allow(unused_variables))]
+    fn known_bad_early_read(entry: &Entry<F, K>) -> Option<usize> {
         #[cfg(loom)]
-        return known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| self.running.load(Ordering::SeqCst));
+        return known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| entry.running.load(Ordering::SeqCst));
         #[cfg(not(loom))]
         None
     }
@@ -201,32 +212,31 @@ impl<F: ?Sized, K> Registry<F, K> {
     }
 
     /// Runs `call` on every callback of `snapshot` whose filter `wants`,
-    /// in registration order, skipping removed ones. Called from one thread
-    /// only (the dispatching thread).
-    pub(crate) fn dispatch(&self, snapshot: &Snapshot<F, K>, wants: impl Fn(&K) -> bool, mut call: impl FnMut(&mut F)) {
+    /// in registration order, skipping removed ones. Any number of threads
+    /// may dispatch at the same time.
+    pub(crate) fn dispatch(&self, snapshot: &Snapshot<F, K>, wants: impl Fn(&K) -> bool, mut call: impl FnMut(&F)) {
         tsan::acquire(self.sync_addr());
         for entry in snapshot.0.iter() {
             if !wants(&entry.filter) {
                 continue;
             }
-            self.running.swap(entry.id as i64, Ordering::SeqCst);
+            entry.running.fetch_add(1, Ordering::SeqCst);
             if !entry.removed.fetch_or(false, Ordering::SeqCst) {
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    let mut cb = lock(&entry.callback);
-                    call(&mut **cb)
-                }));
+                let result = catch_unwind(AssertUnwindSafe(|| call(&entry.callback)));
                 if result.is_err() {
                     self.panics.fetch_add(1, Ordering::Relaxed);
                 }
             }
             tsan::release(self.sync_addr());
-            self.running.swap(NOT_RUNNING, Ordering::SeqCst);
-            if self.waiters.fetch_add(0, Ordering::SeqCst) > 0 {
-                let _g = lock(&self.wait_lock);
-                self.returned.notify_all();
-            }
-            if entry.release_after_return.load(Ordering::SeqCst) {
-                entry.release();
+            if entry.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                if self.waiters.fetch_add(0, Ordering::SeqCst) > 0 {
+                    let _g = lock(&self.wait_lock);
+                    self.returned.notify_all();
+                }
+                if entry.release_after_return.fetch_or(false, Ordering::SeqCst) {
+                    tsan::acquire(self.sync_addr());
+                    entry.release();
+                }
             }
         }
     }
@@ -262,73 +272,149 @@ impl<F: ?Sized, K> Drop for Registry<F, K> {
     }
 }
 
-/// The deregister handshake under loom: every interleaving of a dispatch
-/// against a deregister from another thread (`make check-loom`).
+/// The deregister handshake under loom: every interleaving of one or two
+/// dispatching threads against a deregister from another thread, and of a
+/// callback removing itself while another thread runs it (`make
+/// check-loom`).
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use loom::sync::atomic::AtomicBool as LoomBool;
+    use loom::sync::atomic::{AtomicBool as LoomBool, AtomicUsize as LoomUsize};
 
-    type Cb = dyn FnMut() + Send;
+    type Cb = dyn Fn() + Send + Sync;
 
-    /// Deregister from another thread while dispatch may be running the
-    /// callback: once deregister returned, the callback never runs and its
-    /// release has completed, exactly once, never during a run.
-    fn model(read_running_first: bool) {
-        loom::model(move || {
+    /// Preemption bound of the three-thread model.
+    const PREEMPTIONS: usize = 3;
+
+    /// What the callback and its release saw; checked after the threads.
+    #[derive(Default)]
+    struct Seen {
+        /// Deregister returned (set by the deregistering thread).
+        returned: LoomBool,
+        /// Calls of the callback running now.
+        in_callback: LoomUsize,
+        released: LoomBool,
+        late_run: LoomBool,
+        bad_release: LoomBool,
+    }
+
+    fn register(reg: &Registry<Cb, ()>, seen: &Arc<Seen>, body: impl Fn() + Send + Sync + 'static) -> i32 {
+        let (s1, s2) = (seen.clone(), seen.clone());
+        reg.register(
+            (),
+            Box::new(move || {
+                s1.in_callback.fetch_add(1, Ordering::SeqCst);
+                if s1.returned.load(Ordering::SeqCst) {
+                    s1.late_run.store(true, Ordering::SeqCst);
+                }
+                body();
+                s1.in_callback.fetch_sub(1, Ordering::SeqCst);
+            }),
+            Some(Box::new(move || {
+                if s2.in_callback.load(Ordering::SeqCst) > 0 {
+                    s2.bad_release.store(true, Ordering::SeqCst); // during a run
+                }
+                if s2.released.swap(true, Ordering::SeqCst) {
+                    s2.bad_release.store(true, Ordering::SeqCst); // twice
+                }
+            })),
+        )
+        .unwrap()
+    }
+
+    /// Deregister from a thread that does not dispatch while `dispatchers`
+    /// threads may be running the callback: once deregister returned, the
+    /// callback never runs and its release has completed, exactly once,
+    /// never during a run (on any thread).
+    fn model(read_running_first: bool, dispatchers: usize) {
+        let mut builder = loom::model::Builder::new();
+        if dispatchers > 1 {
+            // Three threads with every interleaving run for many minutes;
+            // bounded preemptions (the CHESS result: most races need very
+            // few) keep it to seconds.
+            builder.preemption_bound = Some(PREEMPTIONS);
+        }
+        builder.check(move || {
             let reg: Arc<Registry<Cb, ()>> = Arc::new(Registry::new());
-            let returned = Arc::new(LoomBool::new(false));
-            let in_callback = Arc::new(LoomBool::new(false));
-            let released = Arc::new(LoomBool::new(false));
-            // Panics inside callbacks and releases are caught by the
-            // registry: violations are recorded and asserted at the end.
-            let late_run = Arc::new(LoomBool::new(false));
-            let bad_release = Arc::new(LoomBool::new(false));
-            let (r2, c2, l2) = (returned.clone(), in_callback.clone(), late_run.clone());
-            let (rel2, c3, b2) = (released.clone(), in_callback.clone(), bad_release.clone());
-            let id = reg
-                .register(
-                    (),
-                    Box::new(move || {
-                        c2.store(true, Ordering::SeqCst);
-                        if r2.load(Ordering::SeqCst) {
-                            l2.store(true, Ordering::SeqCst);
-                        }
-                        c2.store(false, Ordering::SeqCst);
-                    }),
-                    Some(Box::new(move || {
-                        if c3.load(Ordering::SeqCst) {
-                            b2.store(true, Ordering::SeqCst); // during a run
-                        }
-                        if rel2.swap(true, Ordering::SeqCst) {
-                            b2.store(true, Ordering::SeqCst); // twice
-                        }
-                    })),
-                )
-                .unwrap();
-            let reg2 = reg.clone();
-            let dispatcher = loom::thread::spawn(move || {
-                let snap = reg2.snapshot();
-                reg2.dispatch(&snap, |_| true, |cb| cb());
-            });
+            let seen = Arc::new(Seen::default());
+            let id = register(&reg, &seen, || {});
+            let threads: Vec<_> = (0..dispatchers)
+                .map(|_| {
+                    let reg = reg.clone();
+                    loom::thread::spawn(move || {
+                        let snap = reg.snapshot();
+                        reg.dispatch(&snap, |_| true, |cb| cb());
+                    })
+                })
+                .collect();
             known_bad::READ_RUNNING_FIRST.with(|b| b.set(read_running_first));
             reg.deregister(id, false).unwrap();
-            assert!(released.load(Ordering::SeqCst), "deregister returned before the release");
-            returned.store(true, Ordering::SeqCst);
-            dispatcher.join().unwrap();
-            assert!(!late_run.load(Ordering::SeqCst), "callback ran after deregister returned");
-            assert!(!bad_release.load(Ordering::SeqCst), "released while running, or twice");
+            assert!(seen.released.load(Ordering::SeqCst), "deregister returned before the release");
+            seen.returned.store(true, Ordering::SeqCst);
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert!(!seen.late_run.load(Ordering::SeqCst), "callback ran after deregister returned");
+            assert!(!seen.bad_release.load(Ordering::SeqCst), "released while running, or twice");
         });
     }
 
     #[test]
     fn deregister_against_dispatch() {
-        model(false);
+        model(false, 1);
+    }
+
+    #[test]
+    fn deregister_against_two_dispatching_threads() {
+        model(false, 2);
     }
 
     #[test]
     #[should_panic]
     fn known_bad_deregister_reading_running_first_is_caught() {
-        model(true);
+        model(true, 1);
+    }
+
+    #[test]
+    #[should_panic]
+    fn known_bad_is_caught_with_two_dispatching_threads() {
+        model(true, 2);
+    }
+
+    /// Two threads dispatch the same callback; one call removes it (from a
+    /// dispatching thread: no wait). The release runs exactly once, after
+    /// every running call returned, whichever thread gets there last.
+    #[test]
+    fn self_removal_while_another_thread_runs_it() {
+        loom::model(|| {
+            let reg: Arc<Registry<Cb, ()>> = Arc::new(Registry::new());
+            let seen = Arc::new(Seen::default());
+            let id_cell = Arc::new(LoomUsize::new(usize::MAX));
+            let (r2, c2) = (Arc::downgrade(&reg), id_cell.clone());
+            let id = register(&reg, &seen, move || {
+                // The first call to get here removes the callback.
+                let id = c2.swap(usize::MAX - 1, Ordering::SeqCst);
+                if id < usize::MAX - 1 {
+                    if let Some(reg) = r2.upgrade() {
+                        let _ = reg.deregister(id as i32, true);
+                    }
+                }
+            });
+            id_cell.store(id as usize, Ordering::SeqCst);
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let reg = reg.clone();
+                    loom::thread::spawn(move || {
+                        let snap = reg.snapshot();
+                        reg.dispatch(&snap, |_| true, |cb| cb());
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert!(seen.released.load(Ordering::SeqCst), "never released");
+            assert!(!seen.bad_release.load(Ordering::SeqCst), "released while running, or twice");
+        });
     }
 }

@@ -89,3 +89,74 @@ fn userdata_is_released_once_on_drop() {
     }
     assert_eq!(released.load(Ordering::SeqCst), 3);
 }
+
+/// Several workers (issue 15 item 2): an `FnMut` callback (`register`)
+/// never runs on two workers at once; a `register_concurrent` callback
+/// does, for events of different keys; a barrier sees everything before
+/// it. Zero workers is refused.
+#[test]
+fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
+    use std::sync::Condvar;
+    use EventType::*;
+    assert_eq!(Events::with_workers("rust-zero", 0).err(), Some(nde_result::NDE_ERR_INVALID));
+    let ev = Events::with_workers("rust-multi", 4).unwrap();
+    assert_eq!(ev.workers(), 4);
+
+    // FnMut: one call at a time, whatever the keys.
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlap = Arc::new(AtomicUsize::new(0));
+    let (i2, o2) = (inside.clone(), overlap.clone());
+    let fnmut = ev
+        .register(
+            Some(NDE_EVENT_UDEV_ADD),
+            Box::new(move |_, _| {
+                if i2.fetch_add(1, Ordering::SeqCst) != 0 {
+                    o2.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+                i2.fetch_sub(1, Ordering::SeqCst);
+            }),
+            None,
+        )
+        .unwrap();
+    for key in 1..=40u64 {
+        ev.submit_keyed(NDE_EVENT_UDEV_ADD, key, EventData::none()).unwrap();
+    }
+    ev.wait_idle(None).unwrap();
+    assert_eq!(overlap.load(Ordering::SeqCst), 0);
+    fnmut.deregister().unwrap();
+
+    // Concurrent: two keys meet inside the callback (each waits for the
+    // other; a serialising dispatcher would leave both waiting).
+    let met = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let m2 = met.clone();
+    let _concurrent = ev
+        .register_concurrent(
+            Some(NDE_EVENT_UDEV_CHANGE),
+            Box::new(move |_, _| {
+                let (lock, cv) = &*m2;
+                let mut n = lock.lock().unwrap();
+                *n += 1;
+                cv.notify_all();
+                let (n, _) = cv.wait_timeout_while(n, Duration::from_secs(30), |n| *n < 2).unwrap();
+                assert!(*n >= 2, "the two keys never ran at the same time");
+            }),
+            None,
+        )
+        .unwrap();
+    ev.submit_keyed(NDE_EVENT_UDEV_CHANGE, 1, EventData::none()).unwrap();
+    ev.submit_keyed(NDE_EVENT_UDEV_CHANGE, 2, EventData::none()).unwrap();
+    // A barrier: handled after both.
+    let after = Arc::new(AtomicUsize::new(usize::MAX));
+    let (a2, m3) = (after.clone(), met.clone());
+    let _barrier = ev
+        .register(Some(NDE_EVENT_INIT), Box::new(move |_, _| a2.store(*m3.0.lock().unwrap(), Ordering::SeqCst)), None)
+        .unwrap();
+    ev.submit_keyed(NDE_EVENT_INIT, 7, EventData::none()).unwrap();
+    ev.wait_idle(None).unwrap();
+    assert_eq!(after.load(Ordering::SeqCst), 2);
+    assert_eq!(ev.caught_panics(), 0);
+    let ks = ev.key_stats();
+    assert_eq!(ks.keyed_submitted, 42);
+    assert_eq!(ks.barriers_submitted, 1);
+}

@@ -156,6 +156,16 @@ pub struct nde_api {
     pub pool_get_key_stats: extern "C" fn(pool: *mut nde_pool, out: *mut nde_pool_key_stats) -> c_int,
     // ---- log (appended) ----
     pub set_log_callback: extern "C" fn(log_fn: nde_log_fn, userdata: *mut c_void, userdata_free: nde_free_fn) -> c_int,
+    // ---- events with several workers (issue 15, appended) ----
+    pub events_new_full: extern "C" fn(name: *const c_char, workers: c_uint) -> *mut nde_events,
+    pub events_submit_keyed: extern "C" fn(
+        ev: *mut nde_events,
+        event_type: c_int,
+        key: u64,
+        data: *mut c_void,
+        data_free: nde_free_fn,
+    ) -> c_int,
+    pub events_get_key_stats: extern "C" fn(ev: *mut nde_events, out: *mut nde_pool_key_stats) -> c_int,
     // ---- append new members here, never above ----
 }
 
@@ -224,6 +234,9 @@ static API_V1: nde_api = nde_api {
     pool_send_barrier: nde_pool_send_barrier,
     pool_get_key_stats: nde_pool_get_key_stats,
     set_log_callback: nde_set_log_callback,
+    events_new_full: nde_events_new_full,
+    events_submit_keyed: nde_events_submit_keyed,
+    events_get_key_stats: nde_events_get_key_stats,
 };
 
 /// The static function table for ABI version `abi_version` (pass

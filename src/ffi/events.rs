@@ -1,16 +1,19 @@
-//! `nde_events_*`: typed events on one ordered worker.
+//! `nde_events_*`: typed events on one ordered worker, or on several with
+//! keys and barriers.
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::ptr;
 
 use super::{c_str, nde_free_fn, status_code, write_out, OpaquePtr, OwnedData};
 use crate::events::{nde_event_type, Events, NDE_EVENT_ANY};
-use crate::pool::nde_pool_stats;
+use crate::pool::{nde_pool_key_stats, nde_pool_stats};
 use crate::result::{nde_result, to_c};
 use crate::timeout::from_c_ms;
 
-/// Typed events handled in order on one worker thread (opaque). Create with
-/// `nde_events_new`, release with `nde_events_free`.
+/// Typed events handled on worker threads (opaque). Create with
+/// `nde_events_new` (one worker: every event in submission order) or
+/// `nde_events_new_full` (several workers: ordered per key, barriers for
+/// the rest), release with `nde_events_free`.
 #[allow(non_camel_case_types)]
 pub struct nde_events {
     _private: [u8; 0],
@@ -18,7 +21,11 @@ pub struct nde_events {
 
 /// An event callback: `userdata` as registered, the event's type and data.
 /// The data belongs to the event: do not free it, and do not keep it after
-/// the callback returns.
+/// the callback returns. With one worker, callbacks never run at the same
+/// time. With several (`nde_events_new_full`), the same callback may run on
+/// several workers at once, for keyed events of different keys: guard what
+/// it shares. Two events of one key, and a barrier event and any other
+/// event, never overlap.
 #[allow(non_camel_case_types)]
 pub type nde_event_cb =
     Option<unsafe extern "C" fn(userdata: *mut c_void, event_type: nde_event_type, data: *mut c_void)>;
@@ -33,7 +40,7 @@ pub(crate) fn events_ref<'a>(ev: *mut nde_events) -> Option<&'a Events> {
 pub(crate) fn c_callback(
     cb: unsafe extern "C" fn(*mut c_void, nde_event_type, *mut c_void),
     userdata: *mut c_void,
-) -> crate::events::Callback {
+) -> crate::events::ConcurrentCallback {
     let ud = OpaquePtr(userdata);
     Box::new(move |t, data| {
         let ud = ud;
@@ -58,6 +65,37 @@ pub extern "C" fn nde_events_new(name: *const c_char) -> *mut nde_events {
         // SAFETY: NULL or a valid C string.
         let name = unsafe { c_str(name) }.unwrap_or("nde-events");
         match Events::new(name) {
+            Ok(ev) => Box::into_raw(Box::new(ev)) as *mut nde_events,
+            Err(_) => ptr::null_mut(),
+        }
+    })
+}
+
+/// Creates an events object with `workers` worker threads (all started
+/// now), named after `name` as for `nde_events_new`. With `workers == 1` it
+/// is `nde_events_new`. With more:
+///
+/// - events submitted with `nde_events_submit_keyed` and a non-zero key
+///   are handled one at a time, in submission order, per key; events of
+///   different keys may be handled at the same time on different workers;
+///   an event whose key is busy waits without holding a worker;
+/// - every other event is a **barrier**: `nde_events_submit`, key 0,
+///   `nde_events_schedule`'s events, and `NDE_EVENT_INIT` and
+///   `NDE_EVENT_MDEVCTL_CONFIG_CHANGED` whatever their key. A barrier is
+///   handled alone, after every event submitted before it has been handled
+///   (its callbacks returned, its data freed), and before any event
+///   submitted after it starts. So code written for one worker stays
+///   correct: only keyed events ever run in parallel.
+/// - the callbacks of one event run in registration order on one worker;
+///   one callback may run on several workers at once for different keys.
+///
+/// Returns NULL when `workers` is 0 or a thread cannot be created.
+#[no_mangle]
+pub extern "C" fn nde_events_new_full(name: *const c_char, workers: c_uint) -> *mut nde_events {
+    ffi_guard!(ptr::null_mut(), {
+        // SAFETY: NULL or a valid C string.
+        let name = unsafe { c_str(name) }.unwrap_or("nde-events");
+        match Events::with_workers(name, workers as usize) {
             Ok(ev) => Box::into_raw(Box::new(ev)) as *mut nde_events,
             Err(_) => ptr::null_mut(),
         }
@@ -93,7 +131,7 @@ pub extern "C" fn nde_events_register(
             nde_event_type::from_i32(event_type).map(Some)
         };
         match (events_ref(ev), cb, filter) {
-            (Some(ev), Some(cb), Some(filter)) => to_c(ev.register_id(filter, c_callback(cb, userdata), release)),
+            (Some(ev), Some(cb), Some(filter)) => to_c(ev.register_concurrent_id(filter, c_callback(cb, userdata), release)),
             _ => {
                 if let Some(f) = release {
                     f();
@@ -106,11 +144,13 @@ pub extern "C" fn nde_events_register(
 
 /// Removes callback `callback_id`.
 ///
-/// From any thread but the worker: when this returns, the callback is not
-/// running and will not run again, and its `userdata_free` has run.
-/// From inside a callback: returns at once; the removed callback does not
-/// run for the rest of the current event; if it is the running callback
-/// itself, its `userdata_free` runs right after it returns (before
+/// From any thread but the object's workers: when this returns, the
+/// callback is not running on any worker and will not run again, and its
+/// `userdata_free` has run.
+/// From inside a callback (on a worker): never waits; the removed callback
+/// does not start again; its `userdata_free` runs once no worker is running
+/// it: at once, or right after the last running call returns (so a
+/// callback removing itself is released after it returns, before
 /// `nde_events_wait_idle` can return).
 ///
 /// Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` (unknown or already removed id) or
@@ -142,6 +182,40 @@ pub extern "C" fn nde_events_submit(
             _ => nde_result::NDE_ERR_INVALID.code(), // `data` drops: freed
         }
     })
+}
+
+/// Queues an event under `key`, as `nde_events_submit` does (the same
+/// ownership of `data`, the same results). On an events object with
+/// several workers, events with the same non-zero `key` are handled one at
+/// a time in submission order and events of different keys may be handled
+/// at the same time; key 0, `NDE_EVENT_INIT` and
+/// `NDE_EVENT_MDEVCTL_CONFIG_CHANGED` are barriers (see
+/// `nde_events_new_full`). With one worker the key changes nothing.
+#[no_mangle]
+pub extern "C" fn nde_events_submit_keyed(
+    ev: *mut nde_events,
+    event_type: c_int,
+    key: u64,
+    data: *mut c_void,
+    data_free: nde_free_fn,
+) -> c_int {
+    let data = OwnedData::new(data, data_free);
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
+        match (events_ref(ev), nde_event_type::from_i32(event_type)) {
+            (Some(ev), Some(t)) => status_code(ev.submit_keyed(t, key, data)),
+            _ => nde_result::NDE_ERR_INVALID.code(), // `data` drops: freed
+        }
+    })
+}
+
+/// Copies the key and barrier counters of the events queue into `*out`
+/// (written only on success; see `nde_pool_key_stats`: every event of an
+/// object with several workers is counted there as keyed or barrier; with
+/// one worker all stay 0). Returns `NDE_OK` or `NDE_ERR_INVALID`.
+#[no_mangle]
+pub extern "C" fn nde_events_get_key_stats(ev: *mut nde_events, out: *mut nde_pool_key_stats) -> c_int {
+    // SAFETY: `out` is NULL or writable (caller's contract).
+    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, events_ref(ev).map(Events::key_stats)) } })
 }
 
 /// Debounces events of `event_type` (libvirt's 100 ms mdevctl timer): each

@@ -6,12 +6,13 @@
 //! and a running callback is released right after it returns. Panics in
 //! callbacks are caught and counted; dispatch carries on.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::device::Device;
 use super::table::Lifecycle;
 use crate::registry::Registry;
 use crate::result::Error;
+use crate::sync::lock;
 
 pub use crate::registry::OnRemove;
 
@@ -21,17 +22,23 @@ pub type LifecycleCallback = Box<LifecycleFn>;
 /// What a lifecycle callback is.
 pub type LifecycleFn = dyn FnMut(&Arc<Device>, Lifecycle) + Send;
 
+/// A lifecycle callback as the registry holds it (callable from any
+/// dispatching thread).
+type SharedLifecycleFn = dyn Fn(&Arc<Device>, Lifecycle) + Send + Sync;
+
 /// The listener list: callbacks filtered by device name (None = all).
 #[derive(Default)]
 pub struct Listeners {
-    registry: Registry<LifecycleFn, Option<Box<str>>>,
+    registry: Registry<SharedLifecycleFn, Option<Box<str>>>,
 }
 
 impl Listeners {
     /// Adds a listener for `device_name` (None = every device); returns its
     /// id. On failure `on_remove` ran before this returns.
     pub fn register(&self, device_name: Option<&str>, cb: LifecycleCallback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
-        self.registry.register(device_name.map(Into::into), cb, on_remove)
+        // One call at a time per listener (the registry's callbacks are Fn).
+        let cb = Mutex::new(cb);
+        self.registry.register(device_name.map(Into::into), Box::new(move |d, l| (lock(&cb))(d, l)), on_remove)
     }
 
     /// Removes listener `id`; `on_worker`: called from the dispatching
