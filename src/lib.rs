@@ -7,7 +7,8 @@
 //! - [`Pool`]: a job pool with libvirt's `virThreadPool` semantics (minimum,
 //!   maximum and priority workers, FIFO order, two-step shutdown); each job
 //!   is handed over by value and dropped exactly once, run or not.
-//! - [`Events`]: typed events handled in submission order on one worker,
+//! - [`Events`]: typed events handled in submission order on one worker
+//!   (or, with several workers, in order per key, with barriers between),
 //!   with per-type callbacks, debounced scheduling and a two-phase shutdown.
 //! - [`Monitor`]: the udev and mdevctl sources and a table of node
 //!   [`Device`]s named as libvirt names them, which reports each change as a
