@@ -1,3 +1,6 @@
+//! (Over 400 lines: one type, `Events`, and its API; a third is the rustdoc
+//! each public item needs: ownership, threading, blocking.)
+//!
 //! Typed events handled on a pool of workers (layer 2): the
 //! `nodeDeviceEvent` machinery of libvirt's node-device driver, made reusable.
 //!

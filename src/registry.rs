@@ -1,3 +1,5 @@
+//! (Over 400 lines: 280 lines of registry, then its unit and loom tests.)
+//!
 //! One callback registry, generic over the callback type and its filter:
 //! the events layer's per-type callbacks and the monitor's lifecycle
 //! listeners are both instances of it.

@@ -1,3 +1,6 @@
+//! (Over 400 lines: one `extern "C"` function per header entry; a third is
+//! their rustdoc, which cbindgen copies into the header.)
+//!
 //! `nde_monitor_*` and `nde_device_*`: the udev + mdevctl source and the
 //! node-device table over [`crate::monitor::Monitor`].
 

@@ -1,3 +1,6 @@
+//! (Over 400 lines: one `extern "C"` function per header entry; 200 lines
+//! are their rustdoc, which cbindgen copies into the header.)
+//!
 //! `nde_pool_*`: libvirt's `virThreadPool` API over [`crate::pool::Pool`].
 
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_void};

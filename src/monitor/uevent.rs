@@ -1,3 +1,5 @@
+//! (Over 400 lines: 305 lines of parser and batch, then their unit tests.)
+//!
 //! The uevent datagram parser of the fast path, and the batch that carries
 //! parsed uevents from the reader to the events worker.
 //!

@@ -1,3 +1,5 @@
+//! (Over 400 lines: 330 lines of intake, then its unit tests.)
+//!
 //! The pool's lock-free front door: producers append jobs without taking
 //! the pool's lock; whoever holds that lock moves them into the queue.
 //!

@@ -1,3 +1,6 @@
+//! (Over 400 lines: the scheduler is 510 lines; the rest is its exhaustive
+//! model test, kept beside the code it drives.)
+//!
 //! Keyed jobs and barriers: one at a time per key, parallel across keys.
 //!
 //! A keyed job waits in its key's line, outside the pool's queue, until the

@@ -1,3 +1,6 @@
+//! (Over 400 lines: one file for every loom model of the pool, so
+//! `make check-loom` has one place to look.)
+//!
 //! The pool's shipped code under loom (`make check-loom`): every
 //! interleaving, within a preemption bound, of the intake, the pool's
 //! send/park/wake and `wait_idle`, and the keyed scheduler, each with the

@@ -1,3 +1,6 @@
+//! (Over 400 lines: the `Pool` type and its shared state; the worker loop,
+//! the intake, the FIFO and the keyed lines are in their own files.)
+//!
 //! The job pool (layer 1): libvirt's `virThreadPool`, done right.
 //!
 //! Semantics follow libvirt: `min` workers start at once and more start on
