@@ -1,19 +1,18 @@
 /*
- * A node-device driver that handles udev events on several workers with
- * keyed jobs: events about one device run one at a time in the order they
- * arrived, events about different devices run in parallel, and the initial
- * enumeration and an mdevctl refresh are barriers (they see every event
- * before them and none after).
+ * A node-device driver that handles its events on several workers
+ * (nde_events_new_full): events about one device reach the callbacks one at
+ * a time in the order they were submitted, events about different devices
+ * are handled in parallel, and INIT and the mdevctl refresh are barriers
+ * (they see every event before them and none after).
  *
  *   make examples && target/release/keyed-driver [--self-test] [WORKERS]
  *
- * Each handler sleeps 100 us, as reading sysfs and building a device
+ * Each device event sleeps 100 us, as reading sysfs and building a device
  * definition would. The program prints how long the same storm takes with
  * one worker and with WORKERS (default 4); with --self-test it also checks
  * the result and exits non-zero if anything is out of order.
  */
 #define _GNU_SOURCE 1
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,75 +23,87 @@
 #include <nodedev_events.h>
 
 enum { DEVICES = 200, EVENTS = 4000 };
-enum action { ACT_INIT, ACT_ADD, ACT_CHANGE, ACT_REMOVE, ACT_MDEVCTL_REFRESH };
 
-/* The driver's device table: one slot per device, written only by jobs of
- * that device's key (or by a barrier, which runs alone), so no lock. */
+/* The driver's device table: one slot per device, written only by that
+ * device's events (one at a time) or by a barrier (alone), so no lock. */
 typedef struct {
     int present;
-    unsigned generation;       /* the last event applied to this device */
+    unsigned generation;        /* the last event applied to this device */
 } device;
 
 typedef struct {
     device table[DEVICES];
-    atomic_int running;         /* jobs running now */
+    atomic_int running;         /* callbacks running now */
     atomic_int max_running;     /* most at once */
     atomic_int errors;
-    int refreshes;              /* written by barriers only */
+    int barriers;               /* written by barriers only */
+    int released;               /* the callbacks' userdata_free ran */
 } driver;
 
+/* What the udev thread would queue: which device, and its nth event. */
 typedef struct {
-    enum action action;
     int dev;
-    unsigned generation;        /* per device, in arrival order */
-} event;
+    unsigned generation;
+} device_event;
 
-static void busy_100us(void)
+static void sleep_100us(void)
 {
     struct timespec ts = {0, 100 * 1000};
     nanosleep(&ts, NULL);
 }
 
-/* The pool's job function: libvirt's nodeDeviceEvent handler would be here. */
-static void handle_event(void *jobdata, void *opaque)
+static int enter(driver *drv)
 {
-    driver *drv = opaque;
-    event *ev = jobdata;
     int now = atomic_fetch_add(&drv->running, 1) + 1;
     int max = atomic_load(&drv->max_running);
     while (now > max && !atomic_compare_exchange_weak(&drv->max_running, &max, now))
         ;
-    switch (ev->action) {
-    case ACT_INIT:
-    case ACT_MDEVCTL_REFRESH:
-        /* A barrier: nothing else runs, every earlier event was applied. */
-        if (now != 1)
-            atomic_fetch_add(&drv->errors, 1);
-        drv->refreshes++;
-        busy_100us();
-        break;
-    default: {
-        device *d = &drv->table[ev->dev];
-        /* Same key: the previous event of this device has finished. */
-        if (ev->generation != d->generation + 1)
-            atomic_fetch_add(&drv->errors, 1);
-        busy_100us();
-        d->present = ev->action != ACT_REMOVE;
-        d->generation = ev->generation;
-        break;
-    }
-    }
+    return now;
+}
+
+/* INIT and MDEVCTL_CONFIG_CHANGED: libvirt's enumeration and mdevctl
+ * refresh. A barrier runs alone, after every earlier event. */
+static void on_barrier(void *userdata, nde_event_type type, void *data)
+{
+    (void)type;
+    (void)data;
+    driver *drv = userdata;
+    if (enter(drv) != 1)
+        atomic_fetch_add(&drv->errors, 1);
+    drv->barriers++;
+    sleep_100us();
     atomic_fetch_sub(&drv->running, 1);
 }
 
-static void *xmalloc(size_t n)
+/* ADD / CHANGE / REMOVE: libvirt's udevAddOneDevice / udevRemoveOneDevice.
+ * May run on several workers at once, never twice at once for one device. */
+static void on_device(void *userdata, nde_event_type type, void *data)
 {
-    void *p = malloc(n);
-    if (!p) {
-        perror("malloc");
-        exit(1);
-    }
-    return p;
+    driver *drv = userdata;
+    device_event *ev = data;
+    enter(drv);
+    device *d = &drv->table[ev->dev];
+    if (ev->generation != d->generation + 1) /* the device's previous event ran */
+        atomic_fetch_add(&drv->errors, 1);
+    sleep_100us();
+    d->present = type != NDE_EVENT_UDEV_REMOVE;
+    d->generation = ev->generation;
+    atomic_fetch_sub(&drv->running, 1);
+}
+
+static void release_driver(void *userdata)
+{
+    ((driver *)userdata)->released++;
+}
+
+/* The key: anything that names the device for the whole event, never 0;
+ * libvirt would hash the sysfs path, as here (FNV-1a). */
+static uint64_t device_key(const char *syspath)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)syspath; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h ? h : 1;
 }
 
 static double now_s(void)
@@ -102,60 +113,67 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Sends the storm the way the udev monitor thread would, then waits. */
-static int run(size_t workers, driver *drv, double *seconds)
+/* Submits the storm the way the udev monitor thread would, then waits. */
+static int run(unsigned workers, driver *drv, double *seconds)
 {
-    memset(drv->table, 0, sizeof drv->table);
-    atomic_store(&drv->running, 0);
-    atomic_store(&drv->max_running, 0);
-    atomic_store(&drv->errors, 0);
-    drv->refreshes = 0;
+    memset(drv, 0, sizeof *drv);
     unsigned generation[DEVICES] = {0};
-    nde_pool *pool = nde_pool_new_full(workers, workers, 0, handle_event, "nodedev-event", drv);
-    if (!pool)
+    nde_events *ev = nde_events_new_full("nodedev-event", workers);
+    if (!ev)
+        return -1;
+    static const int device_types[] = {NDE_EVENT_UDEV_ADD, NDE_EVENT_UDEV_CHANGE, NDE_EVENT_UDEV_REMOVE};
+    for (size_t i = 0; i < 3; i++)
+        if (nde_events_register(ev, device_types[i], on_device, drv, release_driver) < 0)
+            return -1;
+    if (nde_events_register(ev, NDE_EVENT_INIT, on_barrier, drv, release_driver) < 0 ||
+        nde_events_register(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, on_barrier, drv, release_driver) < 0)
         return -1;
     double t0 = now_s();
 
-    event *init = xmalloc(sizeof *init);
-    *init = (event){ACT_INIT, -1, 0};
-    if (nde_pool_send_barrier(pool, init, free) < 0) /* init is freed even on failure */
+    if (nde_events_submit(ev, NDE_EVENT_INIT, NULL, NULL) < 0)
         return -1;
     uint64_t seed = 88172645463325252ULL;
     for (int i = 0; i < EVENTS; i++) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        event *ev = xmalloc(sizeof *ev);
         if (i == EVENTS / 2) {
-            *ev = (event){ACT_MDEVCTL_REFRESH, -1, 0};
-            if (nde_pool_send_barrier(pool, ev, free) < 0)
+            /* An mdevctl refresh now (delay 0); a barrier, as every
+             * scheduled event is. */
+            if (nde_events_schedule(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, 0) < 0)
                 return -1;
             continue;
         }
         /* 10 % of the events are about one busy device. */
         int dev = seed % 10 == 0 ? 0 : (int)((seed >> 8) % DEVICES);
-        *ev = (event){(enum action)(ACT_ADD + (seed >> 32) % 3), dev, ++generation[dev]};
-        /* The key: anything that names the device for the whole event; here
-         * its index + 1 (0 would mean "no key"). libvirt would hash the
-         * sysfs path. */
-        if (nde_pool_send_job_keyed(pool, (uint64_t)dev + 1, 0, ev, free) < 0)
+        char syspath[64];
+        snprintf(syspath, sizeof syspath, "/sys/devices/virtual/net/veth%d", dev);
+        device_event *e = malloc(sizeof *e);
+        if (!e)
+            return -1;
+        *e = (device_event){dev, ++generation[dev]};
+        /* e is taken even when this fails. */
+        if (nde_events_submit_keyed(ev, device_types[(seed >> 32) % 3], device_key(syspath), e, free) < 0)
             return -1;
     }
-    if (nde_pool_wait_idle(pool, -1) < 0)
+    if (nde_events_wait_idle(ev, -1) < 0)
         return -1;
     *seconds = now_s() - t0;
     nde_pool_key_stats ks;
-    if (nde_pool_get_key_stats(pool, &ks) == 0)
-        printf("  %zu worker(s): %.3f s, %d at once at most, %llu events waited behind "
+    if (nde_events_get_key_stats(ev, &ks) == 0)
+        printf("  %u worker(s): %.3f s, %d at once at most, %llu events waited behind "
                "their device (deepest backlog %llu)\n",
                workers, *seconds, atomic_load(&drv->max_running),
                (unsigned long long)ks.waited_behind_key,
                (unsigned long long)ks.key_backlog_high_water);
-    nde_pool_free(pool);
+    nde_events_shutdown_prepare(ev);
+    if (nde_events_shutdown_wait(ev, -1) < 0)
+        return -1;
+    nde_events_free(ev);
     for (int d = 0; d < DEVICES; d++)
         if (drv->table[d].generation != generation[d])
             atomic_fetch_add(&drv->errors, 1);
-    if (drv->refreshes != 2)
+    if (drv->barriers != 2 || drv->released != 5)
         atomic_fetch_add(&drv->errors, 1);
     return atomic_load(&drv->errors);
 }
@@ -163,12 +181,12 @@ static int run(size_t workers, driver *drv, double *seconds)
 int main(int argc, char **argv)
 {
     int self_test = 0;
-    size_t workers = 4;
+    unsigned workers = 4;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--self-test") == 0)
             self_test = 1;
         else
-            workers = (size_t)strtoul(argv[i], NULL, 10);
+            workers = (unsigned)strtoul(argv[i], NULL, 10);
     }
     if (workers == 0)
         workers = 1;

@@ -3,7 +3,8 @@
 //! `pkg-config --cflags --libs nodedev-events` against the installed tree,
 //! linked to the installed `.so` and, with `pkg-config --static`, to the
 //! installed `.a`. Also builds and runs examples/plugin_host.c (headers
-//! only, dlopen of the installed `.so.N`), examples/libvirt_port.c and
+//! only, dlopen of the installed `.so.N`), examples/libvirt_port.c,
+//! examples/keyed_driver.c and
 //! tools/nodedev-monitor.c against the installed library, and checks the
 //! installed nodedev-monitor and its man page.
 
@@ -165,7 +166,8 @@ fn pkg_config(pc_dir: &Path, sysroot: Option<&Path>, args: &[&str]) -> Vec<Strin
 }
 
 /// Builds and runs the client (C, C++, static) against the installed tree,
-/// and, `with_example`, examples/libvirt_port.c (plain and under ASan/UBSan).
+/// and, `with_example`, examples/libvirt_port.c (plain and under ASan/UBSan)
+/// and examples/keyed_driver.c.
 fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Path, with_example: bool) {
     assert_eq!(pkg_config(pc_dir, sysroot, &["--modversion", "nodedev-events"]), vec![VERSION.to_string()]);
     let cflags = pkg_config(pc_dir, sysroot, &["--cflags", "nodedev-events"]);
@@ -299,6 +301,24 @@ fn build_clients(work: &Path, pc_dir: &Path, sysroot: Option<&Path>, libdir: &Pa
             "libvirt-port --self-test under ASan/UBSan",
         );
         assert!(out.contains("self-test: ok"), "{out}");
+
+        // The keyed driver example: events on several workers, checked for
+        // per-device order, barriers and one userdata_free per callback.
+        let keyed = work.join("keyed-driver");
+        run(
+            Command::new("cc")
+                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"])
+                .arg(root().join("examples/keyed_driver.c"))
+                .arg("-o")
+                .arg(&keyed)
+                .args(&flags),
+            "building examples/keyed_driver.c",
+        );
+        let out = run(
+            Command::new(&keyed).args(["--self-test", "3"]).env("LD_LIBRARY_PATH", &ld_path),
+            "keyed-driver --self-test 3",
+        );
+        assert!(out.contains("keyed-driver: ok"), "{out}");
     }
 }
 
