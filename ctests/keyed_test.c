@@ -6,35 +6,14 @@
  * no head-of-line blocking; free callbacks exactly once on stop/drain/free
  * and on refused sends; bad input.
  */
-#include "nde_test.h"
-
-static atomic_long freed;
-static atomic_ulong clock_ticks;
-
-static unsigned long tick(void)
-{
-    return atomic_fetch_add(&clock_ticks, 1) + 1;
-}
-
-static void count_free(void *p)
-{
-    atomic_fetch_add(&freed, 1);
-    free(p);
-}
+#include "storm_order.h"
 
 /* ---- the storm ------------------------------------------------------------ */
 
 enum { PRODUCERS = 3, PER_PRODUCER = 400, KEYS_PER_PRODUCER = 4, JOBS = PRODUCERS * PER_PRODUCER };
 enum kind { KEYED, UNKEYED, BARRIER };
 
-typedef struct {
-    enum kind kind;
-    uint64_t key;
-    int producer, index;           /* the producer and its send order */
-    unsigned long send_begin, send_end, start, end;
-} record;
-
-static record rec[JOBS];
+static storm_span rec[JOBS];
 
 typedef struct {
     int id;
@@ -55,14 +34,6 @@ static void storm_run(void *jobdata, void *opaque)
     rec[j->id].end = tick();
 }
 
-static uint64_t xorshift(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 typedef struct {
     nde_pool *pool;
     int producer;
@@ -76,18 +47,19 @@ static void *produce(void *p)
     for (int i = 0; i < PER_PRODUCER; i++) {
         int id = a->producer * PER_PRODUCER + i;
         uint64_t r = xorshift(&s);
-        record *rc = &rec[id];
-        rc->producer = a->producer;
+        storm_span *rc = &rec[id];
         rc->index = i;
-        rc->kind = r % 40 == 0 ? BARRIER : r % 40 < 6 ? UNKEYED : KEYED;
+        enum kind kind = r % 40 == 0 ? BARRIER : r % 40 < 6 ? UNKEYED : KEYED;
+        rc->keyed = kind == KEYED;
+        rc->barrier = kind == BARRIER;
         rc->key = (uint64_t)a->producer * KEYS_PER_PRODUCER + 1 + (r >> 8) % KEYS_PER_PRODUCER;
         storm_job *j = malloc(sizeof *j);
         CHECK(j != NULL);
         j->id = id;
         j->delay_us = (r >> 20) % 4 == 0 ? (unsigned)((r >> 24) % 30) : 0;
         rc->send_begin = tick();
-        int rv = rc->kind == KEYED ? nde_pool_send_job_keyed(a->pool, rc->key, 0, j, count_free)
-               : rc->kind == UNKEYED ? nde_pool_send_job_full(a->pool, 0, j, count_free)
+        int rv = kind == KEYED ? nde_pool_send_job_keyed(a->pool, rc->key, 0, j, count_free)
+               : kind == UNKEYED ? nde_pool_send_job_full(a->pool, 0, j, count_free)
                                      : nde_pool_send_barrier(a->pool, j, count_free);
         rc->send_end = tick();
         CHECK_EQ(rv, NDE_OK);
@@ -98,36 +70,6 @@ static void *produce(void *p)
         }
     }
     return NULL;
-}
-
-/* Every constraint the API promises, none it does not:
- * - one key: its jobs never overlap and run in their producer's send order
- *   (each key has one producer, so that order is known);
- * - a barrier overlaps nothing; what was sent before its send began ended
- *   before it started; what was sent after its send returned started after
- *   it ended. */
-static void check_partial_order(void)
-{
-    for (int a = 0; a < JOBS; a++) {
-        CHECK(rec[a].start > rec[a].send_begin);
-        CHECK(rec[a].end > rec[a].start);
-    }
-    for (int a = 0; a < JOBS; a++) {
-        for (int b = 0; b < JOBS; b++) {
-            if (a == b)
-                continue;
-            const record *x = &rec[a], *y = &rec[b];
-            if (x->kind == KEYED && y->kind == KEYED && x->key == y->key && x->index < y->index)
-                CHECK(x->end < y->start);
-            if (y->kind == BARRIER) {
-                CHECK(x->end < y->start || x->start > y->end);
-                if (x->send_end < y->send_begin)
-                    CHECK(x->end < y->start);
-                if (x->send_begin > y->send_end)
-                    CHECK(x->start > y->end);
-            }
-        }
-    }
 }
 
 static void storm(size_t workers, uint64_t seed)
@@ -146,7 +88,7 @@ static void storm(size_t workers, uint64_t seed)
         CHECK(pthread_join(t[p], NULL) == 0);
     CHECK_EQ(nde_pool_wait_idle(pool, -1), NDE_OK);
     CHECK_EQ(atomic_load(&freed), JOBS);
-    check_partial_order();
+    check_storm_order(rec, JOBS);
     nde_pool_stats st;
     CHECK_EQ(nde_pool_get_stats(pool, &st), NDE_OK);
     CHECK_EQ(st.submitted, JOBS);
@@ -155,8 +97,8 @@ static void storm(size_t workers, uint64_t seed)
     CHECK_EQ(nde_pool_get_key_stats(pool, &ks), NDE_OK);
     long keyed = 0, barriers = 0;
     for (int a = 0; a < JOBS; a++) {
-        keyed += rec[a].kind == KEYED;
-        barriers += rec[a].kind == BARRIER;
+        keyed += rec[a].keyed;
+        barriers += rec[a].barrier;
     }
     CHECK_EQ(ks.keyed_submitted, keyed);
     CHECK_EQ(ks.barriers_submitted, barriers);
