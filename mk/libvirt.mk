@@ -4,7 +4,11 @@
 #   make libvirt        Debian 12's libvirt source, built twice with the same
 #                       options into target/libvirt/stock/ and
 #                       target/libvirt/ported/ (libvirt/build.sh; idempotent,
-#                       cached under target/libvirt-work/)
+#                       cached under target/libvirt-work/), then the
+#                       ported node-device module for Debian's own
+#                       libvirtd (libvirt/build-module-for-stock.sh, into
+#                       target/libvirt/module-for-stock/; installs Debian's
+#                       libvirt-daemon when missing; check 2 loads it)
 #   make check-libvirt  every libvirt/tests/check-*.sh, stock and ported in
 #                       the same run; logs in target/libvirt/checks/<run>/
 #                       (CHECKS="1-meson-test 3-rpc-load" runs a subset,
@@ -14,6 +18,7 @@
 
 libvirt:
 	libvirt/build.sh all
+	libvirt/build-module-for-stock.sh
 
 check-libvirt:
 	libvirt/tests/run.sh $(CHECKS)
