@@ -16,7 +16,9 @@
 # NDE_MODULE_FOR_STOCK: where libvirt/build-module-for-stock.sh put the
 # ported module for Debian's own libvirtd (check 2 then runs it too).
 
-set -euo pipefail
+set -Eeuo pipefail
+# A check that stops on a failing command says which one (set -e is silent).
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 
 nde_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NDE_STOCK_TREE=${STOCK:-$nde_root/target/libvirt/stock}
