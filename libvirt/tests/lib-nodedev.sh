@@ -168,8 +168,13 @@ nde_stop_daemon() {
         [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
         sleep 0.002
     done
-    kill -0 "$pid" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] &&
-        kill -KILL "$pid" 2>/dev/null
+    # Still running (the loop gave up): kill it. The test and the kill race
+    # with bash reaping the zombie (the daemon may be our child, or
+    # re-parented to this namespace's PID 1, which is this script): a kill
+    # that finds nothing is fine.
+    if kill -0 "$pid" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
     t1=$(date +%s%N)
     wait "$pid" 2>/dev/null || true
     NDE_STOP_MS=$(( (t1 - t0) / 1000000 ))
