@@ -18,13 +18,14 @@
 //! data freed.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::registration::Registration;
-use crate::registry::Registry;
+use crate::registry::{CachedSnapshot, Registry};
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
 use crate::pool::{KeyStats, Pool, PoolLimits, PoolStats};
@@ -145,18 +146,35 @@ impl Event {
     /// Runs the callbacks of `registry` that want this event; the payload
     /// is dropped (C data freed) after every callback returned.
     fn dispatch(mut self, registry: &Registry<RegistryCallback, Filter>) {
-        let snapshot = registry.snapshot();
-        let (t, ptr) = match &mut self {
-            Event::C(t, data) => (*t as i32, data.ptr),
-            Event::Owned(t, value) => (*t as i32, value.as_ptr()),
+        // This worker's snapshot, taken out of its slot while in use (a
+        // nested dispatch on this thread, if any, takes a fresh one).
+        let mut cache = CALLBACKS.try_with(Cell::take).unwrap_or(None);
+        let snapshot = registry.current(&mut cache);
+        match &mut self {
+            Event::C(t, data) => {
+                let (t, ptr) = (*t as i32, data.ptr);
+                registry.dispatch(snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Data(ptr)));
+            }
+            Event::Owned(t, value) => {
+                let (t, ptr) = (*t as i32, value.as_ptr());
+                registry.dispatch(snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Data(ptr)));
+            }
             Event::Internal(t, value) => {
                 let t = *t as i32;
-                registry.dispatch(&snapshot, |f: &Filter| f.internal, |cb| cb(t, Delivery::Internal(&mut ***value)));
-                return;
+                registry.dispatch(snapshot, |f: &Filter| f.internal, |cb| cb(t, Delivery::Internal(&mut ***value)));
             }
-        };
-        registry.dispatch(&snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Data(ptr)));
+        }
+        let _ = CALLBACKS.try_with(|c| c.set(cache));
     }
+}
+
+thread_local! {
+    /// A worker's snapshot of its object's callbacks, refreshed only when
+    /// one was registered or removed: an unchanged registry costs one
+    /// atomic load per event instead of a lock and a reference count. (A
+    /// removed callback's closure may stay in it until the worker's next
+    /// event or its exit; its release, `on_remove`, is not delayed.)
+    static CALLBACKS: Cell<Option<CachedSnapshot<RegistryCallback, Filter>>> = const { Cell::new(None) };
 }
 
 struct Core {

@@ -19,30 +19,52 @@
 //!   at once when none does, else right after the last running call
 //!   returns (so a callback removing itself is released after it returns).
 //!
-//! The handshake, per entry: dispatch counts itself in the entry's
-//! `running` and then reads `removed`; deregister publishes `removed` and
-//! then reads `running`, so either dispatch skips the entry or deregister
-//! sees it running and waits for `running` to drop to zero (the same pair
-//! guards `waiters` against a lost wake-up, and `release_after_return`
-//! against a deferred release that nobody runs). Each of these accesses is
-//! a read-modify-write, not a plain load or store: RMWs on one location are
-//! totally ordered and synchronise, so the pairs hold under acquire/release
-//! alone, which is what loom checks (it models SeqCst loads and stores as
-//! acquire/release and reported a false deadlock on the plain version).
-//! `on_remove` is taken out of its slot once, so whichever of the
-//! deregistering thread and the last dispatcher gets there first runs it,
-//! exactly once. Panics in callbacks and in releases are caught and counted.
+//! The handshake, per entry, is one atomic word (`Entry::state`): the
+//! number of dispatching threads inside the entry and three flags. A
+//! dispatch enters with `fetch_add` (and skips the callback when the
+//! `REMOVED` it read back is set) and leaves with `fetch_sub`; deregister
+//! sets `REMOVED` with `fetch_or` and reads the count from the same
+//! operation. Read-modify-writes of one location are totally ordered, so
+//! either the dispatch saw `REMOVED` or the deregister saw it inside; there
+//! is no pair of locations to order (loom checks this under
+//! acquire/release alone). A deregister that must wait sets `WAITER` in the
+//! same `fetch_or`, and the dispatch whose `fetch_sub` takes the count to
+//! zero sees it and wakes it (under `wait_lock`, so no wake-up is lost); a
+//! deregister from a dispatching thread sets `DEFERRED` instead, and that
+//! last dispatch releases the entry. `on_remove` is taken out of its slot
+//! once, so whichever of the deregistering thread and the last dispatcher
+//! gets there first runs it, exactly once. Panics in callbacks and in
+//! releases are caught and counted.
+//!
+//! Snapshots: a dispatching thread may keep its snapshot in a
+//! [`CachedSnapshot`] and refresh it with [`Registry::current`], which
+//! costs one atomic load while nothing was registered or removed (each
+//! change stores a new, process-unique generation). Whatever happens
+//! before a `register` returns happens before the next `current` on a
+//! thread that synchronised with it (e.g. through the pool's queue), so
+//! that thread sees the callback.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::result::{nde_result, Error};
-use crate::sync::model::{lock, wait, AtomicBool, AtomicUsize, Condvar, Mutex};
+use crate::sync::model::{lock, wait, AtomicUsize, Condvar, Mutex};
 use crate::tsan;
 
 /// Runs once when a callback is removed: releases its userdata.
 pub type OnRemove = Box<dyn FnOnce() + Send>;
+
+/// `Entry::state` flag: removed; the callback never starts again.
+const REMOVED: usize = 1;
+/// `Entry::state` flag: a deregistering thread waits for the count to drop
+/// to zero.
+const WAITER: usize = 2;
+/// `Entry::state` flag: removed from a dispatching thread while running;
+/// the last dispatch to leave releases it.
+const DEFERRED: usize = 4;
+/// `Entry::state` unit of the count of dispatching threads inside.
+const INSIDE: usize = 8;
 
 struct Entry<F: ?Sized, K> {
     id: i32,
@@ -50,13 +72,9 @@ struct Entry<F: ?Sized, K> {
     filter: K,
     callback: Box<F>,
     on_remove: Mutex<Option<OnRemove>>,
-    /// Dispatching threads inside this entry now (running it, or about to
-    /// find it removed and skip it).
-    running: AtomicUsize,
-    removed: AtomicBool,
-    /// Removed from a dispatching thread while running: the last dispatch
-    /// to leave the entry releases it.
-    release_after_return: AtomicBool,
+    /// Dispatching threads inside this entry (running it, or about to find
+    /// it removed and skip it) times `INSIDE`, plus the flags above.
+    state: AtomicUsize,
 }
 
 impl<F: ?Sized, K> Entry<F, K> {
@@ -78,17 +96,46 @@ impl<F: ?Sized, K> Snapshot<F, K> {
     }
 }
 
+/// A dispatching thread's snapshot with the generation it was taken at
+/// (see [`Registry::current`]).
+pub(crate) struct CachedSnapshot<F: ?Sized, K> {
+    generation: usize,
+    snapshot: Snapshot<F, K>,
+}
+
+/// Generations are unique in the process, so a cache filled from one
+/// registry never passes for another's (a plain std atomic also under
+/// loom: it only numbers, it orders nothing).
+static NEXT_GENERATION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+fn new_generation() -> usize {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
 struct State<F: ?Sized, K> {
     /// Copy-on-write: a dispatch takes the current list with one Arc clone.
     entries: Arc<Vec<Arc<Entry<F, K>>>>,
+    /// Changes with every change of `entries` (mirrored in
+    /// `Registry::generation`).
+    generation: usize,
     next_id: i32,
+}
+
+impl<F: ?Sized, K> State<F, K> {
+    /// Replaces the list and publishes its new generation.
+    fn set_entries(&mut self, entries: Vec<Arc<Entry<F, K>>>, published: &AtomicUsize) {
+        self.entries = Arc::new(entries);
+        self.generation = new_generation();
+        published.store(self.generation, Ordering::Release);
+    }
 }
 
 /// Callbacks of type `F` (e.g. `dyn Fn(..) + Send + Sync`) with filters `K`.
 pub(crate) struct Registry<F: ?Sized, K> {
     state: Mutex<State<F, K>>,
-    /// Deregistering threads waiting for an entry's `running` to drop.
-    waiters: AtomicUsize,
+    /// `State::generation`, readable without the lock.
+    generation: AtomicUsize,
+    /// Deregistering threads wait under it for an entry's count to drop.
     wait_lock: Mutex<()>,
     returned: Condvar,
     panics: AtomicUsize,
@@ -102,9 +149,10 @@ impl<F: ?Sized, K> Default for Registry<F, K> {
 
 impl<F: ?Sized, K> Registry<F, K> {
     pub(crate) fn new() -> Self {
+        let generation = new_generation();
         Registry {
-            state: Mutex::new(State { entries: Arc::new(Vec::new()), next_id: 0 }),
-            waiters: AtomicUsize::new(0),
+            state: Mutex::new(State { entries: Arc::new(Vec::new()), generation, next_id: 0 }),
+            generation: AtomicUsize::new(generation),
             wait_lock: Mutex::new(()),
             returned: Condvar::new(),
             panics: AtomicUsize::new(0),
@@ -133,11 +181,9 @@ impl<F: ?Sized, K> Registry<F, K> {
             filter,
             callback,
             on_remove: Mutex::new(on_remove),
-            running: AtomicUsize::new(0),
-            removed: AtomicBool::new(false),
-            release_after_return: AtomicBool::new(false),
+            state: AtomicUsize::new(0),
         }));
-        st.entries = Arc::new(entries);
+        st.set_entries(entries, &self.generation);
         Ok(id)
     }
 
@@ -151,7 +197,7 @@ impl<F: ?Sized, K> Registry<F, K> {
             };
             let mut entries = Vec::clone(&st.entries);
             let entry = entries.remove(pos);
-            st.entries = Arc::new(entries);
+            st.set_entries(entries, &self.generation);
             entry
         };
         self.retire(&entry, on_dispatch_thread);
@@ -160,7 +206,12 @@ impl<F: ?Sized, K> Registry<F, K> {
 
     /// Removes every callback, with `deregister`'s promises for each.
     pub(crate) fn clear(&self, on_dispatch_thread: bool) {
-        let entries = std::mem::replace(&mut lock(&self.state).entries, Arc::new(Vec::new()));
+        let entries = {
+            let mut st = lock(&self.state);
+            let entries = Arc::clone(&st.entries);
+            st.set_entries(Vec::new(), &self.generation);
+            entries
+        };
         for e in entries.iter() {
             self.retire(e, on_dispatch_thread);
         }
@@ -171,24 +222,17 @@ impl<F: ?Sized, K> Registry<F, K> {
     /// and releases it.
     fn retire(&self, entry: &Entry<F, K>, on_dispatch_thread: bool) {
         tsan::release(self.sync_addr());
+        let flags = REMOVED | if on_dispatch_thread { DEFERRED } else { WAITER };
         // Paired with dispatch: see the module comment.
-        let early = Self::known_bad_early_read(entry);
-        entry.removed.swap(true, Ordering::SeqCst);
-        if early.unwrap_or_else(|| entry.running.fetch_add(0, Ordering::SeqCst)) > 0 {
+        let before = Self::known_bad_split_read(entry, flags).unwrap_or_else(|| entry.state.fetch_or(flags, Ordering::SeqCst));
+        if before >= INSIDE {
             if on_dispatch_thread {
-                // Never wait here: released by the last dispatch to leave,
-                // unless every one left before it could see the flag.
-                entry.release_after_return.swap(true, Ordering::SeqCst);
-                if entry.running.fetch_add(0, Ordering::SeqCst) > 0 {
-                    return;
-                }
-            } else {
-                let mut g = lock(&self.wait_lock);
-                self.waiters.fetch_add(1, Ordering::SeqCst);
-                while entry.running.fetch_add(0, Ordering::SeqCst) > 0 {
-                    g = wait(&self.returned, g);
-                }
-                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                // Never wait here: the last dispatch to leave releases it.
+                return;
+            }
+            let mut g = lock(&self.wait_lock);
+            while entry.state.fetch_add(0, Ordering::SeqCst) >= INSIDE {
+                g = wait(&self.returned, g);
             }
         }
         // The callback's last run happens before its userdata is released
@@ -197,13 +241,17 @@ impl<F: ?Sized, K> Registry<F, K> {
         entry.release();
     }
 
-    /// `running` read before the entry is marked removed: the known-bad
-    /// order the loom model must catch, when a loom test asks for it;
-    /// never in a normal build.
+    /// The count read before the entry is marked removed, in a separate
+    /// operation: the known-bad order the loom model must catch, when a
+    /// loom test asks for it; never in a normal build.
     #[cfg_attr(not(loom), allow(unused_variables))]
-    fn known_bad_early_read(entry: &Entry<F, K>) -> Option<usize> {
+    fn known_bad_split_read(entry: &Entry<F, K>, flags: usize) -> Option<usize> {
         #[cfg(loom)]
-        return known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| entry.running.load(Ordering::SeqCst));
+        return known_bad::READ_RUNNING_FIRST.with(|b| b.get()).then(|| {
+            let before = entry.state.load(Ordering::SeqCst);
+            entry.state.fetch_or(flags, Ordering::SeqCst);
+            before
+        });
         #[cfg(not(loom))]
         None
     }
@@ -211,6 +259,20 @@ impl<F: ?Sized, K> Registry<F, K> {
     /// The callbacks registered now, for one or more `dispatch` calls.
     pub(crate) fn snapshot(&self) -> Snapshot<F, K> {
         Snapshot(Arc::clone(&lock(&self.state).entries))
+    }
+
+    /// The callbacks registered now, from `cache` when nothing changed since
+    /// it was filled (one atomic load), else refilled under the lock.
+    pub(crate) fn current<'c>(&self, cache: &'c mut Option<CachedSnapshot<F, K>>) -> &'c Snapshot<F, K> {
+        let published = self.generation.load(Ordering::Acquire);
+        if cache.as_ref().is_some_and(|c| c.generation != published) {
+            *cache = None;
+        }
+        let cached = cache.get_or_insert_with(|| {
+            let st = lock(&self.state);
+            CachedSnapshot { generation: st.generation, snapshot: Snapshot(Arc::clone(&st.entries)) }
+        });
+        &cached.snapshot
     }
 
     /// Runs `call` on every callback of `snapshot` whose filter `wants`,
@@ -222,24 +284,32 @@ impl<F: ?Sized, K> Registry<F, K> {
             if !wants(&entry.filter) {
                 continue;
             }
-            entry.running.fetch_add(1, Ordering::SeqCst);
-            if !entry.removed.fetch_or(false, Ordering::SeqCst) {
+            // Paired with retire: see the module comment.
+            if entry.state.fetch_add(INSIDE, Ordering::SeqCst) & REMOVED == 0 {
                 let result = catch_unwind(AssertUnwindSafe(|| call(&entry.callback)));
                 if result.is_err() {
                     self.panics.fetch_add(1, Ordering::Relaxed);
                 }
             }
             tsan::release(self.sync_addr());
-            if entry.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-                if self.waiters.fetch_add(0, Ordering::SeqCst) > 0 {
-                    let _g = lock(&self.wait_lock);
-                    self.returned.notify_all();
-                }
-                if entry.release_after_return.fetch_or(false, Ordering::SeqCst) {
-                    tsan::acquire(self.sync_addr());
-                    entry.release();
-                }
+            let before = entry.state.fetch_sub(INSIDE, Ordering::SeqCst);
+            if before < 2 * INSIDE && before & REMOVED != 0 {
+                self.last_one_out(entry, before);
             }
+        }
+    }
+
+    /// The last dispatch left a removed entry (`state` was `before`): wake
+    /// the deregistering thread, or release the entry for it.
+    #[cold]
+    fn last_one_out(&self, entry: &Entry<F, K>, before: usize) {
+        if before & WAITER != 0 {
+            let _g = lock(&self.wait_lock);
+            self.returned.notify_all();
+        }
+        if before & DEFERRED != 0 {
+            tsan::acquire(self.sync_addr());
+            entry.release();
         }
     }
 
@@ -262,7 +332,8 @@ impl<F: ?Sized, K> Registry<F, K> {
 #[cfg(loom)]
 pub(crate) mod known_bad {
     thread_local! {
-        /// Deregister reads `running` before publishing `removed`.
+        /// Deregister reads the count before, not in the same operation as,
+        /// publishing `REMOVED`.
         pub(crate) static READ_RUNNING_FIRST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 }
@@ -381,6 +452,33 @@ mod loom_model {
     #[should_panic]
     fn known_bad_is_caught_with_two_dispatching_threads() {
         model(true, 2);
+    }
+
+    /// A dispatcher's cached snapshot, filled before another thread
+    /// registers a callback and hands something over (as a submit does):
+    /// once the dispatcher received the hand-off, `current` gives it the
+    /// new callback.
+    #[test]
+    fn cached_snapshot_sees_a_callback_registered_before_a_hand_off() {
+        loom::model(|| {
+            let reg: Arc<Registry<Cb, ()>> = Arc::new(Registry::new());
+            let seen = Arc::new(Seen::default());
+            let mut cache = None;
+            assert!(reg.current(&mut cache).is_empty());
+            let handed = Arc::new(LoomBool::new(false));
+            let ran = Arc::new(LoomBool::new(false));
+            let (r2, s2, h2, ran2) = (reg.clone(), seen.clone(), handed.clone(), ran.clone());
+            let registering = loom::thread::spawn(move || {
+                register(&r2, &s2, move || ran2.store(true, Ordering::SeqCst));
+                h2.store(true, Ordering::Release);
+            });
+            if handed.load(Ordering::Acquire) {
+                let snap = reg.current(&mut cache);
+                reg.dispatch(snap, |_| true, |cb| cb());
+                assert!(ran.load(Ordering::SeqCst), "stale cached snapshot after the hand-off");
+            }
+            registering.join().unwrap();
+        });
     }
 
     /// Two threads dispatch the same callback; one call removes it (from a
