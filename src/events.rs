@@ -20,6 +20,8 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
+use std::num::NonZeroU8;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use crate::registration::Registration;
 use crate::registry::{CachedSnapshot, Registry};
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
-use crate::pool::{KeyStats, Pool, PoolLimits, PoolStats};
+use crate::pool::{KeyStats, Packing, Pool, PoolLimits, PoolStats, WorkerHooks};
 use crate::result::{nde_result, Error};
 use crate::sync::lock;
 
@@ -135,6 +137,54 @@ enum Event {
 
 const _: () = assert!(std::mem::size_of::<Event>() == 24);
 
+/// How the pool's intake stores an event: the variant and the type in the
+/// slot's tag byte, the payload in 16 bytes, so a queued event costs 17
+/// bytes as a pool job does (`pool/packing.rs`).
+struct EventPacking;
+
+/// An event's payload without its variant: the tag says which field is set.
+union EventBody {
+    c: ManuallyDrop<EventData>,
+    owned: ManuallyDrop<Box<Box<dyn CData>>>,
+    internal: ManuallyDrop<Box<Box<dyn Any + Send>>>,
+}
+
+const _: () = assert!(std::mem::size_of::<EventBody>() == 16);
+
+/// Tag bits: bit 7 always set (a tag is never 0), the variant in bits 3-4,
+/// the type in bits 0-2.
+const TAG_SET: NonZeroU8 = NonZeroU8::new(0x80).unwrap();
+const TAG_OWNED: u8 = 1 << 3;
+const TAG_INTERNAL: u8 = 2 << 3;
+const TAG_VARIANT: u8 = 3 << 3;
+const TAG_TYPE: u8 = 7;
+
+impl Packing<Event> for EventPacking {
+    type Body = EventBody;
+
+    fn pack(ev: Event) -> (NonZeroU8, EventBody) {
+        let (variant, t, body) = match ev {
+            Event::C(t, data) => (0, t, EventBody { c: ManuallyDrop::new(data) }),
+            Event::Owned(t, value) => (TAG_OWNED, t, EventBody { owned: ManuallyDrop::new(value) }),
+            Event::Internal(t, value) => (TAG_INTERNAL, t, EventBody { internal: ManuallyDrop::new(value) }),
+        };
+        (TAG_SET | variant | t as u8, body)
+    }
+
+    unsafe fn unpack(tag: NonZeroU8, body: EventBody) -> Event {
+        let t = nde_event_type::from_i32((tag.get() & TAG_TYPE) as i32).unwrap_or(nde_event_type::NDE_EVENT_INIT);
+        // SAFETY: `tag` and `body` come from one `pack` (the caller's
+        // promise), which set the field that the tag's variant names.
+        unsafe {
+            match tag.get() & TAG_VARIANT {
+                0 => Event::C(t, ManuallyDrop::into_inner(body.c)),
+                TAG_OWNED => Event::Owned(t, ManuallyDrop::into_inner(body.owned)),
+                _ => Event::Internal(t, ManuallyDrop::into_inner(body.internal)),
+            }
+        }
+    }
+}
+
 impl Event {
     /// Types that see everything before them and nothing after, whatever
     /// their key: the enumeration and the mdevctl refresh.
@@ -180,7 +230,7 @@ thread_local! {
 struct Core {
     // Field order is drop order: timers stop before the worker is drained.
     timers: Debouncer,
-    pool: Pool<Event>,
+    pool: Pool<Event, EventPacking>,
     registry: Arc<Registry<RegistryCallback, Filter>>,
     stopping: AtomicBool,
     /// Worker count; with 1 keys are ignored (every event is in order).
@@ -245,10 +295,11 @@ impl Events {
         }
         let registry = Arc::new(Registry::new());
         let dispatch = Arc::clone(&registry);
-        let pool = Pool::new(
+        let pool = Pool::with_packing(
             PoolLimits { min_workers: workers, max_workers: workers, prio_workers: 0 },
             name,
             Box::new(move |ev: Event| ev.dispatch(&dispatch)),
+            WorkerHooks::default(),
         )?;
         let core = Arc::new_cyclic(|weak: &Weak<Core>| {
             let weak = weak.clone();

@@ -61,7 +61,7 @@ pub(crate) fn wait_until<'a, S>(
 pub(crate) mod model {
     pub(crate) use super::{lock, wait, wait_until};
     pub(crate) use crate::thread::{spawn, Thread};
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize};
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
     /// `std::cell::UnsafeCell` with loom's access API, so that under loom
@@ -98,7 +98,7 @@ pub(crate) mod model {
 #[cfg(loom)]
 pub(crate) mod model {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
     use std::time::Instant;
 

@@ -57,3 +57,46 @@ fn internal_payloads_reach_only_internal_handlers_in_order() {
     assert_eq!(refused, Err(nde_result::NDE_ERR_STOPPED));
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
 }
+
+/// The intake stores an event as a tag byte and a 16-byte body: every
+/// variant with every type comes back as it went in, payload included, and
+/// an owned value is dropped once, by the rebuilt event.
+#[test]
+fn packed_events_come_back_whole() {
+    use super::{CData, Event, EventPacking};
+    use crate::pool::Packing;
+    struct Value(Arc<AtomicUsize>);
+    impl CData for Value {
+        fn as_ptr(&self) -> *mut std::ffi::c_void {
+            0x5eed as *mut std::ffi::c_void
+        }
+    }
+    impl Drop for Value {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    for t in (0..nde_event_type::NDE_EVENT_LAST as i32).filter_map(nde_event_type::from_i32) {
+        let events = [
+            Event::C(t, EventData::new(0xc0de as *mut std::ffi::c_void, None)),
+            Event::Owned(t, Box::new(Box::new(Value(drops.clone())))),
+            Event::Internal(t, Box::new(Box::new(42u64))),
+        ];
+        for (variant, ev) in events.into_iter().enumerate() {
+            let (tag, body) = EventPacking::pack(ev);
+            // SAFETY: the two halves of the `pack` above.
+            let back = unsafe { EventPacking::unpack(tag, body) };
+            match back {
+                Event::C(bt, data) => {
+                    assert_eq!((variant, bt, data.ptr as usize), (0, t, 0xc0de));
+                }
+                Event::Owned(bt, value) => assert_eq!((variant, bt, value.as_ptr() as usize), (1, t, 0x5eed)),
+                Event::Internal(bt, mut value) => {
+                    assert_eq!((variant, bt, value.downcast_mut::<u64>().copied()), (2, t, Some(42)));
+                }
+            }
+        }
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), nde_event_type::NDE_EVENT_LAST as usize);
+}

@@ -10,13 +10,17 @@
 //! is a sentinel while the producer that took the block's last slot links the
 //! next block. Bit 0 of the tail index closes the intake: a push either
 //! claimed its position before the close (and is taken by drain) or fails.
-//! A job costs its own size plus one ready byte; no allocation per job.
+//! A slot is the job's body plus one ready byte, which also carries the
+//! job's tag (`packing.rs`); no allocation per job.
 
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::num::NonZeroU8;
 use std::ptr;
 use std::sync::atomic::Ordering;
 
-use crate::sync::model::{lock, yield_now, AtomicBool, AtomicPtr, AtomicUsize, Mutex, UnsafeCell};
+use super::packing::{Packing, Whole};
+use crate::sync::model::{lock, yield_now, AtomicPtr, AtomicU8, AtomicUsize, Mutex, UnsafeCell};
 use crate::sync::CachePadded;
 
 /// Slots per block (3 under loom, so that a model's few pushes cross a
@@ -31,17 +35,19 @@ const LAP: usize = BLOCK_CAP + 1;
 const SHIFT: usize = 1;
 const CLOSED: usize = 1;
 
-struct Block<T> {
-    next: AtomicPtr<Block<T>>,
-    ready: [AtomicBool; BLOCK_CAP],
-    values: [UnsafeCell<MaybeUninit<T>>; BLOCK_CAP],
+/// `B` is the body type of the intake's packing.
+struct Block<B> {
+    next: AtomicPtr<Block<B>>,
+    /// 0 while the slot is not written, else the job's tag.
+    ready: [AtomicU8; BLOCK_CAP],
+    values: [UnsafeCell<MaybeUninit<B>>; BLOCK_CAP],
 }
 
-impl<T> Block<T> {
+impl<B> Block<B> {
     #[cfg(not(loom))]
-    fn alloc() -> *mut Block<T> {
+    fn alloc() -> *mut Block<B> {
         // All-zero is a valid empty block: null next, no slot ready.
-        let b: Box<MaybeUninit<Block<T>>> = Box::new_zeroed();
+        let b: Box<MaybeUninit<Block<B>>> = Box::new_zeroed();
         // SAFETY: every field is valid when zeroed (see above; the slot
         // cell is a transparent wrapper of std's UnsafeCell).
         Box::into_raw(unsafe { b.assume_init() })
@@ -49,16 +55,16 @@ impl<T> Block<T> {
 
     /// loom's atomics are objects of the model: they must be constructed.
     #[cfg(loom)]
-    fn alloc() -> *mut Block<T> {
+    fn alloc() -> *mut Block<B> {
         Box::into_raw(Box::new(Block {
             next: AtomicPtr::new(ptr::null_mut()),
-            ready: std::array::from_fn(|_| AtomicBool::new(false)),
+            ready: std::array::from_fn(|_| AtomicU8::new(0)),
             values: std::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
         }))
     }
 
     /// Waits until the producer that links the next block has done so.
-    fn wait_next(&self) -> *mut Block<T> {
+    fn wait_next(&self) -> *mut Block<B> {
         loop {
             let next = self.next.load(Ordering::Acquire);
             if !next.is_null() {
@@ -80,16 +86,18 @@ fn backoff() {
 /// list with [`Intake::trim_spare`] when it goes idle.
 const MAX_SPARE_BLOCKS: usize = 4096;
 
-/// Unbounded lock-free MPSC intake of jobs.
-pub struct Intake<T> {
+/// Unbounded lock-free MPSC intake of jobs of type `T`, stored split by `P`.
+pub struct Intake<T, P: Packing<T> = Whole> {
     tail_index: CachePadded<AtomicUsize>,
-    tail_block: CachePadded<AtomicPtr<Block<T>>>,
+    tail_block: CachePadded<AtomicPtr<Block<P::Body>>>,
     /// Consumer side: only changed by the one consumer (the pool's lock
     /// holder); atomics so that getters may read it.
     head_index: CachePadded<AtomicUsize>,
-    head_block: AtomicPtr<Block<T>>,
+    head_block: AtomicPtr<Block<P::Body>>,
     /// Emptied blocks for reuse (taken once per block, not per job).
-    spare: Mutex<Vec<SendPtr<Block<T>>>>,
+    spare: Mutex<Vec<SendPtr<Block<P::Body>>>>,
+    /// Jobs of type `T` go in and come out.
+    jobs: PhantomData<fn(T) -> T>,
 }
 
 struct SendPtr<B>(*mut B);
@@ -98,10 +106,10 @@ unsafe impl<B> Send for SendPtr<B> {}
 
 // SAFETY: values move between threads through the slots (T: Send); the
 // protocol above gives each slot one writer and one reader.
-unsafe impl<T: Send> Send for Intake<T> {}
+unsafe impl<T: Send, P: Packing<T>> Send for Intake<T, P> {}
 // SAFETY: as for Send: shared use is pushes (one claimed slot each) and
 // takes, which the `unsafe` take functions confine to one thread at a time.
-unsafe impl<T: Send> Sync for Intake<T> {}
+unsafe impl<T: Send, P: Packing<T>> Sync for Intake<T, P> {}
 
 /// The ordering that publishes a written slot to the consumer. Under loom
 /// a test may weaken it to `Relaxed`, the known-bad variant the model must
@@ -119,13 +127,13 @@ fn items_before(pos: usize) -> usize {
     (pos / LAP) * BLOCK_CAP + (pos % LAP).min(BLOCK_CAP)
 }
 
-impl<T> Default for Intake<T> {
+impl<T, P: Packing<T>> Default for Intake<T, P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> Intake<T> {
+impl<T, P: Packing<T>> Intake<T, P> {
     pub fn new() -> Self {
         let first = Block::alloc();
         Intake {
@@ -134,11 +142,12 @@ impl<T> Intake<T> {
             head_index: CachePadded(AtomicUsize::new(0)),
             head_block: AtomicPtr::new(first),
             spare: Mutex::new(Vec::new()),
+            jobs: PhantomData,
         }
     }
 
     /// An empty block: a spare one or a new one.
-    fn new_block(&self) -> *mut Block<T> {
+    fn new_block(&self) -> *mut Block<P::Body> {
         let spare = lock(&self.spare).pop();
         spare.map_or_else(Block::alloc, |b| b.0)
     }
@@ -147,12 +156,12 @@ impl<T> Intake<T> {
     ///
     /// # Safety
     /// Every slot of `block` was taken and no producer refers to it any more.
-    unsafe fn recycle(&self, block: *mut Block<T>) {
+    unsafe fn recycle(&self, block: *mut Block<P::Body>) {
         // SAFETY: the caller hands the block over: nobody else uses it.
         let b = unsafe { &*block };
         b.next.store(ptr::null_mut(), Ordering::Relaxed);
         for r in b.ready.iter() {
-            r.store(false, Ordering::Relaxed);
+            r.store(0, Ordering::Relaxed);
         }
         let mut spare = lock(&self.spare);
         if spare.len() < MAX_SPARE_BLOCKS {
@@ -167,7 +176,7 @@ impl<T> Intake<T> {
     /// Frees spare blocks beyond `keep` (called when the consumer is idle,
     /// so a burst's memory is given back off the hot path).
     pub fn trim_spare(&self, keep: usize) {
-        let extra: Vec<SendPtr<Block<T>>> = {
+        let extra: Vec<SendPtr<Block<P::Body>>> = {
             let mut spare = lock(&self.spare);
             if spare.len() <= keep {
                 return;
@@ -182,7 +191,7 @@ impl<T> Intake<T> {
 
     /// Appends `value`; gives it back when the intake is closed.
     pub fn push(&self, value: T) -> Result<(), T> {
-        let mut next_block: *mut Block<T> = ptr::null_mut();
+        let mut next_block: *mut Block<P::Body> = ptr::null_mut();
         let mut tail = self.tail_index.0.load(Ordering::Acquire);
         let mut block = self.tail_block.0.load(Ordering::Acquire);
         let result = loop {
@@ -217,9 +226,10 @@ impl<T> Intake<T> {
                         self.tail_index.0.fetch_add(1 << SHIFT, Ordering::Release);
                         b.next.store(nb, Ordering::Release);
                     }
+                    let (tag, body) = P::pack(value);
                     // SAFETY: the slot is ours alone until marked ready.
-                    b.values[offset].with_mut(|slot| unsafe { (*slot).write(value) });
-                    b.ready[offset].store(true, publish_order());
+                    b.values[offset].with_mut(|slot| unsafe { (*slot).write(body) });
+                    b.ready[offset].store(tag.get(), publish_order());
                     break Ok(());
                 }
                 Err(t) => {
@@ -297,13 +307,17 @@ impl<T> Intake<T> {
                 head += 1;
                 continue;
             }
-            while !b.ready[offset].load(Ordering::Acquire) {
-                backoff();
-            }
+            let tag = loop {
+                match NonZeroU8::new(b.ready[offset].load(Ordering::Acquire)) {
+                    Some(tag) => break tag,
+                    None => backoff(),
+                }
+            };
             // SAFETY: the slot is ready (its write happens before: Release /
             // Acquire on `ready`) and read once, by the one consumer.
-            let value = b.values[offset].with_mut(|slot| unsafe { (*slot).assume_init_read() });
-            out.extend(Some(value));
+            let body = b.values[offset].with_mut(|slot| unsafe { (*slot).assume_init_read() });
+            // SAFETY: the tag and the body of one `pack`, from one slot.
+            out.extend(Some(unsafe { P::unpack(tag, body) }));
             head += 1;
             n += 1;
         }
@@ -313,7 +327,7 @@ impl<T> Intake<T> {
     }
 }
 
-impl<T> Drop for Intake<T> {
+impl<T, P: Packing<T>> Drop for Intake<T, P> {
     fn drop(&mut self) {
         // A loom model that failed unwinds through here with the slot state
         // it reported: leave it, so the report is not lost in an abort.
@@ -339,14 +353,14 @@ mod tests {
     use std::sync::Arc;
 
     /// Takes one job; each test's thread is the intake's only consumer.
-    fn take<T>(q: &Intake<T>) -> Option<T> {
+    fn take<T: Send>(q: &Intake<T>) -> Option<T> {
         // SAFETY: one consumer (the test's own thread).
         unsafe { q.pop() }
     }
 
     #[test]
     fn fifo_across_blocks_and_len() {
-        let q = Intake::new();
+        let q = Intake::<_>::new();
         for i in 0..1000 {
             q.push(i).unwrap();
         }
@@ -361,7 +375,7 @@ mod tests {
 
     #[test]
     fn close_rejects_later_pushes_and_keeps_earlier_ones() {
-        let q = Intake::new();
+        let q = Intake::<_>::new();
         q.push(1).unwrap();
         q.close();
         assert_eq!(q.push(2), Err(2));
@@ -372,7 +386,7 @@ mod tests {
 
     #[test]
     fn concurrent_producers_keep_per_producer_order_and_lose_nothing() {
-        let q = Arc::new(Intake::new());
+        let q = Arc::new(Intake::<_>::new());
         let producers: Vec<_> = (0..4)
             .map(|p| {
                 let q = q.clone();
@@ -402,7 +416,7 @@ mod tests {
     fn values_left_inside_are_dropped_once() {
         let counter = Arc::new(());
         {
-            let q = Intake::new();
+            let q = Intake::<_>::new();
             for _ in 0..600 {
                 q.push(counter.clone()).unwrap();
             }

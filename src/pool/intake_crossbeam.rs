@@ -12,29 +12,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::SegQueue;
 
+use super::packing::Whole;
+
 use crate::sync::model::yield_now;
 use crate::sync::CachePadded;
 
 const CLOSED: usize = 1;
 const IN_FLIGHT: usize = 2;
 
-/// Unbounded lock-free MPSC intake of jobs (SegQueue-based).
-pub struct Intake<T> {
+/// Unbounded lock-free MPSC intake of jobs (SegQueue-based). It stores
+/// jobs whole, whatever the packing `P` (`packing.rs`).
+pub struct Intake<T, P = Whole> {
     queue: SegQueue<T>,
+    packing: std::marker::PhantomData<fn() -> P>,
     state: CachePadded<AtomicUsize>,
     /// Jobs taken so far (only the consumer writes it).
     taken: AtomicUsize,
 }
 
-impl<T> Default for Intake<T> {
+impl<T, P> Default for Intake<T, P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> Intake<T> {
+impl<T, P> Intake<T, P> {
     pub fn new() -> Self {
-        Intake { queue: SegQueue::new(), state: CachePadded(AtomicUsize::new(0)), taken: AtomicUsize::new(0) }
+        Intake { queue: SegQueue::new(), packing: std::marker::PhantomData, state: CachePadded(AtomicUsize::new(0)), taken: AtomicUsize::new(0) }
     }
 
     /// SegQueue frees its blocks as it empties them: nothing to trim.

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use std::sync::atomic::Ordering;
 
-use super::{JobQueue, Pool, Shared, State, WorkerKind};
+use super::{JobQueue, Packing, Pool, Shared, State, WorkerKind};
 use crate::sync::model::lock;
 use crate::tsan;
 use crate::result::{nde_result, Error};
@@ -409,7 +409,7 @@ impl<T> Keyed<T> {
     }
 }
 
-impl<T: Send + 'static> Pool<T> {
+impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     /// Queues `job` under `key`. Jobs with the same non-zero key run one at
     /// a time in the order sent; jobs of different keys may run at the same
     /// time; a job whose key is busy waits outside the queue, holding no
@@ -465,7 +465,7 @@ impl<T: Send + 'static> Pool<T> {
     }
 }
 
-impl<T: Send + 'static> Shared<T> {
+impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
     /// Refuses a send after stop; otherwise starts a worker when `ready`
     /// more jobs outnumber the idle ones, as `send` does. Fails only when no
     /// worker exists and none could start (nobody would run the job).

@@ -42,7 +42,7 @@ fn check(preemptions: usize, min_runs: usize, f: impl Fn() + Sync + Send + 'stat
 // ---------------------------------------------------------------- intake
 
 /// Takes everything the intake holds now, as the pool's consumer does.
-fn take_all<T>(q: &Intake<T>, out: &mut Vec<T>) {
+fn take_all<T: Send>(q: &Intake<T>, out: &mut Vec<T>) {
     // SAFETY: the model's main thread is the only consumer.
     unsafe { q.take_into(out, usize::MAX) };
 }
@@ -52,7 +52,7 @@ fn take_all<T>(q: &Intake<T>, out: &mut Vec<T>) {
 /// is what makes loom try the consumer's reads before and after each
 /// producer step: loom backtracks a read against a later write only when
 /// the read comes after a write.)
-fn take_until<T>(q: &Intake<T>, n: usize) -> Vec<T> {
+fn take_until<T: Send>(q: &Intake<T>, n: usize) -> Vec<T> {
     let mut got = Vec::new();
     loop {
         take_all(q, &mut got);

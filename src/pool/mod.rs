@@ -19,6 +19,7 @@ mod intake;
 mod intake;
 mod job_queue;
 mod keyed;
+mod packing;
 #[cfg(all(test, loom))]
 mod loom_model;
 mod worker;
@@ -36,6 +37,7 @@ use worker::WorkerKind;
 
 pub use keyed::{nde_pool_key_stats, KeyStats};
 use keyed::Keyed;
+pub use packing::{Packing, Whole};
 
 /// Deliberate mistakes a loom model switches on to show that the model
 /// catches them (`make check-loom`). loom runs a model's threads one at a
@@ -149,7 +151,7 @@ struct State<T> {
     stats: PoolStats,
 }
 
-struct Shared<T> {
+struct Shared<T, P: Packing<T>> {
     state: Mutex<State<T>>,
     /// Ordinary workers wait here for jobs.
     work_ready: Condvar,
@@ -184,7 +186,7 @@ struct Shared<T> {
     /// only a lone worker takes batches, so plain stores suffice).
     unstarted_in_batch: CachePadded<AtomicUsize>,
     /// Lock-free front door for sends; drained into `queue` under the lock.
-    intake: Intake<T>,
+    intake: Intake<T, P>,
     /// True while sends may use the intake: no priority workers and no
     /// worker left to start (growth needs the lock).
     fast_path: CachePadded<AtomicBool>,
@@ -203,8 +205,8 @@ struct Shared<T> {
 }
 
 /// A pool of worker threads running jobs of type `T`.
-pub struct Pool<T: Send + 'static> {
-    shared: Arc<Shared<T>>,
+pub struct Pool<T: Send + 'static, P: Packing<T> = Whole> {
+    shared: Arc<Shared<T, P>>,
 }
 
 impl<T> State<T> {
@@ -226,6 +228,14 @@ impl<T: Send + 'static> Pool<T> {
     /// every worker that started has run both hooks and exited, and the
     /// hooks are dropped, before this returns.
     pub fn with_hooks(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T>, Error> {
+        Self::with_packing(limits, name, handler, hooks)
+    }
+}
+
+impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
+    /// [`Pool::with_hooks`] for a pool whose intake stores each job split
+    /// by `P` (see [`Packing`]).
+    pub(crate) fn with_packing(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T, P>, Error> {
         if limits.max_workers == 0 {
             return Err(nde_result::NDE_ERR_INVALID);
         }
@@ -520,7 +530,7 @@ impl<T: Send + 'static> Pool<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Pool<T> {
+impl<T: Send + 'static, P: Packing<T>> Drop for Pool<T, P> {
     /// Drains and releases. From inside one of its own jobs it cannot join
     /// itself: the last worker to exit finishes the release instead.
     fn drop(&mut self) {
@@ -541,7 +551,7 @@ impl<T: Send + 'static> Drop for Pool<T> {
     }
 }
 
-impl<T: Send + 'static> Shared<T> {
+impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
     fn id(&self) -> usize {
         self as *const Self as usize
     }

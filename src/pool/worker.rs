@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::keyed::Finished;
-use super::{Shared, State, WorkerHook};
+use super::{Packing, Shared, State, WorkerHook};
 use crate::result::Error;
 use crate::sync::model::{self, fence, keep_spinning, lock, wait, MutexGuard, Thread};
 use crate::tsan;
@@ -56,7 +56,7 @@ const SPIN_CHECKS: usize = if cfg!(loom) { 1 } else { 64 };
 /// How long an idle worker waits for more work before it sleeps.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
-impl<T: Send + 'static> Shared<T> {
+impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
     pub(super) fn start_worker(this: &Arc<Self>, st: &mut State<T>, kind: WorkerKind) -> Result<(), Error> {
         let shared = Arc::clone(this);
         let name = match kind {
