@@ -55,6 +55,11 @@
 #define NDE_MONITOR_UDEV_EVENTS (1 << 2)
 
 /**
+ * The largest worker count a monitor accepts.
+ */
+#define MAX_MONITOR_WORKERS 256
+
+/**
  * The ABI version of the function table this header describes; pass it to
  * `nde_get_api`.
  */
@@ -324,11 +329,36 @@ typedef struct nde_monitor_config {
    * libudev counts 2 KiB). 0 = 16 MiB.
    */
   size_t max_queued_bytes;
+  /**
+   * Worker threads of the monitor's events object; 0 or 1 = one (every
+   * callback in udev order, one at a time), at most 256. (Added after
+   * `max_queued_bytes`: a config whose `size` ends before it gets 1.)
+   *
+   * With several workers, the uevents of one device stay in udev order
+   * and those of different devices are handled at the same time:
+   * - a lifecycle callback (`nde_monitor_register`) may run on several
+   *   workers at once, for different devices; for one device its calls
+   *   never overlap and come in udev order; guard what it shares;
+   * - raw `NDE_EVENT_UDEV_*` handlers likewise, per device (the
+   *   `udev_device` rules of `nde_monitor_get_events` still hold: touch
+   *   a device only inside a callback of its own event's device);
+   * - barriers run alone, after every event read before them and before
+   *   any read after: `NDE_EVENT_INIT` (the enumeration and each
+   *   resync), `NDE_EVENT_MDEVCTL_CONFIG_CHANGED`, a move (ordered with
+   *   both its old and its new name), and a uevent about a device that
+   *   is an ancestor or a descendant of a device with a uevent in flight;
+   * - uevents of two unrelated devices are not ordered with each other,
+   *   even when libvirt's naming gives them one name;
+   * - `nde_monitor_settle` and `nde_monitor_wait_initialized` keep their
+   *   meaning.
+   */
+  unsigned int workers;
 } nde_monitor_config;
 
 /**
  * A lifecycle callback: runs on the monitor's worker thread, in udev event
- * order. `dev` is borrowed for the duration of the call (take a reference
+ * order (with several workers, see `nde_monitor_config.workers`: in udev
+ * order per device, different devices at the same time). `dev` is borrowed for the duration of the call (take a reference
  * with `nde_device_ref` to keep it).
  */
 typedef void (*nde_lifecycle_cb)(void *userdata,
@@ -833,7 +863,7 @@ int nde_events_get_stats(struct nde_events *ev, struct nde_pool_stats *out);
  *
  * Returns NULL when `config->size` is not `sizeof(nde_monitor_config)`,
  * a string in it is not UTF-8, the flags are unknown or ask for both
- * groups, or a thread cannot be created (the reason is logged when
+ * groups, `workers` is over 256, or a thread cannot be created (the reason is logged when
  * `NDE_DEBUG` is set).
  */
 struct nde_monitor *nde_monitor_new(const struct nde_monitor_config *config);
@@ -860,7 +890,8 @@ struct nde_events *nde_monitor_get_events(struct nde_monitor *mon);
 /**
  * Registers a lifecycle callback for the device named `device_name`
  * (copied), or for every device when it is NULL. It runs on the worker
- * thread, in order: CREATED for a new device (and, for callbacks
+ * thread, in order (several workers: in order per device, different
+ * devices at the same time; see `nde_monitor_config.workers`): CREATED for a new device (and, for callbacks
  * registered before `nde_monitor_start`, for every device of the initial
  * inventory), UPDATED when a known device is added again or changes,
  * DELETED when it is removed (a rename is DELETED of the old name, then

@@ -400,10 +400,15 @@ impl Events {
     /// dropped once they all returned, or when the event is refused or
     /// discarded.
     pub(crate) fn submit_internal(&self, event_type: nde_event_type, value: Box<dyn Any + Send>) -> Result<(), Error> {
+        self.submit_internal_keyed(event_type, 0, value)
+    }
+
+    /// [`Events::submit_internal`] under `key`, as [`Events::submit_keyed`].
+    pub(crate) fn submit_internal_keyed(&self, event_type: nde_event_type, key: u64, value: Box<dyn Any + Send>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
-        self.core.send(Event::Internal(event_type, Box::new(value)), 0)
+        self.core.send(Event::Internal(event_type, Box::new(value)), key)
     }
 
     /// Queues a public event whose C-visible data is owned by `value` (see
@@ -411,10 +416,15 @@ impl Events {
     /// and `value` drops once, after them, or when the event is refused or
     /// discarded.
     pub(crate) fn submit_owned(&self, event_type: nde_event_type, value: Box<dyn CData>) -> Result<(), Error> {
+        self.submit_owned_keyed(event_type, 0, value)
+    }
+
+    /// [`Events::submit_owned`] under `key`, as [`Events::submit_keyed`].
+    pub(crate) fn submit_owned_keyed(&self, event_type: nde_event_type, key: u64, value: Box<dyn CData>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);
         }
-        self.core.send(Event::Owned(event_type, Box::new(value)), 0)
+        self.core.send(Event::Owned(event_type, Box::new(value)), key)
     }
 
     /// Removes callback `id` (C API; the promises of

@@ -4,7 +4,7 @@
 //! `nde_monitor_*` and `nde_device_*`: the udev + mdevctl source and the
 //! node-device table over [`crate::monitor::Monitor`].
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::Arc;
@@ -61,7 +61,8 @@ impl From<Lifecycle> for nde_lifecycle {
 }
 
 /// A lifecycle callback: runs on the monitor's worker thread, in udev event
-/// order. `dev` is borrowed for the duration of the call (take a reference
+/// order (with several workers, see `nde_monitor_config.workers`: in udev
+/// order per device, different devices at the same time). `dev` is borrowed for the duration of the call (take a reference
 /// with `nde_device_ref` to keep it).
 #[allow(non_camel_case_types)]
 pub type nde_lifecycle_cb =
@@ -105,10 +106,39 @@ pub struct nde_monitor_config {
     /// The same bound in bytes of queued uevents (a uevent read through
     /// libudev counts 2 KiB). 0 = 16 MiB.
     pub max_queued_bytes: usize,
+    /// Worker threads of the monitor's events object; 0 or 1 = one (every
+    /// callback in udev order, one at a time), at most 256. (Added after
+    /// `max_queued_bytes`: a config whose `size` ends before it gets 1.)
+    ///
+    /// With several workers, the uevents of one device stay in udev order
+    /// and those of different devices are handled at the same time:
+    /// - a lifecycle callback (`nde_monitor_register`) may run on several
+    ///   workers at once, for different devices; for one device its calls
+    ///   never overlap and come in udev order; guard what it shares;
+    /// - raw `NDE_EVENT_UDEV_*` handlers likewise, per device (the
+    ///   `udev_device` rules of `nde_monitor_get_events` still hold: touch
+    ///   a device only inside a callback of its own event's device);
+    /// - barriers run alone, after every event read before them and before
+    ///   any read after: `NDE_EVENT_INIT` (the enumeration and each
+    ///   resync), `NDE_EVENT_MDEVCTL_CONFIG_CHANGED`, a move (ordered with
+    ///   both its old and its new name), and a uevent about a device that
+    ///   is an ancestor or a descendant of a device with a uevent in flight;
+    /// - uevents of two unrelated devices are not ordered with each other,
+    ///   even when libvirt's naming gives them one name;
+    /// - `nde_monitor_settle` and `nde_monitor_wait_initialized` keep their
+    ///   meaning.
+    pub workers: c_uint,
 }
 
 /// `sizeof(nde_monitor_config)` before `max_queued_events` was appended.
 const CONFIG_SIZE_V1: usize = std::mem::offset_of!(nde_monitor_config, max_queued_events);
+/// `sizeof(nde_monitor_config)` before `workers` was appended.
+const CONFIG_SIZE_V2: usize = std::mem::offset_of!(nde_monitor_config, workers);
+
+/// A `size` the library accepts: the current layout or an earlier one.
+fn known_config_size(size: usize) -> bool {
+    size == std::mem::size_of::<nde_monitor_config>() || size == CONFIG_SIZE_V1 || size == CONFIG_SIZE_V2
+}
 
 fn monitor_ref<'a>(mon: *mut nde_monitor) -> Option<&'a Monitor> {
     // SAFETY: a non-NULL pointer came from nde_monitor_new and is alive.
@@ -145,7 +175,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     // means default), so only `size` bytes of the caller's are read.
     // SAFETY: all-zero is a valid config (integers and NULL pointers).
     let mut copy: nde_monitor_config = unsafe { std::mem::zeroed() };
-    if size == std::mem::size_of::<nde_monitor_config>() || size == CONFIG_SIZE_V1 {
+    if known_config_size(size) {
         // SAFETY: the caller's `size` bytes are readable, and `size` is at
         // most the size of `copy`.
         unsafe {
@@ -153,7 +183,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
         };
     }
     let c = &copy;
-    if size != std::mem::size_of::<nde_monitor_config>() && size != CONFIG_SIZE_V1 {
+    if !known_config_size(size) {
         log::log(
             log::Level::Error,
             &format!(
@@ -194,6 +224,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     if c.max_queued_bytes != 0 {
         out.max_queued_bytes = c.max_queued_bytes;
     }
+    out.workers = (c.workers as usize).max(1); // 0: one, as before the field
     Some(out)
 }
 
@@ -202,7 +233,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
 ///
 /// Returns NULL when `config->size` is not `sizeof(nde_monitor_config)`,
 /// a string in it is not UTF-8, the flags are unknown or ask for both
-/// groups, or a thread cannot be created (the reason is logged when
+/// groups, `workers` is over 256, or a thread cannot be created (the reason is logged when
 /// `NDE_DEBUG` is set).
 #[no_mangle]
 pub extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde_monitor {
@@ -243,7 +274,8 @@ pub extern "C" fn nde_monitor_get_events(mon: *mut nde_monitor) -> *mut nde_even
 
 /// Registers a lifecycle callback for the device named `device_name`
 /// (copied), or for every device when it is NULL. It runs on the worker
-/// thread, in order: CREATED for a new device (and, for callbacks
+/// thread, in order (several workers: in order per device, different
+/// devices at the same time; see `nde_monitor_config.workers`): CREATED for a new device (and, for callbacks
 /// registered before `nde_monitor_start`, for every device of the initial
 /// inventory), UPDATED when a known device is added again or changes,
 /// DELETED when it is removed (a rename is DELETED of the old name, then
@@ -275,7 +307,7 @@ pub extern "C" fn nde_monitor_register(
                     // SAFETY: the caller's callback, its userdata, a live device.
                     unsafe { cb(ud.0, Arc::as_ptr(dev) as *const nde_device, event.into()) }
                 });
-                to_c(m.register_id(name, call, release))
+                to_c(m.register_concurrent_id(name, call, release))
             }
             _ => {
                 if let Some(f) = release {

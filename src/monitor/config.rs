@@ -38,7 +38,17 @@ pub struct MonitorConfig {
     /// The same bound in bytes of queued uevents. Default
     /// [`DEFAULT_MAX_QUEUED_BYTES`].
     pub max_queued_bytes: usize,
+    /// Worker threads of the monitor's events object; 0 and 1 (the
+    /// default) mean one: every callback in udev order, one at a time.
+    /// With more, the uevents of different devices are handled in
+    /// parallel and those of one device in order; enumeration, resync,
+    /// mdevctl refreshes and moves are barriers (see [`super::Monitor`]).
+    /// At most [`MAX_MONITOR_WORKERS`].
+    pub workers: usize,
 }
+
+/// The largest worker count a monitor accepts.
+pub const MAX_MONITOR_WORKERS: usize = 256;
 
 /// Default bound of queued uevents (see `MonitorConfig`).
 pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 65536;
@@ -56,6 +66,7 @@ impl Default for MonitorConfig {
             receive_buffer_bytes: DEFAULT_RECEIVE_BUFFER,
             max_queued_events: DEFAULT_MAX_QUEUED_EVENTS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            workers: 1,
         }
     }
 }

@@ -9,6 +9,12 @@
 //!   libudev path (NULL data, which only a C user can send: ignored).
 //! - An internal event carrying a fast-path batch: every uevent of it
 //!   under one lock.
+//! - An internal [`SettleMark`] (several workers): settle's barrier.
+//!
+//! With several workers this runs on several threads at once, for events
+//! of different devices (see `reader/route.rs`); the table and the
+//! listener registry are behind locks, and `Changes` are dispatched after
+//! the table lock is released.
 //! - `NDE_EVENT_MDEVCTL_CONFIG_CHANGED`: refresh mdevctl's view.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use udev::ffi;
 
 use super::reader::{QueuedBatch, ReaderShared};
+use super::settle::SettleMark;
 use super::table::{Changes, DeviceSpec, Table};
 use super::{enumerate, listeners, log, mac, mdevctl, naming, udev_parse, uevent, MonitorConfig};
 use crate::events::{nde_event_type, Delivery, Events};
@@ -82,6 +89,8 @@ pub(super) fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, delive
             if let Some(q) = value.downcast_mut::<QueuedBatch>() {
                 handle_batch(sh, &q.batch, &mut out);
                 finish(sh, ev, &out, true);
+            } else if let Some(mark) = value.downcast_ref::<SettleMark>() {
+                sh.reader.progress.mark_reached(mark.0);
             }
             return;
         }

@@ -26,6 +26,10 @@ pub type LifecycleFn = dyn FnMut(&Arc<Device>, Lifecycle) + Send;
 /// dispatching thread).
 type SharedLifecycleFn = dyn Fn(&Arc<Device>, Lifecycle) + Send + Sync;
 
+/// A lifecycle callback that may run on several workers at the same time
+/// (for different devices; see `Monitor::register_concurrent`).
+pub type ConcurrentLifecycleCallback = Box<SharedLifecycleFn>;
+
 /// The listener list: callbacks filtered by device name (None = all).
 #[derive(Default)]
 pub struct Listeners {
@@ -38,7 +42,18 @@ impl Listeners {
     pub fn register(&self, device_name: Option<&str>, cb: LifecycleCallback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
         // One call at a time per listener (the registry's callbacks are Fn).
         let cb = Mutex::new(cb);
-        self.registry.register(device_name.map(Into::into), Box::new(move |d, l| (lock(&cb))(d, l)), on_remove)
+        self.register_concurrent(device_name, Box::new(move |d, l| (lock(&cb))(d, l)), on_remove)
+    }
+
+    /// As `register`, for a callback that may run on several dispatching
+    /// threads at once.
+    pub fn register_concurrent(
+        &self,
+        device_name: Option<&str>,
+        cb: ConcurrentLifecycleCallback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<i32, Error> {
+        self.registry.register(device_name.map(Into::into), cb, on_remove)
     }
 
     /// Removes listener `id`; `on_worker`: called from the dispatching
@@ -66,8 +81,8 @@ impl Listeners {
     }
 
     /// Calls every matching listener for every change, in order, over the
-    /// listeners registered when the call began. Runs on the events worker
-    /// only.
+    /// listeners registered when the call began. Runs on the events workers
+    /// only (with several, for different devices at the same time).
     pub fn dispatch(&self, changes: &[(Lifecycle, Arc<Device>)]) {
         if changes.is_empty() {
             return;

@@ -1,6 +1,7 @@
 //! The udev + mdevctl monitor and the node-device table (layer 3).
 //!
-//! A [`Monitor`] owns one [`Events`] (one ordered worker). Every raw event
+//! A [`Monitor`] owns one [`Events`] (one ordered worker by default;
+//! `MonitorConfig::workers` for more, see [`Monitor`]). Every raw event
 //! goes through it: `NDE_EVENT_INIT` (enumeration, and again for each
 //! resync after an overflow), `NDE_EVENT_UDEV_ADD/REMOVE/CHANGE/MOVE` (data:
 //! the `struct udev_device *`, owned by the event) and
@@ -46,7 +47,7 @@ use std::time::Duration;
 
 pub use config::*;
 pub use device::Device;
-pub use listeners::{LifecycleCallback, OnRemove};
+pub use listeners::{ConcurrentLifecycleCallback, LifecycleCallback, OnRemove};
 pub use naming::DeviceKind;
 pub use stats::nde_monitor_stats;
 pub use stats::MonitorStats;
@@ -68,14 +69,27 @@ struct Threads {
 }
 
 /// The node-device monitor: the udev (or kernel) uevent reader, the
-/// mdevctl watch and the device table, over one ordered [`Events`] worker.
+/// mdevctl watch and the device table, over one ordered [`Events`] worker
+/// (or several: `MonitorConfig::workers`).
+///
+/// Several workers: each uevent is keyed by its device (a hash of its
+/// devpath), so the uevents of one device, and so its lifecycle callbacks,
+/// stay in udev order while different devices are handled at the same
+/// time. Barriers (they run alone, after everything queued before them and
+/// before anything after): the initial enumeration and every resync, each
+/// mdevctl refresh, a move (ordered with both its old and its new name),
+/// and a uevent whose device is an ancestor or a descendant of one still
+/// in flight (its parent link depends on that order). Not ordered with
+/// each other: uevents of two unrelated devices, also when libvirt's
+/// naming gives them the same name (then which record wins may differ
+/// from one worker's). `settle` and `wait_initialized` keep their meaning.
 ///
 /// Ownership: the monitor owns its threads (reader, worker, mdevctl
 /// watch) and joins them in [`Monitor::stop`] or when dropped; devices it
 /// hands out are `Arc`s that stay valid after they leave the table.
 /// Threading: `Monitor` is `Send + Sync`; every method may be called from
-/// any thread. Lifecycle callbacks run on the worker thread, one at a
-/// time, in udev order. Blocking: `new`, `start`, the lookups and
+/// any thread. Lifecycle callbacks run on the worker threads, in udev
+/// order per device (one worker: one at a time, in udev order). Blocking: `new`, `start`, the lookups and
 /// `snapshot` never wait for callbacks; `wait_initialized`, `settle` and
 /// `stop` do (bounded by their timeout) and return
 /// [`Error::NDE_ERR_WOULD_DEADLOCK`] from a callback instead.
@@ -97,7 +111,11 @@ impl Monitor {
         if cfg.flags & both == both || cfg.flags & !known != 0 {
             return Err(nde_result::NDE_ERR_INVALID);
         }
-        let events = Arc::new(Events::new(&format!("{}-ev", cfg.name))?);
+        let workers = cfg.workers.max(1);
+        if workers > MAX_MONITOR_WORKERS {
+            return Err(nde_result::NDE_ERR_INVALID);
+        }
+        let events = Arc::new(Events::with_workers(&format!("{}-ev", cfg.name), workers)?);
         let limits = QueueLimits { events: cfg.max_queued_events.max(1) as u64, bytes: cfg.max_queued_bytes.max(1) as u64 };
         let shared = Arc::new(Shared {
             cfg,
@@ -106,7 +124,7 @@ impl Monitor {
             run: Mutex::new(RunState::default()),
             run_cv: Condvar::new(),
             stopping: Arc::new(AtomicBool::new(false)),
-            reader: ReaderShared::new(limits)?,
+            reader: ReaderShared::new(limits, workers > 1)?,
             mdevctl: mdevctl::Mdevctl::from_environment(),
             mdev_enabled: AtomicBool::new(false),
             mdev_queued: AtomicBool::new(false),
@@ -132,7 +150,9 @@ impl Monitor {
     }
 
     /// Adds a lifecycle listener for the device named `device_name`
-    /// (`None`: every device). It runs on the worker thread, in udev order:
+    /// (`None`: every device). It runs on a worker thread, one call at a
+    /// time (with several workers it is called under a lock: see
+    /// [`Monitor::register_concurrent`]), in udev order per device:
     /// `Created` for a new device (and, if registered before
     /// [`Monitor::start`], for each device of the initial inventory),
     /// `Updated`, `Deleted` (a rename is `Deleted` then `Created`),
@@ -148,11 +168,40 @@ impl Monitor {
         on_remove: Option<OnRemove>,
     ) -> Result<Registration, Error> {
         let id = self.register_id(device_name, cb, on_remove)?;
+        Ok(self.registration(id))
+    }
+
+    /// As [`Monitor::register`], for a listener that may run on several
+    /// workers at the same time (a monitor with `workers > 1`): for
+    /// different devices concurrently, for one device in order. With one
+    /// worker it is [`Monitor::register`].
+    pub fn register_concurrent(
+        &self,
+        device_name: Option<&str>,
+        cb: ConcurrentLifecycleCallback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<Registration, Error> {
+        let id = self.register_concurrent_id(device_name, cb, on_remove)?;
+        Ok(self.registration(id))
+    }
+
+    /// The handle that deregisters listener `id`.
+    fn registration(&self, id: i32) -> Registration {
         let (shared, events) = (Arc::downgrade(&self.shared), Arc::downgrade(&self.events));
-        Ok(Registration::new(move || match (shared.upgrade(), events.upgrade()) {
+        Registration::new(move || match (shared.upgrade(), events.upgrade()) {
             (Some(shared), Some(events)) => shared.listeners.deregister(id, events.on_worker()),
             _ => Ok(()), // the monitor is gone and released every listener
-        }))
+        })
+    }
+
+    /// [`Monitor::register_concurrent`] for the C API: the listener's id.
+    pub(crate) fn register_concurrent_id(
+        &self,
+        device_name: Option<&str>,
+        cb: ConcurrentLifecycleCallback,
+        on_remove: Option<OnRemove>,
+    ) -> Result<i32, Error> {
+        self.shared.listeners.register_concurrent(device_name, cb, on_remove)
     }
 
     /// [`Monitor::register`] for the C API: the listener's id.

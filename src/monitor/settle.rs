@@ -10,7 +10,12 @@
 //!   worker wakes the reader once the queue is under three quarters of both.
 //! - Settle: the caller asks (`settle_req`), the reader drains the socket
 //!   until it is empty and answers with the `submitted` count of that
-//!   moment; the caller then waits until `handled` reaches it.
+//!   moment; with one worker the caller then waits until `handled` reaches
+//!   it. With several workers events finish out of order (a later device
+//!   can finish before an earlier one), so a count that adds up proves
+//!   nothing: the reader also queues a [`SettleMark`], an internal barrier,
+//!   and the caller waits until the built-in handler ran it (`reached`),
+//!   which is after every event queued before it finished.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -42,7 +47,14 @@ struct SettleState {
     ack: u64,
     /// `submitted` when it answered.
     target: u64,
+    /// Highest settle request whose [`SettleMark`] was handled.
+    reached: u64,
 }
+
+/// The internal barrier event that answers settle request `.0` with
+/// several workers (see the module comment): handled once every event
+/// queued before it has finished.
+pub struct SettleMark(pub u64);
 
 /// Waits that nothing signals (a user shutting the events object down)
 /// are checked this often.
@@ -50,6 +62,8 @@ const SLICE: Duration = Duration::from_millis(100);
 
 /// Counts, bound and settle handshake (see the module comment).
 pub struct Progress {
+    /// Settle waits for a [`SettleMark`] (several workers), not for a count.
+    pub by_mark: bool,
     pub submitted: AtomicU64,
     pub handled: AtomicU64,
     limits: QueueLimits,
@@ -68,8 +82,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(limits: QueueLimits) -> Progress {
+    pub fn new(limits: QueueLimits, by_mark: bool) -> Progress {
         Progress {
+            by_mark,
             submitted: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             limits,
@@ -143,12 +158,25 @@ impl Progress {
         self.settle_req.load(Ordering::SeqCst)
     }
 
-    /// The reader emptied the socket after request `req` was made.
-    pub fn answer(&self, req: u64) {
+    /// The reader emptied the socket after request `req` was made. True
+    /// when `req` is new (then, with `by_mark`, the reader queues its
+    /// [`SettleMark`]).
+    pub fn answer(&self, req: u64) -> bool {
         let mut g = lock(&self.settle);
         if req > g.ack {
             g.ack = req;
             g.target = self.submitted.load(Ordering::SeqCst);
+            self.settle_cv.notify_all();
+            return true;
+        }
+        false
+    }
+
+    /// The built-in handler ran the [`SettleMark`] of request `req`.
+    pub fn mark_reached(&self, req: u64) {
+        let mut g = lock(&self.settle);
+        if req > g.reached {
+            g.reached = req;
             self.settle_cv.notify_all();
         }
     }
@@ -180,6 +208,15 @@ impl Progress {
                     return Err(nde_result::NDE_ERR_STOPPED);
                 }
                 g = wait_slice(&self.settle_cv, g, deadline)?;
+            }
+            if self.by_mark {
+                while g.reached < req {
+                    if events_gone() {
+                        return Err(nde_result::NDE_ERR_STOPPED);
+                    }
+                    g = wait_slice(&self.settle_cv, g, deadline)?;
+                }
+                return Ok(());
             }
             g.target
         };

@@ -35,6 +35,11 @@
 //!   that frees the event** (the worker, or the thread of `nde_monitor_stop`
 //!   after the worker was joined), after every handler's own ref/unref.
 //! - Memory is bounded and settle answered through `settle.rs`.
+//! - Several workers (`route.rs`): each uevent is queued under its device's
+//!   key, or as a barrier (a move, a device related to another one in
+//!   flight); the fast path splits a wake-up's uevents into one batch per
+//!   key, in order, until a barrier ends the segment. Settle is answered
+//!   with a barrier mark (`settle.rs`).
 
 use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,12 +49,14 @@ use std::time::Duration;
 use udev::ffi;
 
 mod fast;
+mod route;
 
 use super::log;
-use super::settle::{Progress, QueueLimits};
+use super::settle::{Progress, QueueLimits, SettleMark};
 use super::sys::{self, EventFd, IoctlSocket};
 use super::uevent::Batch;
 use fast::FastReader;
+use route::{Route, Router};
 use crate::events::{nde_event_type, CData, Events};
 use crate::result::{nde_result, Error};
 use crate::thread::Thread;
@@ -103,9 +110,10 @@ pub struct ReaderShared {
 }
 
 impl ReaderShared {
-    pub fn new(limits: QueueLimits) -> Result<Arc<ReaderShared>, Error> {
+    /// `by_mark`: settle is answered with a barrier mark (several workers).
+    pub fn new(limits: QueueLimits, by_mark: bool) -> Result<Arc<ReaderShared>, Error> {
         Ok(Arc::new(ReaderShared {
-            progress: Progress::new(limits),
+            progress: Progress::new(limits, by_mark),
             received: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             fast: AtomicU64::new(0),
@@ -364,6 +372,8 @@ fn raw_wanted(events: &Events) -> bool {
 
 fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events, subs: Option<&[String]>) {
     let mut fast = FastReader::new();
+    // Several workers: each uevent is routed under a key or as a barrier.
+    let mut router = (events.workers() > 1).then(Router::default);
     // SAFETY: mon is ours.
     let mon_fd = unsafe { ffi::udev_monitor_get_fd(mon) };
     let mut may_read = true;
@@ -385,13 +395,24 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Eve
         let req = sh.progress.settle_requested();
         may_read = sh.progress.may_read();
         // Emptied: every datagram the socket held is queued (or refused).
-        let emptied =
-            may_read && if raw_wanted(events) { drain_raw(mon, sh, events) } else { fast.drain(mon_fd, sh, events, subs) };
+        let emptied = may_read
+            && if raw_wanted(events) {
+                drain_raw(mon, sh, events, router.as_mut())
+            } else {
+                fast.drain(mon_fd, sh, events, subs, router.as_mut())
+            };
         may_read = may_read && sh.progress.may_read();
         // Settle is answered only after a drain that emptied the socket.
         if emptied {
             resync_if_wanted(sh, events);
-            sh.progress.answer(req);
+            if sh.progress.answer(req) && sh.progress.by_mark {
+                // A barrier (key 0); refused (stopping): settle sees the
+                // events gone.
+                let _ = events.submit_internal(nde_event_type::NDE_EVENT_INIT, Box::new(SettleMark(req)));
+                if let Some(router) = router.as_mut() {
+                    router.barrier_queued();
+                }
+            }
         }
     }
 }
@@ -462,8 +483,8 @@ fn resync_if_wanted(sh: &Arc<ReaderShared>, events: &Events) {
 }
 
 /// The libudev path: reads until the socket is empty (true) or a limit is
-/// reached (false).
-fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events) -> bool {
+/// reached (false). `router`: several workers (see `route.rs`).
+fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events, mut router: Option<&mut Router>) -> bool {
     let mut errors = 0u32;
     loop {
         if sh.progress.over_limit() {
@@ -479,12 +500,13 @@ fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Event
             }
         }
         sh.received.fetch_add(1, Ordering::Relaxed);
+        use super::uevent::Action;
         // SAFETY: dev is a live device made by this thread.
-        let t = match unsafe { super::udev_parse::action(dev) } {
-            Some("add") => nde_event_type::NDE_EVENT_UDEV_ADD,
-            Some("remove") => nde_event_type::NDE_EVENT_UDEV_REMOVE,
-            Some("change") => nde_event_type::NDE_EVENT_UDEV_CHANGE,
-            Some("move") => nde_event_type::NDE_EVENT_UDEV_MOVE,
+        let (t, action) = match unsafe { super::udev_parse::action(dev) } {
+            Some("add") => (nde_event_type::NDE_EVENT_UDEV_ADD, Action::Add),
+            Some("remove") => (nde_event_type::NDE_EVENT_UDEV_REMOVE, Action::Remove),
+            Some("change") => (nde_event_type::NDE_EVENT_UDEV_CHANGE, Action::Change),
+            Some("move") => (nde_event_type::NDE_EVENT_UDEV_MOVE, Action::Move),
             _ => {
                 sh.ignored.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: ours, unused from here on.
@@ -492,8 +514,16 @@ fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Event
                 continue;
             }
         };
+        let key = match router.as_deref_mut() {
+            // SAFETY: as above; the string is read before the device moves on.
+            Some(r) => match r.route(action, unsafe { super::udev_parse::cstr(ffi::udev_device_get_devpath(dev)) }.unwrap_or("")) {
+                Route::Key(k) => k,
+                Route::Barrier => 0,
+            },
+            None => 0,
+        };
         sh.progress.queued(1, RAW_EVENT_BYTES);
         // On failure (stopping) the device is released (and counted) at once.
-        let _ = events.submit_owned(t, Box::new(RawDevice { dev, shared: sh.clone() }));
+        let _ = events.submit_owned_keyed(t, key, Box::new(RawDevice { dev, shared: sh.clone() }));
     }
 }
