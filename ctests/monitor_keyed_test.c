@@ -3,10 +3,13 @@
  * item 3): per-device order, moves and settle, on both receive paths.
  *
  * - storm: many injected uevents (add / change / remove / move) over many
- *   devices, a lifecycle callback with random delays; each device's
- *   lifecycle sequence equals the model of what was sent (and what one
- *   worker gives), a move runs alone (it is ordered with both its names),
- *   the final table equals the model and one worker's, and with several
+ *   devices, a quarter of them children of another (the table names a
+ *   device's parent when it builds its record, so a child must see its
+ *   parent's add or remove as one worker would), a lifecycle callback with
+ *   random delays; each device's lifecycle sequence equals the model of
+ *   what was sent (and what one worker gives), a move runs alone (it is
+ *   ordered with both its names), the final table (with each device's
+ *   parent) equals the model and one worker's, and with several
  *   workers two callbacks were seen running at the same time (a handshake,
  *   not a timing: the first callbacks wait, boundedly, for a second one).
  * - settle: a slow early device and fast later ones; when settle returns,
@@ -40,14 +43,16 @@ static int injector_open(void)
     return fd;
 }
 
-/* Sends a libudev-format message about net device `ifname` to the udev
- * group; `old` (NULL: none) is the DEVPATH_OLD interface of a move. */
-static void inject(int fd, const char *action, const char *ifname, const char *old)
+/* Sends a libudev-format message about the net device at
+ * /devices/virtual/net/`rel` (its interface: the last component) to the
+ * udev group; `old` (NULL: none) is the DEVPATH_OLD of a move, likewise. */
+static void inject(int fd, const char *action, const char *rel, const char *old)
 {
     static unsigned seqnum;
+    const char *ifname = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
     char body[512];
     int n = snprintf(body, sizeof body, "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%cINTERFACE=%s%cSEQNUM=%u%c",
-                     action, 0, ifname, 0, 0, ifname, 0, ++seqnum, 0);
+                     action, 0, rel, 0, 0, ifname, 0, ++seqnum, 0);
     CHECK(n > 0 && (size_t)n < sizeof body);
     if (old) {
         int m = snprintf(body + n, sizeof body - (size_t)n, "DEVPATH_OLD=/devices/virtual/net/%s%c", old, 0);
@@ -135,7 +140,26 @@ typedef struct {
     char seq[2][DEVICES][MAXSEQ];
     int len[2][DEVICES];
     int present[2][DEVICES];
+    char parent[2][DEVICES][24]; /* in the final table (runs only) */
+    /* Per callback: 'p' the device hung under a device, 'c' under
+     * `computer` (runs only: one worker's is the reference). */
+    char pseq[2][DEVICES][MAXSEQ];
 } outcome;
+
+/* Device d % 4 == 1 is a child of device d - 1 (net/k<d-1>/k<d>); it never
+ * moves. The others are net/k<d> (net/m<d> once moved). */
+static int is_child(int d)
+{
+    return d % 4 == 1;
+}
+
+static void device_rel(int which, int d, char *out, size_t n)
+{
+    if (is_child(d))
+        snprintf(out, n, "k%d/k%d", d - 1, d);
+    else
+        snprintf(out, n, "%c%d", which ? 'm' : 'k', d);
+}
 
 static outcome model, seen, one_worker;
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -176,6 +200,7 @@ static void storm_lifecycle(void *userdata, const nde_device *dev, nde_lifecycle
         atomic_store(&move_not_alone, 1);
     char c = event == NDE_LIFECYCLE_CREATED ? 'C' : event == NDE_LIFECYCLE_UPDATED ? 'U' : event == NDE_LIFECYCLE_DELETED ? 'D' : '?';
     pthread_mutex_lock(&seen_lock);
+    seen.pseq[which][d][seen.len[which][d]] = strncmp(nde_device_get_parent(dev), "net_", 4) == 0 ? 'p' : 'c';
     note(&seen, which, d, c);
     pthread_mutex_unlock(&seen_lock);
     /* Handshake: with several workers, a keyed callback waits (bounded by
@@ -184,13 +209,28 @@ static void storm_lifecycle(void *userdata, const nde_device *dev, nde_lifecycle
         while (!atomic_load(&overlap_seen) && atomic_fetch_sub(&wait_budget_ms, 1) > 0)
             nap_ms(1);
     }
-    /* A random delay of 0 to 300 us. */
+    /* A random delay of 0 to 300 us; parents 2 to 4 ms, so that their
+     * uevents back up behind them while their children's run. */
     unsigned r = atomic_fetch_add(&delay_seed, 2654435761u);
-    struct timespec ts = {0, (long)((r >> 8) % 300) * 1000L};
+    long us = d % 4 == 0 ? 2000 + (long)((r >> 8) % 2000) : (long)((r >> 8) % 300);
+    struct timespec ts = {0, us * 1000L};
     nanosleep(&ts, NULL);
     if (move_created && atomic_load(&active) != 1)
         atomic_store(&move_not_alone, 1);
     atomic_fetch_sub(&active, 1);
+}
+
+/* Holds every worker while the storm is injected (a C event on the
+ * monitor's events is a barrier), so that the whole storm is queued when
+ * they start: the most room for a wrong order to show. */
+static gate hold;
+
+static void hold_workers(void *userdata, nde_event_type type, void *data)
+{
+    (void)userdata;
+    (void)type;
+    (void)data;
+    gate_pass(&hold);
 }
 
 /* The ops of the storm, generated once (same for every run). */
@@ -217,7 +257,7 @@ static void make_ops(void)
             o->which = 0;
             model.present[0][d] = 1;
             note(&model, 0, d, 'C');
-        } else if (k && pick == 0) {
+        } else if (k && pick == 0 && (x >> 20) % 8 == 0 && !is_child(d)) { /* rare: a move is a barrier */
             strcpy(o->action, "move");
             o->which = 1;
             model.present[0][d] = 0;
@@ -243,6 +283,17 @@ static void check_outcome(const outcome *got, const outcome *want, const char *w
         for (int d = 0; d < DEVICES; d++) {
             int same = got->len[w][d] == want->len[w][d] && memcmp(got->seq[w][d], want->seq[w][d], (size_t)got->len[w][d]) == 0 &&
                        got->present[w][d] == want->present[w][d];
+            if (want == &one_worker && same && memcmp(got->pseq[w][d], want->pseq[w][d], (size_t)got->len[w][d]) != 0) {
+                fprintf(stderr, "storm (%u workers, %s path): net_%c%d was built under (p)arent / (c)omputer %.*s, one worker %.*s\n",
+                        workers, raw ? "raw" : "fast", w ? 'm' : 'k', d, got->len[w][d], got->pseq[w][d], want->len[w][d],
+                        want->pseq[w][d]);
+                same = 0;
+            }
+            if (want == &one_worker && strcmp(got->parent[w][d], want->parent[w][d]) != 0) {
+                fprintf(stderr, "storm (%u workers, %s path): net_%c%d has parent %s, one worker gives %s\n", workers,
+                        raw ? "raw" : "fast", w ? 'm' : 'k', d, got->parent[w][d], want->parent[w][d]);
+                same = 0;
+            }
             if (!same)
                 fprintf(stderr, "storm (%u workers, %s path): net_%c%d differs from %s: got %.*s%s, want %.*s%s\n", workers,
                         raw ? "raw" : "fast", w ? 'm' : 'k', d, what, got->len[w][d], got->seq[w][d],
@@ -262,14 +313,20 @@ static void storm_run(unsigned workers, int raw)
     atomic_store(&storm_workers, (int)workers);
     nde_monitor *mon = monitor_new(workers, raw);
     CHECK(nde_monitor_register(mon, NULL, storm_lifecycle, NULL, NULL) >= 0);
+    nde_events *ev = nde_monitor_get_events(mon);
+    gate_init(&hold);
+    CHECK(nde_events_register(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, hold_workers, NULL, NULL) >= 0);
+    CHECK_EQ(nde_events_submit(ev, NDE_EVENT_MDEVCTL_CONFIG_CHANGED, NULL, NULL), NDE_OK);
+    gate_wait_for(&hold, 1);
     int fd = injector_open();
     for (int i = 0; i < OPS; i++) {
-        char name[16], old[16];
-        snprintf(name, sizeof name, "%c%d", ops[i].which ? 'm' : 'k', ops[i].dev);
-        snprintf(old, sizeof old, "k%d", ops[i].dev);
-        inject(fd, ops[i].action, name, strcmp(ops[i].action, "move") == 0 ? old : NULL);
+        char rel[32], old[32];
+        device_rel(ops[i].which, ops[i].dev, rel, sizeof rel);
+        device_rel(0, ops[i].dev, old, sizeof old);
+        inject(fd, ops[i].action, rel, strcmp(ops[i].action, "move") == 0 ? old : NULL);
     }
     close(fd);
+    gate_open(&hold);
     CHECK_EQ(nde_monitor_settle(mon, -1), NDE_OK);
     nde_monitor_stats st;
     CHECK_EQ(nde_monitor_get_stats(mon, &st), NDE_OK);
@@ -281,9 +338,11 @@ static void storm_run(unsigned workers, int raw)
             nde_device *dev = nde_monitor_lookup(mon, name);
             seen.present[w][d] = dev != NULL;
             if (dev) {
-                char syspath[64];
-                snprintf(syspath, sizeof syspath, "/sys/devices/virtual/net/%c%d", w ? 'm' : 'k', d);
+                char rel[32], syspath[64];
+                device_rel(w, d, rel, sizeof rel);
+                snprintf(syspath, sizeof syspath, "/sys/devices/virtual/net/%s", rel);
                 CHECK(strcmp(nde_device_get_syspath(dev), syspath) == 0);
+                snprintf(seen.parent[w][d], sizeof seen.parent[w][d], "%s", nde_device_get_parent(dev));
                 nde_device_unref(dev);
             }
         }
@@ -292,10 +351,16 @@ static void storm_run(unsigned workers, int raw)
     CHECK_EQ(nde_monitor_get_stats(mon, &st), NDE_OK);
     CHECK_EQ(st.submitted, st.handled);
     nde_monitor_free(mon);
+    gate_destroy(&hold);
     CHECK_EQ(atomic_load(&move_not_alone), 0);
     check_outcome(&seen, &model, "the model", workers, raw);
     if (workers == 1) {
         one_worker = seen;
+        /* The parent check below can fail: some child hangs under its parent. */
+        int under_parent = 0;
+        for (int d = 0; d < DEVICES; d++)
+            under_parent += is_child(d) && seen.present[0][d] && strncmp(seen.parent[0][d], "net_k", 5) == 0;
+        CHECK(under_parent > 0);
         /* One worker: callbacks never overlap (so the check below can fail). */
         CHECK_EQ(atomic_load(&overlap_seen), 0);
     } else {
