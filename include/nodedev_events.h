@@ -55,9 +55,9 @@
 #define NDE_MONITOR_UDEV_EVENTS (1 << 2)
 
 /**
- * The largest worker count a monitor accepts.
+ * The largest worker count a monitor accepts (`nde_monitor_config.workers`).
  */
-#define MAX_MONITOR_WORKERS 256
+#define NDE_MONITOR_MAX_WORKERS 256
 
 /**
  * The ABI version of the function table this header describes; pass it to
@@ -331,7 +331,8 @@ typedef struct nde_monitor_config {
   size_t max_queued_bytes;
   /**
    * Worker threads of the monitor's events object; 0 or 1 = one (every
-   * callback in udev order, one at a time), at most 256. (Added after
+   * callback in udev order, one at a time), at most
+   * `NDE_MONITOR_MAX_WORKERS` (256). (Added after
    * `max_queued_bytes`: a config whose `size` ends before it gets 1.)
    *
    * With several workers, the uevents of one device stay in udev order
@@ -863,7 +864,7 @@ int nde_events_get_stats(struct nde_events *ev, struct nde_pool_stats *out);
  *
  * Returns NULL when `config->size` is not `sizeof(nde_monitor_config)`,
  * a string in it is not UTF-8, the flags are unknown or ask for both
- * groups, `workers` is over 256, or a thread cannot be created (the reason is logged when
+ * groups, `workers` is over `NDE_MONITOR_MAX_WORKERS`, or a thread cannot be created (the reason is logged when
  * `NDE_DEBUG` is set).
  */
 struct nde_monitor *nde_monitor_new(const struct nde_monitor_config *config);

@@ -116,7 +116,7 @@ pub use events::{nde_event_type as EventType, Callback, ConcurrentCallback, Even
 pub use monitor::{
     ConcurrentLifecycleCallback, Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorStats,
     OnRemove, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_MDEVCTL_DEBOUNCE_MS, DEFAULT_RECEIVE_BUFFER,
-    MAX_MONITOR_WORKERS, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS,
+    NDE_MONITOR_MAX_WORKERS, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS,
 };
 pub use pool::{Handler, KeyStats, Pool, PoolLimits, PoolStats, WorkerHook, WorkerHooks};
 pub use registration::Registration;

@@ -107,7 +107,8 @@ pub struct nde_monitor_config {
     /// libudev counts 2 KiB). 0 = 16 MiB.
     pub max_queued_bytes: usize,
     /// Worker threads of the monitor's events object; 0 or 1 = one (every
-    /// callback in udev order, one at a time), at most 256. (Added after
+    /// callback in udev order, one at a time), at most
+    /// `NDE_MONITOR_MAX_WORKERS` (256). (Added after
     /// `max_queued_bytes`: a config whose `size` ends before it gets 1.)
     ///
     /// With several workers, the uevents of one device stay in udev order
@@ -233,7 +234,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
 ///
 /// Returns NULL when `config->size` is not `sizeof(nde_monitor_config)`,
 /// a string in it is not UTF-8, the flags are unknown or ask for both
-/// groups, `workers` is over 256, or a thread cannot be created (the reason is logged when
+/// groups, `workers` is over `NDE_MONITOR_MAX_WORKERS`, or a thread cannot be created (the reason is logged when
 /// `NDE_DEBUG` is set).
 #[no_mangle]
 pub extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde_monitor {

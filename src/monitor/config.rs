@@ -43,12 +43,12 @@ pub struct MonitorConfig {
     /// With more, the uevents of different devices are handled in
     /// parallel and those of one device in order; enumeration, resync,
     /// mdevctl refreshes and moves are barriers (see [`super::Monitor`]).
-    /// At most [`MAX_MONITOR_WORKERS`].
+    /// At most [`NDE_MONITOR_MAX_WORKERS`].
     pub workers: usize,
 }
 
-/// The largest worker count a monitor accepts.
-pub const MAX_MONITOR_WORKERS: usize = 256;
+/// The largest worker count a monitor accepts (`nde_monitor_config.workers`).
+pub const NDE_MONITOR_MAX_WORKERS: usize = 256;
 
 /// Default bound of queued uevents (see `MonitorConfig`).
 pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 65536;

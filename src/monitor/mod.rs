@@ -112,7 +112,7 @@ impl Monitor {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         let workers = cfg.workers.max(1);
-        if workers > MAX_MONITOR_WORKERS {
+        if workers > NDE_MONITOR_MAX_WORKERS {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         let events = Arc::new(Events::with_workers(&format!("{}-ev", cfg.name), workers)?);
