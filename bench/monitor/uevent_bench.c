@@ -4,6 +4,7 @@
  * measurement; bench/run.py drives it and reads the JSON line it prints.
  *
  *   uevent-bench --mode MODE [--n N] [--probes P] [--lib PATH]
+ *                [--workers W] [--cost-us U] [--sleep-us S]
  *
  * MODE (drains: N udev-group adds injected while the receiver is stopped):
  *   bare-drain         a socket bound to the udev group that only
@@ -14,6 +15,13 @@
  *                      updated (the fast path)
  *   monitor-raw-drain  our monitor with a raw NDE_EVENT_UDEV_ADD handler
  *                      registered, so every uevent goes through libudev
+ * --workers W (monitor modes): the monitor's worker count (config
+ * `workers`; default 1); --cost-us U: the lifecycle callback burns U us of
+ * thread CPU per CREATED (default 0), as a driver that reads sysfs and
+ * builds a definition per device would; --sleep-us S: it sleeps S us (as
+ * I/O would).  With W > 1 the N devices are
+ * handled in parallel (one key each), so 1 vs 2 vs 4 workers at U = 100
+ * shows what keyed dispatch buys on this machine.
  * MODE (latency: P probes, one message at a time on an idle socket):
  *   bare-latency       send -> recvmmsg() returned in the bare receiver
  *   monitor-latency    send -> our lifecycle callback ran
@@ -48,6 +56,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,7 +327,10 @@ static int bare_receive(int fd)
     }
 }
 
-/* Our monitor, udev group only, no mdevctl, 256 MiB buffer. */
+static unsigned workers = 1;
+static unsigned cost_us, sleep_us;
+
+/* Our monitor, udev group only, no mdevctl, 256 MiB buffer, `workers`. */
 static struct nde_monitor *monitor_open(void)
 {
     struct nde_monitor_config_v1 cfg_v1 = {
@@ -330,6 +342,12 @@ static struct nde_monitor *monitor_open(void)
     memcpy(cfg, &cfg_v1, sizeof cfg_v1);
     uint32_t size = BENCH_CONFIG_SIZE;
     memcpy(cfg, &size, sizeof size);
+#ifdef NDE_MONITOR_UDEV_EVENTS
+    memcpy(cfg + offsetof(nde_monitor_config, workers), &workers, sizeof workers);
+#else
+    if (workers > 1)
+        die(EXIT_USAGE, "--workers needs nodedev_events.h at build time");
+#endif
     struct nde_monitor *m = nde.monitor_new(cfg);
     if (!m)
         die(EXIT_LIB, "nde_monitor_new failed (NDE_DEBUG=1 says why)");
@@ -386,12 +404,30 @@ static void count_one(void)
     }
 }
 
+/* Burns `us` microseconds of this thread's CPU. */
+static void burn_us(unsigned us)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t.tv_nsec - (uint64_t)t0.tv_nsec <
+           (uint64_t)us * 1000u);
+}
+
 static void on_lifecycle(void *ud, const struct nde_device *dev,
                          unsigned int event)
 {
     (void)ud;
-    if (event == BENCH_CREATED && !strncmp(nde.device_get_name(dev), "net_s", 5))
+    if (event == BENCH_CREATED && !strncmp(nde.device_get_name(dev), "net_s", 5)) {
+        if (cost_us)
+            burn_us(cost_us);
+        if (sleep_us) {
+            struct timespec ts = {sleep_us / 1000000u, (long)(sleep_us % 1000000u) * 1000L};
+            nanosleep(&ts, NULL);
+        }
         count_one();
+    }
 }
 
 static void on_raw_add(void *ud, unsigned int type, void *udev_device)
@@ -549,7 +585,8 @@ static void drain(const char *mode)
     printf("{\"impl\":\"%s\",\"scenario\":\"uevent-drain\",\"n\":%zu,"
            "\"secs\":%.6f,\"msgs_per_s\":%.0f,\"cpu_us_per_msg\":%.3f,"
            "\"bytes_per_device\":%.1f,\"inject_secs\":%.3f,"
-           "\"ctxsw_per_1000\":%.1f,\"sys_share\":%.2f}\n",
+           "\"ctxsw_per_1000\":%.1f,\"sys_share\":%.2f,"
+           "\"workers\":%u,\"cost_us\":%u,\"sleep_us\":%u}\n",
            mode, n_msgs, secs, (double)n_msgs / secs,
            (double)r.cpu_ns / 1e3 / (double)n_msgs,
            (double)r.rss_delta / (double)n_msgs,
@@ -557,7 +594,8 @@ static void drain(const char *mode)
            (double)r.ctxsw * 1000.0 / (double)n_msgs,
            r.sys_us + r.user_us
                ? (double)r.sys_us / (double)(r.sys_us + r.user_us)
-               : 0.0);
+               : 0.0,
+           workers, cost_us, sleep_us);
     free(msgs);
 }
 
@@ -681,6 +719,9 @@ int main(int argc, char **argv)
         {"probes", required_argument, NULL, 'p'},
         {"warm", required_argument, NULL, 'w'},
         {"lib", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'W'},
+        {"cost-us", required_argument, NULL, 'c'},
+        {"sleep-us", required_argument, NULL, 's'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -690,6 +731,9 @@ int main(int argc, char **argv)
         case 'p': probes = strtoull(optarg, NULL, 10); break;
         case 'w': warm = strtoull(optarg, NULL, 10); break;
         case 'l': lib_path = optarg; break;
+        case 'W': workers = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'c': cost_us = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 's': sleep_us = (unsigned)strtoul(optarg, NULL, 10); break;
         default: mode = NULL; optind = argc; break;
         }
     }
@@ -704,7 +748,7 @@ int main(int argc, char **argv)
                 "usage: uevent-bench --mode bare-drain|libudev-drain|"
                 "monitor-drain|monitor-raw-drain|bare-latency|"
                 "monitor-latency [--n N] [--probes P] [--warm W] "
-                "[--lib PATH]\n");
+                "[--lib PATH] [--workers W] [--cost-us U] [--sleep-us S]\n");
         return EXIT_USAGE;
     }
     enter_namespaces();
