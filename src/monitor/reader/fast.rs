@@ -113,7 +113,8 @@ impl<'r> Outgoing<'r> {
             Some(Route::Key(key)) => {
                 let i = *self.index.entry(key).or_insert(self.keyed.len());
                 if i == self.keyed.len() {
-                    self.keyed.push((key, Batch::default()));
+                    // Sized for one uevent: most devices have one per wake-up.
+                    self.keyed.push((key, Batch::with_capacity(1)));
                 }
                 self.keyed[i].1.push(p, mac);
             }

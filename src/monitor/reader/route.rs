@@ -14,6 +14,8 @@
 //!
 //! The set of devpaths queued since the last barrier is bounded: past
 //! [`MAX_TRACKED`] the next uevent is made a barrier, which empties it.
+//! Paths are kept as 64-bit hashes (no allocation per uevent): a collision
+//! only makes an unrelated uevent a barrier, never the reverse.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -35,17 +37,18 @@ const MAX_TRACKED: usize = 4096;
 /// The reader's routing state (see the module comment).
 #[derive(Default)]
 pub(crate) struct Router {
-    /// Devpaths queued under a key since the last barrier.
-    queued: HashSet<Box<str>, rustc_hash::FxBuildHasher>,
-    /// Every proper ancestor of those devpaths.
-    ancestors: HashSet<Box<str>, rustc_hash::FxBuildHasher>,
+    /// Hashes of the devpaths queued under a key since the last barrier.
+    queued: HashSet<u64, rustc_hash::FxBuildHasher>,
+    /// Hashes of every proper ancestor of those devpaths.
+    ancestors: HashSet<u64, rustc_hash::FxBuildHasher>,
 }
 
-/// The key of a device: a hash of its devpath, never 0 (0 means "no key").
-pub(crate) fn device_key(devpath: &str) -> u64 {
+/// A path's hash; a device's key is its devpath's, never 0 (0 means "no
+/// key").
+fn path_hash(path: &str) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
-    devpath.hash(&mut h);
-    h.finish().max(1)
+    path.hash(&mut h);
+    h.finish()
 }
 
 /// The proper ancestors of `devpath` (`/devices/a/b` gives `/devices/a`,
@@ -62,20 +65,21 @@ fn ancestors(devpath: &str) -> impl Iterator<Item = &str> {
 impl Router {
     /// How to queue a uevent of `action` about `devpath`.
     pub(crate) fn route(&mut self, action: Action, devpath: &str) -> Route {
-        let related = self.ancestors.contains(devpath) || ancestors(devpath).any(|a| self.queued.contains(a));
+        let own = path_hash(devpath);
+        let related = self.ancestors.contains(&own) || ancestors(devpath).any(|a| self.queued.contains(&path_hash(a)));
         if action == Action::Move || related || self.queued.len() >= MAX_TRACKED {
             self.barrier_queued();
             return Route::Barrier;
         }
-        if self.queued.insert(devpath.into()) {
+        if self.queued.insert(own) {
             for a in ancestors(devpath) {
                 // Inserted with all of its own ancestors before.
-                if !self.ancestors.insert(a.into()) {
+                if !self.ancestors.insert(path_hash(a)) {
                     break;
                 }
             }
         }
-        Route::Key(device_key(devpath))
+        Route::Key(own.max(1))
     }
 
     /// A barrier was queued (by `route` or by the reader: a resync, a
