@@ -159,12 +159,21 @@ const TAG_INTERNAL: u8 = 2 << 3;
 const TAG_VARIANT: u8 = 3 << 3;
 const TAG_TYPE: u8 = 7;
 
+impl EventPacking {
+    /// `pack` of `Event::C(t, data)`, without building the event (the
+    /// submit path: see `Core::submit`).
+    #[inline(always)]
+    fn pack_c(t: nde_event_type, data: EventData) -> (NonZeroU8, EventBody) {
+        (TAG_SET | t as u8, EventBody { c: ManuallyDrop::new(data) })
+    }
+}
+
 impl Packing<Event> for EventPacking {
     type Body = EventBody;
 
     fn pack(ev: Event) -> (NonZeroU8, EventBody) {
         let (variant, t, body) = match ev {
-            Event::C(t, data) => (0, t, EventBody { c: ManuallyDrop::new(data) }),
+            Event::C(t, data) => return Self::pack_c(t, data),
             Event::Owned(t, value) => (TAG_OWNED, t, EventBody { owned: ManuallyDrop::new(value) }),
             Event::Internal(t, value) => (TAG_INTERNAL, t, EventBody { internal: ManuallyDrop::new(value) }),
         };
@@ -255,18 +264,25 @@ pub struct Events {
 }
 
 impl Core {
+    /// Queues a C event without a key: the hot path of `nde_events_submit`.
+    #[inline(always)]
     fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
-        self.send(Event::C(event_type, data), 0)
+        if self.workers != 1 {
+            return self.send(Event::C(event_type, data), 0);
+        }
+        self.stop_pool_if_stopping();
+        // Split at once: a 24-byte `Event` built in memory and copied on
+        // its way to the intake stalled every submit on store forwarding
+        // (perf, issue 14); the two halves travel in registers.
+        let (tag, body) = EventPacking::pack_c(event_type, data);
+        // SAFETY: `pack_c` is `EventPacking::pack` for a C event.
+        let sent = unsafe { self.pool.send_packed(0, tag, body) };
+        sent.map_err(|(e, _ev)| e) // refused: the payload drops, freed
     }
 
     /// Queues `ev` under `key` (0: none), as the module comment says.
     fn send(&self, ev: Event, key: u64) -> Result<(), Error> {
-        if self.stopping.load(Ordering::SeqCst) {
-            // shutdown_prepare may still be on its way to stopping the pool:
-            // stop it here too (idempotent, never blocks), so the pool
-            // refuses the event and counts it in `rejected`.
-            self.pool.stop();
-        }
+        self.stop_pool_if_stopping();
         let sent = if self.workers == 1 {
             self.pool.send(0, ev)
         } else if key == 0 || ev.is_barrier_type() {
@@ -275,6 +291,16 @@ impl Core {
             self.pool.send_keyed(key, 0, ev)
         };
         sent.map_err(|(e, _ev)| e) // refused: the payload drops, freed
+    }
+
+    #[inline(always)]
+    fn stop_pool_if_stopping(&self) {
+        if self.stopping.load(Ordering::SeqCst) {
+            // shutdown_prepare may still be on its way to stopping the pool:
+            // stop it here too (idempotent, never blocks), so the pool
+            // refuses the event and counts it in `rejected`.
+            self.pool.stop();
+        }
     }
 }
 
@@ -438,6 +464,7 @@ impl Events {
     }
 
     /// Queues an event; `data` is always consumed (freed on failure).
+    #[inline]
     pub fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(nde_result::NDE_ERR_INVALID);

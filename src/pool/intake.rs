@@ -189,14 +189,49 @@ impl<T, P: Packing<T>> Intake<T, P> {
         }
     }
 
-    /// Appends `value`; gives it back when the intake is closed.
+    /// Appends `value`; gives it back when the intake is closed. (The pool
+    /// splits its jobs itself and calls `push_packed`.)
+    #[cfg(test)]
     pub fn push(&self, value: T) -> Result<(), T> {
+        let (tag, body) = P::pack(value);
+        // SAFETY: the halves of this `pack` (and given back as they were).
+        unsafe { self.push_packed(tag, body) }.map_err(|(tag, body)| unsafe { P::unpack(tag, body) })
+    }
+
+    /// [`Intake::push`] of a job split by `P::pack`; gives the halves back
+    /// when the intake is closed.
+    // Inlined, with the claim out of line, so that a job split at the
+    // caller's entry goes from registers into its slot: an enum built in
+    // memory and copied with wider loads than the stores that wrote it
+    // stalled the producer on store forwarding (perf, issue 14).
+    ///
+    /// # Safety
+    /// `tag` and `body` are the two halves of one `P::pack` result (the
+    /// consumer joins them with `P::unpack`).
+    #[inline(always)]
+    pub unsafe fn push_packed(&self, tag: NonZeroU8, body: P::Body) -> Result<(), (NonZeroU8, P::Body)> {
+        let Some((block, offset)) = self.claim() else {
+            return Err((tag, body));
+        };
+        // SAFETY: `claim` gave us slot `offset` of `block`, which lives
+        // until the consumer has read that slot, which needs our ready mark
+        // first.
+        let b = unsafe { &*block };
+        // SAFETY: the slot is ours alone until marked ready.
+        b.values[offset].with_mut(|slot| unsafe { (*slot).write(body) });
+        b.ready[offset].store(tag.get(), publish_order());
+        Ok(())
+    }
+
+    /// Claims the next slot: its block and offset; `None` when closed.
+    #[inline(never)]
+    fn claim(&self) -> Option<(*const Block<P::Body>, usize)> {
         let mut next_block: *mut Block<P::Body> = ptr::null_mut();
         let mut tail = self.tail_index.0.load(Ordering::Acquire);
         let mut block = self.tail_block.0.load(Ordering::Acquire);
-        let result = loop {
+        let claimed = loop {
             if tail & CLOSED != 0 {
-                break Err(value);
+                break None;
             }
             let offset = (tail >> SHIFT) % LAP;
             if offset == BLOCK_CAP {
@@ -212,11 +247,6 @@ impl<T, P: Packing<T>> Intake<T, P> {
             let new_tail = tail + (1 << SHIFT);
             match self.tail_index.0.compare_exchange_weak(tail, new_tail, Ordering::SeqCst, Ordering::Acquire) {
                 Ok(_) => {
-                    // SAFETY: the CAS gave us slot `offset` of `block` (the
-                    // tail block of the index we swapped); the block lives
-                    // until the consumer has read that slot, which needs our
-                    // ready mark first.
-                    let b = unsafe { &*block };
                     if offset + 1 == BLOCK_CAP {
                         // Took the last slot: link the next block, then move
                         // the tail past the sentinel (fetch_add keeps a
@@ -224,13 +254,12 @@ impl<T, P: Packing<T>> Intake<T, P> {
                         let nb = std::mem::replace(&mut next_block, ptr::null_mut());
                         self.tail_block.0.store(nb, Ordering::Release);
                         self.tail_index.0.fetch_add(1 << SHIFT, Ordering::Release);
-                        b.next.store(nb, Ordering::Release);
+                        // SAFETY: the CAS gave us a slot of `block` (the tail
+                        // block of the index we swapped): it lives until
+                        // that slot is read, after our ready mark.
+                        unsafe { &*block }.next.store(nb, Ordering::Release);
                     }
-                    let (tag, body) = P::pack(value);
-                    // SAFETY: the slot is ours alone until marked ready.
-                    b.values[offset].with_mut(|slot| unsafe { (*slot).write(body) });
-                    b.ready[offset].store(tag.get(), publish_order());
-                    break Ok(());
+                    break Some((block as *const Block<P::Body>, offset));
                 }
                 Err(t) => {
                     tail = t;
@@ -243,7 +272,7 @@ impl<T, P: Packing<T>> Intake<T, P> {
             // SAFETY: taken above and never published.
             unsafe { self.recycle(next_block) };
         }
-        result
+        claimed
     }
 
     /// Closes the intake: every later push fails. Idempotent.

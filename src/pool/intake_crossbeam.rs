@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::SegQueue;
 
-use super::packing::Whole;
+use std::num::NonZeroU8;
+
+use super::packing::{Packing, Whole};
 
 use crate::sync::model::yield_now;
 use crate::sync::CachePadded;
@@ -33,6 +35,17 @@ pub struct Intake<T, P = Whole> {
 impl<T, P> Default for Intake<T, P> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<T, P: Packing<T>> Intake<T, P> {
+    /// `intake.rs`'s `push_packed`: joins the halves and stores the job whole.
+    ///
+    /// # Safety
+    /// `tag` and `body` are the two halves of one `P::pack` result.
+    pub unsafe fn push_packed(&self, tag: NonZeroU8, body: P::Body) -> Result<(), (NonZeroU8, P::Body)> {
+        // SAFETY: the caller's promise.
+        self.push(unsafe { P::unpack(tag, body) }).map_err(P::pack)
     }
 }
 

@@ -24,6 +24,7 @@ mod packing;
 mod loom_model;
 mod worker;
 
+use std::num::NonZeroU8;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -293,31 +294,54 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
 
     /// Queues `job`. On failure the job is handed back so the caller decides
     /// (the C layer drops it, which frees its data before returning).
-    pub fn send(&self, priority: u32, mut job: T) -> Result<(), (Error, T)> {
+    // Inlined, and the job split by `P` first: the halves travel in
+    // registers to the intake slot (see `Intake::push_packed`).
+    #[inline(always)]
+    pub fn send(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
+        let (tag, body) = P::pack(job);
+        // SAFETY: the halves of this `pack`.
+        unsafe { self.send_packed(priority, tag, body) }
+    }
+
+    /// [`Pool::send`] of a job the caller split with `P` (the events layer
+    /// splits at its entry, so no enum is built in memory on the way).
+    ///
+    /// # Safety
+    /// `tag` and `body` are the two halves of one `P::pack` result.
+    #[inline(always)]
+    pub(crate) unsafe fn send_packed(&self, priority: u32, tag: NonZeroU8, body: P::Body) -> Result<(), (Error, T)> {
         let shared = &self.shared;
         // Everything the sender did happens before the job runs.
         tsan::release(shared.sync_addr());
-        if shared.fast_path.load(Ordering::Acquire) {
-            match shared.intake.push(job) {
-                Ok(()) => {
-                    // Paired with the fence in `sleep` (store-buffering:
-                    // push, fence, look for sleepers / announce, fence, look
-                    // at the intake): either the worker sees the job or we
-                    // see the worker. A fence, not SeqCst accesses alone,
-                    // because loom models fences exactly.
-                    fence(Ordering::SeqCst);
-                    if shared.sleepers.load(Ordering::SeqCst) > 0
-                        && !shared.wake_pending.swap(true, Ordering::SeqCst)
-                    {
-                        let _st = lock(&shared.state);
-                        shared.work_ready.notify_one();
-                    }
-                    return Ok(());
-                }
-                // Closed by stop: the locked path below reports it.
-                Err(j) => job = j,
-            }
+        if !shared.fast_path.load(Ordering::Acquire) {
+            // SAFETY: the caller's promise.
+            return self.send_locked(priority, unsafe { P::unpack(tag, body) });
         }
+        // SAFETY: the caller's promise.
+        match unsafe { shared.intake.push_packed(tag, body) } {
+            Ok(()) => {
+                // Paired with the fence in `sleep` (store-buffering:
+                // push, fence, look for sleepers / announce, fence, look
+                // at the intake): either the worker sees the job or we
+                // see the worker. A fence, not SeqCst accesses alone,
+                // because loom models fences exactly.
+                fence(Ordering::SeqCst);
+                if shared.sleepers.load(Ordering::SeqCst) > 0 && !shared.wake_pending.swap(true, Ordering::SeqCst) {
+                    shared.wake_one();
+                }
+                Ok(())
+            }
+            // Closed by stop: the locked path reports it.
+            // SAFETY: the caller's promise; given back as they were.
+            Err((tag, body)) => self.send_locked(priority, unsafe { P::unpack(tag, body) }),
+        }
+    }
+
+    /// `send` under the pool's lock: when the intake is closed or not in
+    /// use (priority workers, growth, keyed jobs, barriers).
+    #[inline(never)]
+    fn send_locked(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
+        let shared = &self.shared;
         let mut st = lock(&shared.state);
         if st.quit {
             st.stats.rejected += 1;
@@ -552,6 +576,14 @@ impl<T: Send + 'static, P: Packing<T>> Drop for Pool<T, P> {
 }
 
 impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
+    /// Wakes a sleeping ordinary worker (the fast path's rare case).
+    #[cold]
+    #[inline(never)]
+    fn wake_one(&self) {
+        let _st = lock(&self.state);
+        self.work_ready.notify_one();
+    }
+
     fn id(&self) -> usize {
         self as *const Self as usize
     }
