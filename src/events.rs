@@ -94,7 +94,7 @@ pub type ConcurrentCallback = Box<dyn Fn(nde_event_type, *mut c_void) + Send + S
 /// [`CData::as_ptr`] exactly as they see C data; dropping the value
 /// releases it, on the thread that frees the event (after every callback
 /// returned, or when the event is refused or discarded).
-pub trait CData: Send {
+pub trait CData: Send + Any {
     /// The pointer C callbacks receive.
     fn as_ptr(&self) -> *mut c_void;
 }
@@ -103,6 +103,10 @@ pub trait CData: Send {
 pub enum Delivery<'a> {
     /// The C data pointer (NULL allowed) of a public event.
     Data(*mut c_void),
+    /// A public event whose data a library value owns (see [`CData`]): C
+    /// callbacks get its pointer, internal handlers the value itself (to
+    /// downcast; e.g. what the reader parsed beside libudev's device).
+    Owned(&'a dyn CData),
     /// The value of an internal event (see [`Events::submit_internal`]).
     Internal(&'a mut (dyn Any + Send)),
 }
@@ -215,8 +219,8 @@ impl Event {
                 registry.dispatch(snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Data(ptr)));
             }
             Event::Owned(t, value) => {
-                let (t, ptr) = (*t as i32, value.as_ptr());
-                registry.dispatch(snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Data(ptr)));
+                let (t, value): (i32, &dyn CData) = (*t as i32, &***value);
+                registry.dispatch(snapshot, |f: &Filter| f.event_type.is_none_or(|w| w == t), |cb| cb(t, Delivery::Owned(value)));
             }
             Event::Internal(t, value) => {
                 let t = *t as i32;
@@ -399,16 +403,17 @@ impl Events {
         on_remove: Option<OnRemove>,
     ) -> Result<i32, Error> {
         let filter = Filter { event_type: event_type.map(|t| t as i32), internal: false };
-        let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| {
-            if let (Some(t), Delivery::Data(data)) = (nde_event_type::from_i32(t), delivery) {
-                cb(t, data)
-            }
+        let wrapped = Box::new(move |t: i32, delivery: Delivery<'_>| match (nde_event_type::from_i32(t), delivery) {
+            (Some(t), Delivery::Data(data)) => cb(t, data),
+            (Some(t), Delivery::Owned(value)) => cb(t, value.as_ptr()),
+            _ => {}
         });
         self.core.registry.register(filter, wrapped, on_remove)
     }
 
     /// Registers an internal handler (for every type): it receives every
-    /// public event as [`Delivery::Data`] and every internal event (see
+    /// public event as [`Delivery::Data`] (or [`Delivery::Owned`] when a
+    /// library value owns its data) and every internal event (see
     /// [`Events::submit_internal`]) as [`Delivery::Internal`]; no other
     /// callback sees internal events, and it does not count for
     /// `has_callback_for`. Returns its id, as `register` does.

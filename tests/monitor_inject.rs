@@ -671,3 +671,127 @@ fn ghosts(raw: bool) {
     assert!(mon.lookup("net_after").is_some());
     mon.stop(Some(Duration::from_secs(10))).unwrap();
 }
+
+/// The raw libudev path reads each uevent from the reader's own parse of
+/// the datagram (peeked before libudev receives it) when libudev's device
+/// has the same SEQNUM, else from libudev's device. Both ways must build
+/// the very devices the fast path builds: every field, every property, in
+/// order. The messages cover a relative and an absolute DEVNAME, DEVTYPE,
+/// DRIVER, values with `=`, empty values, a child named after its parent,
+/// a move, a remove, and a message libudev refuses but the fast path's
+/// parser accepts (`IFINDEX=abc`: libudev parses it as a number), sent
+/// right before a good one, so that the peeked parse and libudev's device
+/// are of different uevents and the parse must not be used.
+#[test]
+fn raw_path_builds_the_same_devices_as_the_fast_path() {
+    if !in_child("raw_path_builds_the_same_devices_as_the_fast_path", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    let run = |raw: bool| {
+        let mon = Monitor::new(MonitorConfig {
+            flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+            name: "nde-inj".into(),
+            receive_buffer_bytes: 16 << 20,
+            subsystems: Some(vec!["net".into(), "block".into(), "scsi_generic".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        if raw {
+            mon.events()
+                .register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), Box::new(|_t, _data| {}), None)
+                .unwrap()
+                .forget();
+        }
+        mon.start().unwrap();
+        mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
+        let rec = Recorder::default();
+        rec.attach(&mon, None);
+        let mut inj = Injector::new();
+        let blk = "/devices/virtual/block/rb0";
+        inj.send(&[
+            ("ACTION", "add"),
+            ("DEVPATH", blk),
+            ("SUBSYSTEM", "block"),
+            ("DEVTYPE", "disk"),
+            ("DEVNAME", "rb0"),
+            ("ID_SERIAL", "a=b=c"),
+            ("ID_EMPTY", ""),
+            ("MAJOR", "251"),
+            ("MINOR", "0"),
+        ]);
+        inj.send(&[
+            ("ACTION", "add"),
+            ("DEVPATH", "/devices/virtual/block/rb0/sg7"),
+            ("SUBSYSTEM", "scsi_generic"),
+            ("DEVNAME", "/dev/sg7"),
+            ("DRIVER", "drv"),
+            ("MAJOR", "21"),
+        ]);
+        let bad = [
+            ("ACTION", "add"),
+            ("DEVPATH", "/devices/virtual/net/bad0"),
+            ("SUBSYSTEM", "net"),
+            ("INTERFACE", "bad0"),
+            ("IFINDEX", "abc"),
+        ];
+        inj.send(&bad);
+        // Its header claims "net" (the socket filter passes it), its
+        // SUBSYSTEM is usb: libudev's own filter drops it and returns the
+        // next uevent (r0's add) in the same call.
+        inj.send_raw_body(
+            murmur2(b"net"),
+            0,
+            b"ACTION=add\0DEVPATH=/devices/virtual/net/spoof0\0SUBSYSTEM=usb\0INTERFACE=spoof0\0SEQNUM=777\0",
+        );
+        inj.net("add", "r0", None);
+        inj.net("change", "r0", None);
+        inj.net("move", "r1", Some("r0"));
+        inj.net("add", "r2", None);
+        inj.net("remove", "r2", None);
+        inj.send(&[("ACTION", "change"), ("DEVPATH", blk), ("SUBSYSTEM", "block"), ("DEVTYPE", "disk"), ("DEVNAME", "rb0"), ("ID_NEW", "1")]);
+        mon.settle(Some(Duration::from_secs(10))).unwrap();
+        let st = mon.stats();
+        assert_eq!(st.fast_path == 0, raw, "{st:?}");
+        let mut devices: Vec<String> = mon
+            .snapshot()
+            .iter()
+            .filter(|d| d.syspath().contains("/rb0") || d.syspath().contains("/net/r") || d.syspath().contains("bad0"))
+            .map(|d| {
+                format!(
+                    "{} {} parent={} devtype={:?} driver={:?} devnode={:?} props={:?}",
+                    d.name(),
+                    d.syspath(),
+                    d.parent(),
+                    d.devtype(),
+                    d.driver(),
+                    d.devnode(),
+                    d.properties().collect::<Vec<_>>()
+                )
+            })
+            .collect();
+        devices.sort();
+        mon.stop(Some(Duration::from_secs(10))).unwrap();
+        let events: Vec<String> = rec
+            .events()
+            .into_iter()
+            .filter(|(_, n)| !n.contains("bad0"))
+            .map(|(e, n)| format!("{e:?} {n}"))
+            .collect();
+        (devices, events)
+    };
+    let (fast, fast_events) = run(false);
+    let (raw, raw_events) = run(true);
+    assert!(fast_events.contains(&"Created net_r0".to_string()), "{fast_events:#?}");
+    assert_eq!(raw_events, fast_events);
+    // libudev refuses bad0 (its IFINDEX is not a number): the raw path must
+    // not have it, which it would if bad0's peeked parse were used for the
+    // next uevent's device. The fast path takes it (a known difference:
+    // typed properties are not checked there), so it is left out of the
+    // comparison.
+    assert!(!raw.iter().any(|d| d.contains("bad0")), "{raw:#?}");
+    let fast: Vec<String> = fast.into_iter().filter(|d| !d.contains("bad0")).collect();
+    // rb0, sg7 under it, r1.
+    assert_eq!(fast.len(), 3, "{fast:#?}");
+    assert!(fast.iter().any(|d| d.starts_with("scsi_generic_sg7 ") && d.contains("parent=block_rb0")), "{fast:#?}");
+    assert_eq!(raw, fast);
+}

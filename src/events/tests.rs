@@ -29,6 +29,7 @@ fn internal_payloads_reach_only_internal_handlers_in_order() {
         Box::new(move |t, delivery| {
             let what = match delivery {
                 Delivery::Data(p) => format!("data null={}", p.is_null()),
+                Delivery::Owned(v) => format!("owned ptr={:p}", v.as_ptr()),
                 Delivery::Internal(v) => format!("batch {:?}", v.downcast_mut::<Batch>().unwrap().0),
             };
             i2.lock().unwrap().push((t, what));

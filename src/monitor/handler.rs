@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use udev::ffi;
 
-use super::reader::{QueuedBatch, ReaderShared};
+use super::reader::{PeekedUevent, QueuedBatch, ReaderShared};
 use super::settle::SettleMark;
 use super::table::{Changes, DeviceSpec, Table};
 use super::{enumerate, listeners, log, mac, mdevctl, naming, udev_parse, uevent, MonitorConfig};
@@ -82,7 +82,7 @@ pub(super) fn request_mdev_refresh(sh: &Shared, ev: &Events) {
 pub(super) fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, delivery: Delivery<'_>) {
     use nde_event_type::*;
     let mut out = Changes::new();
-    let data = match delivery {
+    let (data, parsed) = match delivery {
         Delivery::Internal(value) => {
             // A fast-path batch (see reader/fast.rs); it counts as finished
             // when its event drops, after this returns.
@@ -94,7 +94,8 @@ pub(super) fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, delive
             }
             return;
         }
-        Delivery::Data(data) => data,
+        Delivery::Data(data) => (data, None),
+        Delivery::Owned(value) => (value.as_ptr(), super::reader::peeked(value)),
     };
     match t {
         NDE_EVENT_INIT => handle_init(sh, data.cast(), &mut out),
@@ -105,7 +106,7 @@ pub(super) fn handle(sh: &Shared, ev: Option<&Events>, t: nde_event_type, delive
             }
             // SAFETY: the event owns the device; this worker is its only
             // user until the event is freed, after we return.
-            unsafe { handle_uevent(sh, t, data.cast(), &mut out) };
+            unsafe { handle_uevent(sh, t, data.cast(), parsed, &mut out) };
         }
         NDE_EVENT_MDEVCTL_CONFIG_CHANGED => {
             sh.mdev_queued.store(false, Ordering::SeqCst);
@@ -157,10 +158,13 @@ fn handle_init(sh: &Shared, _udev: *mut ffi::udev, out: &mut Changes) {
 
 /// # Safety
 /// `dev` is a live device this thread may use.
-unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_device, out: &mut Changes) {
+unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_device, parsed: Option<&PeekedUevent>, out: &mut Changes) {
+    // The reader's parse of the same datagram when it made one (cheaper
+    // than libudev's property list), else the device's properties.
+    let parsed = parsed.and_then(PeekedUevent::uevent);
     // SAFETY: `dev` is live and this thread's (the caller's promise), and
     // outlives `spec` (this call).
-    let Some(mut spec) = (unsafe { udev_parse::spec_from_device(dev) }) else {
+    let Some(mut spec) = parsed.as_ref().map(|u| u.spec()).or_else(|| unsafe { udev_parse::spec_from_device(dev) }) else {
         log::debug("uevent without a usable syspath: ignored");
         return;
     };
@@ -179,8 +183,11 @@ unsafe fn handle_uevent(sh: &Shared, t: nde_event_type, dev: *mut ffi::udev_devi
         spec.props.push(("ADDRESS", &mac));
     }
     if t == nde_event_type::NDE_EVENT_UDEV_MOVE {
-        // SAFETY: as above.
-        let old = unsafe { udev_parse::property(dev, c"DEVPATH_OLD") }.map(|o| format!("/sys{o}"));
+        let old = match &parsed {
+            Some(u) => u.old_syspath(),
+            // SAFETY: as above.
+            None => unsafe { udev_parse::property(dev, c"DEVPATH_OLD") }.map(|o| format!("/sys{o}")),
+        };
         tbl.move_device(old.as_deref(), &spec, out);
     } else {
         tbl.add_or_change(&spec, out);

@@ -86,6 +86,16 @@ pub struct Datagram {
 /// `recvmsg(MSG_DONTWAIT)` on a netlink socket with its source address and
 /// credentials; `Err(errno)` on failure (`EAGAIN` when empty).
 pub fn recv_netlink(fd: RawFd, buf: &mut [u8]) -> Result<Datagram, i32> {
+    recv_netlink_flags(fd, buf, libc::MSG_DONTWAIT)
+}
+
+/// As [`recv_netlink`], but the datagram stays queued (`MSG_PEEK`). A
+/// pending socket error (`ENOBUFS`) is reported, and cleared, all the same.
+pub fn peek_netlink(fd: RawFd, buf: &mut [u8]) -> Result<Datagram, i32> {
+    recv_netlink_flags(fd, buf, libc::MSG_DONTWAIT | libc::MSG_PEEK)
+}
+
+fn recv_netlink_flags(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> Result<Datagram, i32> {
     // SAFETY: zeroed C structs, filled by recvmsg below.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     let mut cbuf = [0u64; 8];
@@ -99,7 +109,7 @@ pub fn recv_netlink(fd: RawFd, buf: &mut [u8]) -> Result<Datagram, i32> {
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cbuf);
     // SAFETY: every pointer in msg is valid for the call.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
     if n < 0 {
         return Err(errno());
     }

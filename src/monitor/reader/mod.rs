@@ -49,6 +49,7 @@ use std::time::Duration;
 use udev::ffi;
 
 mod fast;
+mod peek;
 mod route;
 
 use super::log;
@@ -56,6 +57,8 @@ use super::settle::{Progress, QueueLimits, SettleMark};
 use super::sys::{self, EventFd, IoctlSocket};
 use super::uevent::Batch;
 use fast::FastReader;
+pub(crate) use peek::PeekedUevent;
+use peek::Peeker;
 use route::{Route, Router};
 use crate::events::{nde_event_type, CData, Events};
 use crate::result::{nde_result, Error};
@@ -171,7 +174,15 @@ impl Drop for QueuedBatch {
 /// them, and the uevent counts as finished.
 struct RawDevice {
     dev: *mut ffi::udev_device,
+    /// The reader's own parse of the same uevent (see `peek.rs`).
+    parsed: Option<PeekedUevent>,
     shared: Arc<ReaderShared>,
+}
+
+/// The reader's parse of a raw event's uevent, if it made one.
+pub(crate) fn peeked(value: &dyn CData) -> Option<&PeekedUevent> {
+    let value: &dyn std::any::Any = value;
+    value.downcast_ref::<RawDevice>()?.parsed.as_ref()
 }
 
 // SAFETY: the reader hands the device over and never touches it again; from
@@ -372,6 +383,7 @@ fn raw_wanted(events: &Events) -> bool {
 
 fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events, subs: Option<&[String]>) {
     let mut fast = FastReader::new();
+    let mut peeker = Peeker::new();
     // Several workers: each uevent is routed under a key or as a barrier.
     let mut router = (events.workers() > 1).then(Router::default);
     // SAFETY: mon is ours.
@@ -397,7 +409,7 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Eve
         // Emptied: every datagram the socket held is queued (or refused).
         let emptied = may_read
             && if raw_wanted(events) {
-                drain_raw(mon, sh, events, router.as_mut())
+                drain_raw(mon, mon_fd, &mut peeker, sh, events, router.as_mut())
             } else {
                 fast.drain(mon_fd, sh, events, subs, router.as_mut())
             };
@@ -484,12 +496,28 @@ fn resync_if_wanted(sh: &Arc<ReaderShared>, events: &Events) {
 
 /// The libudev path: reads until the socket is empty (true) or a limit is
 /// reached (false). `router`: several workers (see `route.rs`).
-fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Events, mut router: Option<&mut Router>) -> bool {
+fn drain_raw(
+    mon: *mut ffi::udev_monitor,
+    mon_fd: i32,
+    peeker: &mut Peeker,
+    sh: &Arc<ReaderShared>,
+    events: &Events,
+    mut router: Option<&mut Router>,
+) -> bool {
     let mut errors = 0u32;
     loop {
         if sh.progress.over_limit() {
             return false;
         }
+        // A receive error (ENOBUFS too) is reported to the peek, not again
+        // to libudev.
+        let peeked = match peeker.peek(mon_fd) {
+            Ok(p) => p,
+            Err(e) => match on_receive_error(e, &mut errors, sh, || {}) {
+                AfterError::Continue => continue,
+                AfterError::Done => return true,
+            },
+        };
         sys::set_errno(0);
         // SAFETY: mon is used by this thread only.
         let dev = unsafe { ffi::udev_monitor_receive_device(mon) };
@@ -499,6 +527,8 @@ fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Event
                 AfterError::Done => return true,
             }
         }
+        // SAFETY: dev is a live device made by this thread.
+        let parsed = peeked.and_then(|p| unsafe { p.of(dev) });
         sh.received.fetch_add(1, Ordering::Relaxed);
         use super::uevent::Action;
         // SAFETY: dev is a live device made by this thread.
@@ -524,6 +554,6 @@ fn drain_raw(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Event
         };
         sh.progress.queued(1, RAW_EVENT_BYTES);
         // On failure (stopping) the device is released (and counted) at once.
-        let _ = events.submit_owned_keyed(t, key, Box::new(RawDevice { dev, shared: sh.clone() }));
+        let _ = events.submit_owned_keyed(t, key, Box::new(RawDevice { dev, parsed, shared: sh.clone() }));
     }
 }

@@ -1,0 +1,76 @@
+//! The raw path's own parse of each datagram. Before libudev receives the
+//! next datagram, the reader peeks at it (`MSG_PEEK`) and parses it with
+//! the fast path's parser (`uevent.rs`), so that the built-in handler reads
+//! the uevent from that parse instead of from libudev's property list,
+//! which libudev builds per device as a list and a hash map (a quarter of
+//! a ported libvirt's worker time). libudev still receives the datagram
+//! and C handlers still get its device. The parse is used only when
+//! libudev's device carries the same `SEQNUM`: libudev drops datagrams its
+//! filter or checks refuse and may then return a later one.
+
+use std::os::fd::RawFd;
+
+use udev::ffi;
+
+use crate::monitor::sys;
+use crate::monitor::uevent::{self, Batch, Sender, Uevent};
+
+/// The reader's buffer for peeking (datagrams over 8 KiB are refused by
+/// the parser, as by libudev).
+pub(super) struct Peeker {
+    buf: Vec<u8>,
+}
+
+/// A parsed datagram waiting for libudev's device of the same uevent.
+pub(super) struct Peeked {
+    batch: Batch,
+    seqnum: u64,
+}
+
+/// The parse a raw event carries beside its `udev_device`.
+pub(crate) struct PeekedUevent(Batch);
+
+impl PeekedUevent {
+    pub(crate) fn uevent(&self) -> Option<Uevent<'_>> {
+        self.0.iter().next()
+    }
+}
+
+impl Peeker {
+    pub(super) fn new() -> Peeker {
+        Peeker { buf: vec![0u8; 16 * 1024] }
+    }
+
+    /// Peeks at the next datagram of `fd`: its parse, or `None` when the
+    /// parser refuses it (libudev then decides alone); `Err(errno)` as a
+    /// receive would fail (`EAGAIN`: empty; `ENOBUFS`: reported here and
+    /// no longer to libudev).
+    pub(super) fn peek(&mut self, fd: RawFd) -> Result<Option<Peeked>, i32> {
+        let d = sys::peek_netlink(fd, &mut self.buf)?;
+        if d.truncated {
+            return Ok(None);
+        }
+        let sender = Sender { groups: d.groups, pid: d.pid, uid: d.uid };
+        let Ok(p) = uevent::parse(&self.buf[..d.len], sender, None) else {
+            return Ok(None);
+        };
+        let seqnum = uevent::pairs(p.props).find(|(k, _)| *k == "SEQNUM").and_then(|(_, v)| v.parse::<u64>().ok());
+        Ok(seqnum.map(|seqnum| {
+            let mut batch = Batch::with_capacity(1);
+            batch.push(&p, None);
+            Peeked { batch, seqnum }
+        }))
+    }
+}
+
+impl Peeked {
+    /// The parse, if it is of `dev`'s uevent.
+    ///
+    /// # Safety
+    /// `dev` is a live device used by this thread only.
+    pub(super) unsafe fn of(self, dev: *mut ffi::udev_device) -> Option<PeekedUevent> {
+        // SAFETY: the caller's promise.
+        let seqnum = unsafe { ffi::udev_device_get_seqnum(dev) };
+        (seqnum == self.seqnum).then_some(PeekedUevent(self.batch))
+    }
+}
