@@ -104,6 +104,73 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
+    fn test_device(name: &str) -> Arc<Device> {
+        Device::new(
+            &super::super::device::DeviceFields {
+                name,
+                syspath: "/sys/devices/virtual/net/x",
+                subsystem: "net",
+                devtype: None,
+                driver: None,
+                devnode: None,
+                parent: "computer",
+                kind: super::super::naming::DeviceKind::System,
+                flags: 0,
+            },
+            &[],
+        )
+    }
+
+    /// Dispatches to the listeners from two threads at once (as two
+    /// workers do for two devices); each call waits, boundedly, for a
+    /// second call to be inside (up to `wait_ms`). True when two calls
+    /// overlapped.
+    fn two_dispatchers_overlap(concurrent: bool, wait_ms: u32) -> bool {
+        let listeners = Arc::new(Listeners::default());
+        let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let overlapped = Arc::new(AtomicBool::new(false));
+        let (i2, o2) = (inside.clone(), overlapped.clone());
+        let call = move |_: &Arc<Device>, _: Lifecycle| {
+            if i2.fetch_add(1, Ordering::SeqCst) > 0 {
+                o2.store(true, Ordering::SeqCst);
+            }
+            for _ in 0..wait_ms {
+                if o2.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i2.fetch_sub(1, Ordering::SeqCst);
+        };
+        if concurrent {
+            listeners.register_concurrent(None, Box::new(call), None).unwrap();
+        } else {
+            listeners.register(None, Box::new(call), None).unwrap();
+        }
+        let threads: Vec<_> = ["net_a", "net_b"]
+            .into_iter()
+            .map(|name| {
+                let l = listeners.clone();
+                let dev = test_device(name);
+                std::thread::spawn(move || l.dispatch(&[(Lifecycle::Created, dev)]))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        overlapped.load(Ordering::SeqCst)
+    }
+
+    /// A concurrent listener (C callbacks, `Monitor::register_concurrent`)
+    /// runs for two devices at once; a plain one (`FnMut`) never does.
+    #[test]
+    fn concurrent_listeners_overlap_and_plain_ones_are_serialised() {
+        // Ends as soon as the second call is in (2 s: a bound for a loaded machine).
+        assert!(two_dispatchers_overlap(true, 2000), "a concurrent listener was serialised");
+        // Waits the whole bound in each call.
+        assert!(!two_dispatchers_overlap(false, 200), "an FnMut listener ran twice at once");
+    }
+
     /// Issue 12 item 1: a listener sleeping in its callback, deregistered
     /// from another thread: at return its `on_remove` has completed (it
     /// used to be run by whichever thread took it first, so deregister
