@@ -60,11 +60,14 @@ FULL = dict(burst=1_000_000, latency=100_000, memory=1_000_000,
             uevents=100_000, probes=1000, uevent_reps=3,
             # keyed-bench: events, keys, handler cost, repetitions
             keyed_n=100_000, keyed_keys=1000, keyed_cost_us=100,
-            keyed_reps=1)
+            keyed_reps=1,
+            # uevent-bench --workers: injected adds, callback cost
+            monw_n=10_000, monw_cost_us=100)
 SMOKE = dict(burst=20_000, latency=2_000, memory=20_000, shutdown=2_000,
              idle_ms=100, warm=100, delay_ms=20, reps=1, timeout=15,
              uevents=2000, probes=50, uevent_reps=1,
-             keyed_n=400, keyed_keys=50, keyed_cost_us=20, keyed_reps=1)
+             keyed_n=400, keyed_keys=50, keyed_cost_us=20, keyed_reps=1,
+             monw_n=200, monw_cost_us=20)
 
 
 def scenarios(p):
@@ -619,6 +622,28 @@ def main():
                 failures.append(res)
                 print(f"bench: FAILED {res}", file=sys.stderr)
 
+    # the monitor with several workers (issue 15): the same drain, each
+    # lifecycle callback sleeping or burning monw_cost_us
+    monw_rows = []
+    for kind in ("sleep", "cost"):
+        for w in (1, 2, 4):
+            if uevent_skip:
+                break
+            print(f"bench: monitor {w} worker(s), callback {kind}",
+                  file=sys.stderr, flush=True)
+            status, res = run_cmd(
+                [ub, "--lib", lib, "--mode", "monitor-drain", "--n",
+                 str(p["monw_n"]), "--workers", str(w),
+                 f"--{kind}-us", str(p["monw_cost_us"])],
+                p["timeout"], a.nice)
+            if status == "ok":
+                results.setdefault((f"monitor-workers-{kind}", str(w)),
+                                   []).append(res)
+                monw_rows.append((kind, w, res))
+            elif status != "skip":
+                failures.append(res)
+                print(f"bench: FAILED {res}", file=sys.stderr)
+
     load_end = os.getloadavg()
     info["load average (1 min)"] = \
         f"{load_start[0]:.2f} at the start, {load_pool[0]:.2f} after the " \
@@ -747,6 +772,27 @@ def main():
             md += ["", "| target | measured | met |", "|---|---|---|"]
             md += [f"| {t} | {m} | {ok} |" for t, m, ok in
                    ceilings.targets15(results)]
+    md.append("")
+    md += ["## The monitor with several workers (issue 15)", ""]
+    if not monw_rows:
+        md.append("Not measured in this run: "
+                  f"{uevent_skip or 'uevent-bench failed'}.")
+    else:
+        one = {k: r["msgs_per_s"] for k, w, r in monw_rows if w == 1}
+        md += [f"{p['monw_n']} injected udev-group adds of distinct devices "
+               "drained from a pre-filled socket (as above) by a monitor "
+               "with `nde_monitor_config.workers` = 1, 2, 4, the lifecycle "
+               f"callback sleeping {p['monw_cost_us']} µs (as I/O would) or "
+               f"burning {p['monw_cost_us']} µs of CPU; events/s from the "
+               "continue to the last callback, and the speed-up over one "
+               "worker (`uevent-bench --workers`, 1 repetition).", "",
+               "| callback | workers | events/s | speed-up | CPU per event, µs |",
+               "|---|---:|---:|---:|---:|"]
+        for kind, w, r in monw_rows:
+            up = r["msgs_per_s"] / one[kind] if one.get(kind) else 0
+            md.append(f"| {kind} {p['monw_cost_us']} µs | {w} | "
+                      f"{r['msgs_per_s']:.0f} | {up:.2f}x | "
+                      f"{r['cpu_us_per_msg']:.1f} |")
     md.append("")
     tg = targets(results, shown)
     if tg and not a.smoke:
