@@ -8,24 +8,14 @@
  * inside a private network namespace (unshare(CLONE_NEWNET)): injected
  * messages never reach the host's listeners. Not root: they are skipped.
  */
-#include "nde_test.h"
+#include "netlink_inject.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <arpa/inet.h>
-#include <linux/netlink.h>
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int is_root(void)
-{
-    return geteuid() == 0;
-}
 
 static int under_valgrind(void)
 {
@@ -78,76 +68,10 @@ static void restore_path(char *saved)
     free(saved);
 }
 
-/* A netlink uevent socket that sends to multicast groups. */
-static int injector_open(void)
-{
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
-    CHECK(fd >= 0);
-    struct sockaddr_nl sa;
-    memset(&sa, 0, sizeof sa);
-    sa.nl_family = AF_NETLINK;
-    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-    return fd;
-}
-
-/* Sends a libudev-format message (header + KEY=VALUE\0 pairs) to `group`.
- * Returns 0, or -1 when the kernel dropped it for a full receiver. */
+/* A message about net device `ifname` to `group` (see netlink_inject.h). */
 static int inject(int fd, unsigned group, const char *action, const char *ifname)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body,
-                     "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%cINTERFACE=%s%cSEQNUM=1%c",
-                     action, 0, ifname, 0, 0, ifname, 0, 0);
-    CHECK(n > 0 && (size_t)n < sizeof body);
-    unsigned char msg[40 + sizeof body];
-    memset(msg, 0, 40);
-    memcpy(msg, "libudev", 8);
-    uint32_t magic = htonl(0xfeedcafe), hdr = 40, len = (uint32_t)n;
-    memcpy(msg + 8, &magic, 4);
-    memcpy(msg + 12, &hdr, 4);
-    memcpy(msg + 16, &hdr, 4);
-    memcpy(msg + 20, &len, 4);
-    memcpy(msg + 40, body, (size_t)n);
-    struct sockaddr_nl sa;
-    memset(&sa, 0, sizeof sa);
-    sa.nl_family = AF_NETLINK;
-    sa.nl_groups = group;
-    for (;;) {
-        if (sendto(fd, msg, 40 + (size_t)n, 0, (struct sockaddr *)&sa, sizeof sa) >= 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        CHECK(errno == ENOBUFS || errno == ESRCH);
-        return -1;
-    }
-}
-
-/* Runs `body` in a forked child inside a private network namespace (root
- * only); fails the test when the child fails. */
-static void in_private_netns(const char *what, void (*body)(void))
-{
-    if (!is_root()) {
-        printf("monitor_faults_test: not root: skipping %s\n", what);
-        return;
-    }
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) != 0) {
-            printf("monitor_faults_test: unshare(CLONE_NEWNET) failed: skipping %s\n", what);
-            fflush(stdout);
-            _exit(0);
-        }
-        body();
-        fflush(stdout);
-        exit(0);
-    }
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fprintf(stderr, "monitor_faults_test: %s failed in its child (status %d)\n", what, status);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return inject_net(fd, group, action, ifname, NULL);
 }
 
 static nde_monitor_config base_config(uint32_t flags)
@@ -243,7 +167,7 @@ static void test_log_callback(void)
 {
     CHECK_EQ(nde_set_log_callback(on_log, &sink_a, free_sink), NDE_OK);
     log_mdevctl_failure();
-    in_private_netns("the overflow warning", log_overflow_child);
+    in_private_netns("monitor_faults_test", "the overflow warning", log_overflow_child);
     CHECK_EQ(atomic_load(&sink_a.freed), 0);
 
     /* Replaced: A's userdata is released once, before the call returns; B
@@ -688,10 +612,10 @@ int main(void)
     test_wedged_mdevctl_does_not_block_stop();
     test_mdevctl_environment_taken_at_new();
     test_mdevctl_with_sigchld_ignored();
-    in_private_netns("spoofed kernel-group messages", spoof_child);
-    in_private_netns("settle after the events were shut down", settle_child);
-    in_private_netns("udev_device references on one thread", refcount_child);
-    in_private_netns("a NULL UDEV event from a C user", null_udev_child);
+    in_private_netns("monitor_faults_test", "spoofed kernel-group messages", spoof_child);
+    in_private_netns("monitor_faults_test", "settle after the events were shut down", settle_child);
+    in_private_netns("monitor_faults_test", "udev_device references on one thread", refcount_child);
+    in_private_netns("monitor_faults_test", "a NULL UDEV event from a C user", null_udev_child);
     nde_test_end();
     printf("monitor_faults_test: ok\n");
     return 0;

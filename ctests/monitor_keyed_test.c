@@ -21,85 +21,16 @@
  * Injection runs as root in a forked child inside a private network
  * namespace (injected messages never reach the host). Not root: skipped.
  */
-#include "nde_test.h"
+#include "netlink_inject.h"
 
-#include <sched.h>
 #include <stddef.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <arpa/inet.h>
-#include <linux/netlink.h>
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int injector_open(void)
-{
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
-    CHECK(fd >= 0);
-    struct sockaddr_nl sa;
-    memset(&sa, 0, sizeof sa);
-    sa.nl_family = AF_NETLINK;
-    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-    return fd;
-}
-
-/* Sends a libudev-format message about the net device at
- * /devices/virtual/net/`rel` (its interface: the last component) to the
- * udev group; `old` (NULL: none) is the DEVPATH_OLD of a move, likewise. */
+/* Sends to the udev group, as udevd would. */
 static void inject(int fd, const char *action, const char *rel, const char *old)
 {
-    static unsigned seqnum;
-    const char *ifname = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-    char body[512];
-    int n = snprintf(body, sizeof body, "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%cINTERFACE=%s%cSEQNUM=%u%c",
-                     action, 0, rel, 0, 0, ifname, 0, ++seqnum, 0);
-    CHECK(n > 0 && (size_t)n < sizeof body);
-    if (old) {
-        int m = snprintf(body + n, sizeof body - (size_t)n, "DEVPATH_OLD=/devices/virtual/net/%s%c", old, 0);
-        CHECK(m > 0 && (size_t)(n + m) < sizeof body);
-        n += m;
-    }
-    unsigned char msg[40 + sizeof body];
-    memset(msg, 0, 40);
-    memcpy(msg, "libudev", 8);
-    uint32_t magic = htonl(0xfeedcafe), hdr = 40, len = (uint32_t)n;
-    memcpy(msg + 8, &magic, 4);
-    memcpy(msg + 12, &hdr, 4);
-    memcpy(msg + 16, &hdr, 4);
-    memcpy(msg + 20, &len, 4);
-    memcpy(msg + 40, body, (size_t)n);
-    struct sockaddr_nl sa;
-    memset(&sa, 0, sizeof sa);
-    sa.nl_family = AF_NETLINK;
-    sa.nl_groups = 2;
-    while (sendto(fd, msg, 40 + (size_t)n, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
-        CHECK(errno == EINTR);
-}
-
-static void in_private_netns(const char *what, void (*body)(void))
-{
-    if (geteuid() != 0) {
-        printf("monitor_keyed_test: not root: skipping %s\n", what);
-        return;
-    }
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) != 0) {
-            printf("monitor_keyed_test: unshare(CLONE_NEWNET) failed: skipping %s\n", what);
-            fflush(stdout);
-            _exit(0);
-        }
-        body();
-        fflush(stdout);
-        exit(0);
-    }
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fprintf(stderr, "monitor_keyed_test: %s failed in its child (status %d)\n", what, status);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(inject_net(fd, 2, action, rel, old), 0);
 }
 
 static void ignore_raw(void *userdata, nde_event_type type, void *data)
@@ -487,8 +418,8 @@ int main(void)
 {
     nde_test_begin();
     test_config();
-    in_private_netns("storm", storm_child);
-    in_private_netns("settle", settle_child);
+    in_private_netns("monitor_keyed_test", "storm", storm_child);
+    in_private_netns("monitor_keyed_test", "settle", settle_child);
     nde_test_end();
     return 0;
 }
