@@ -7,6 +7,8 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+use super::uevent::Sender;
+
 /// The calling thread's `errno`.
 pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -81,6 +83,13 @@ pub struct Datagram {
     pub pid: u32,
     /// uid from `SCM_CREDENTIALS` (None: no credentials came with it).
     pub uid: Option<u32>,
+}
+
+impl Datagram {
+    /// Who sent it, as the parser checks it.
+    pub fn sender(&self) -> Sender {
+        Sender { groups: self.groups, pid: self.pid, uid: self.uid }
+    }
 }
 
 /// `recvmsg(MSG_DONTWAIT)` on a netlink socket with its source address and

@@ -73,6 +73,8 @@ pub struct Parsed<'a> {
     pub devpath: &'a str,
     pub subsystem: &'a str,
     pub devname: Option<&'a str>,
+    /// `SEQNUM` (numeric, non-zero).
+    pub seqnum: u64,
     /// The `KEY=VALUE\0` block.
     pub props: &'a [u8],
 }
@@ -184,7 +186,7 @@ pub fn parse<'a>(buf: &'a [u8], sender: Sender, subsystems: Option<&[String]>) -
             return Err(Reject::Filtered);
         }
     }
-    Ok(Parsed { action, devpath, subsystem, devname, props })
+    Ok(Parsed { action, devpath, subsystem, devname, seqnum, props })
 }
 
 #[derive(Clone, Copy)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::route::{Route, Router};
 use super::{on_receive_error, AfterError, QueuedBatch, ReaderShared};
 use crate::events::{nde_event_type, Events};
-use crate::monitor::uevent::{self, Batch, Reject, Sender};
+use crate::monitor::uevent::{self, Batch, Reject};
 use crate::monitor::{log, mac, sys};
 
 /// The fast path: `recvmsg` on the monitor's socket, our own parser
@@ -59,7 +59,7 @@ impl FastReader {
                 sh.rejected.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let sender = Sender { groups: d.groups, pid: d.pid, uid: d.uid };
+            let sender = d.sender();
             match uevent::parse(&self.buf[..d.len], sender, subs) {
                 Ok(p) => {
                     let mac = (p.subsystem == "net" && p.action != uevent::Action::Remove && {

@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use udev::ffi;
 
 use crate::monitor::sys;
-use crate::monitor::uevent::{self, Batch, Sender, Uevent};
+use crate::monitor::uevent::{self, Batch, Uevent};
 
 /// The reader's buffer for peeking (datagrams over 8 KiB are refused by
 /// the parser, as by libudev).
@@ -50,16 +50,12 @@ impl Peeker {
         if d.truncated {
             return Ok(None);
         }
-        let sender = Sender { groups: d.groups, pid: d.pid, uid: d.uid };
-        let Ok(p) = uevent::parse(&self.buf[..d.len], sender, None) else {
+        let Ok(p) = uevent::parse(&self.buf[..d.len], d.sender(), None) else {
             return Ok(None);
         };
-        let seqnum = uevent::pairs(p.props).find(|(k, _)| *k == "SEQNUM").and_then(|(_, v)| v.parse::<u64>().ok());
-        Ok(seqnum.map(|seqnum| {
-            let mut batch = Batch::with_capacity(1);
-            batch.push(&p, None);
-            Peeked { batch, seqnum }
-        }))
+        let mut batch = Batch::with_capacity(1);
+        batch.push(&p, None);
+        Ok(Some(Peeked { batch, seqnum: p.seqnum }))
     }
 }
 
