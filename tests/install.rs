@@ -511,22 +511,16 @@ fn check_tool(work: &Path, pc_dir: &Path, libdir: &Path) {
     }
 }
 
-/// What `make run` is for: nodedev-monitor (built from the tree) shows the
-/// inventory and then a line for each hot-plugged device. A veth pair is
-/// created, renamed and deleted in a private network + mount namespace
-/// (with its own sysfs view), so the machine's devices are not touched.
-/// Needs root, `unshare` and `ip`; skipped otherwise.
-#[test]
-fn nodedev_monitor_reports_a_veth_pair_in_a_private_namespace() {
+/// A veth session needs root, `unshare` and `ip`.
+fn can_run_veth_session() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root_user = unsafe { libc::geteuid() } == 0;
-    if !root_user || !common::have("unshare") || !common::have("ip") {
-        eprintln!("skipped: needs root, unshare and ip");
-        return;
-    }
-    common::build_c_libraries();
-    let work = scratch("veth");
-    let exe = work.join("nodedev-monitor");
+    root_user && common::have("unshare") && common::have("ip")
+}
+
+/// Builds tools/nodedev-monitor.c at `exe`, linked to the build tree's
+/// library.
+fn build_nodedev_monitor(exe: &Path) {
     let dir = profile_dir();
     run(
         Command::new("cc")
@@ -534,12 +528,29 @@ fn nodedev_monitor_reports_a_veth_pair_in_a_private_namespace() {
             .arg(format!("-I{}", root().join("include").display()))
             .arg(root().join("tools/nodedev-monitor.c"))
             .arg("-o")
-            .arg(&exe)
+            .arg(exe)
             .arg(format!("-L{}", dir.display()))
             .arg(format!("-Wl,-rpath,{}", dir.display()))
             .args(["-lnodedev_events", "-lpthread"]),
         "building tools/nodedev-monitor.c",
     );
+}
+
+/// What `make run` is for: nodedev-monitor (built from the tree) shows the
+/// inventory and then a line for each hot-plugged device. A veth pair is
+/// created, renamed and deleted in a private network + mount namespace
+/// (with its own sysfs view), so the machine's devices are not touched.
+/// Needs root, `unshare` and `ip`; skipped otherwise.
+#[test]
+fn nodedev_monitor_reports_a_veth_pair_in_a_private_namespace() {
+    if !can_run_veth_session() {
+        eprintln!("skipped: needs root, unshare and ip");
+        return;
+    }
+    common::build_c_libraries();
+    let work = scratch("veth");
+    let exe = work.join("nodedev-monitor");
+    build_nodedev_monitor(&exe);
     let printed = veth_session(&exe, &work);
     let position = |pattern: &str| {
         printed
@@ -570,28 +581,15 @@ fn nodedev_monitor_reports_a_veth_pair_in_a_private_namespace() {
 /// `ip`; skipped otherwise.
 #[test]
 fn the_rust_example_prints_what_nodedev_monitor_prints() {
-    // SAFETY: geteuid has no preconditions.
-    let root_user = unsafe { libc::geteuid() } == 0;
-    if !root_user || !common::have("unshare") || !common::have("ip") {
+    if !can_run_veth_session() {
         eprintln!("skipped: needs root, unshare and ip");
         return;
     }
     common::build_c_libraries();
     let work = scratch("twin");
     let c_tool = work.join("nodedev-monitor");
+    build_nodedev_monitor(&c_tool);
     let dir = profile_dir();
-    run(
-        Command::new("cc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
-            .arg(format!("-I{}", root().join("include").display()))
-            .arg(root().join("tools/nodedev-monitor.c"))
-            .arg("-o")
-            .arg(&c_tool)
-            .arg(format!("-L{}", dir.display()))
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .args(["-lnodedev_events", "-lpthread"]),
-        "building tools/nodedev-monitor.c",
-    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build.current_dir(root()).args(["build", "--quiet", "--example", "monitor"]);
@@ -745,19 +743,9 @@ fn nodedev_monitor_ctrl_c_ends_the_enumeration_wait() {
     common::build_c_libraries();
     let work = scratch("stall");
     let exe = work.join("nodedev-monitor");
+    build_nodedev_monitor(&exe);
     let dir = profile_dir();
     let include = format!("-I{}", root().join("include").display());
-    run(
-        Command::new("cc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g", &include])
-            .arg(root().join("tools/nodedev-monitor.c"))
-            .arg("-o")
-            .arg(&exe)
-            .arg(format!("-L{}", dir.display()))
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .args(["-lnodedev_events", "-lpthread"]),
-        "building tools/nodedev-monitor.c",
-    );
     let stall_src = work.join("stall.c");
     let stall = work.join("stall.so");
     std::fs::write(&stall_src, STALL_ENUMERATION).unwrap();
