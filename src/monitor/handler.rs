@@ -10,12 +10,12 @@
 //! - An internal event carrying a fast-path batch: every uevent of it
 //!   under one lock.
 //! - An internal [`SettleMark`] (several workers): settle's barrier.
+//! - `NDE_EVENT_MDEVCTL_CONFIG_CHANGED`: refresh mdevctl's view.
 //!
 //! With several workers this runs on several threads at once, for events
 //! of different devices (see `reader/route.rs`); the table and the
 //! listener registry are behind locks, and `Changes` are dispatched after
 //! the table lock is released.
-//! - `NDE_EVENT_MDEVCTL_CONFIG_CHANGED`: refresh mdevctl's view.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
