@@ -471,10 +471,7 @@ impl Events {
     /// Queues an event; `data` is always consumed (freed on failure).
     #[inline]
     pub fn submit(&self, event_type: nde_event_type, data: EventData) -> Result<(), Error> {
-        if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
-        }
-        self.core.submit(event_type, data)
+        self.submit_keyed(event_type, 0, data)
     }
 
     /// Queues an event under `key`: with several workers, events with the

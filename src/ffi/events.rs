@@ -175,13 +175,7 @@ pub extern "C" fn nde_events_submit(
     data: *mut c_void,
     data_free: nde_free_fn,
 ) -> c_int {
-    let data = OwnedData::new(data, data_free);
-    ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
-        match (events_ref(ev), nde_event_type::from_i32(event_type)) {
-            (Some(ev), Some(t)) => status_code(ev.submit(t, data)),
-            _ => nde_result::NDE_ERR_INVALID.code(), // `data` drops: freed
-        }
-    })
+    nde_events_submit_keyed(ev, event_type, 0, data, data_free)
 }
 
 /// Queues an event under `key`, as `nde_events_submit` does (the same
