@@ -13,8 +13,15 @@
 #                       the same run; logs in target/libvirt/checks/<run>/
 #                       (CHECKS="1-meson-test 3-rpc-load" runs a subset,
 #                       LIBVIRT_RUN_NAME names the run)
+#   make check-libvirt-fresh
+#                       `make libvirt && make check-libvirt` in a fresh
+#                       clone of HEAD on a fresh Debian 12 system made by
+#                       debootstrap (scripts/fresh-debian12.sh; the system
+#                       is cached in target/fresh-debian12/ and copied
+#                       afresh for each run; the run is named
+#                       fresh-debian12-<commit>)
 
-.PHONY: libvirt check-libvirt
+.PHONY: libvirt check-libvirt check-libvirt-fresh
 
 libvirt:
 	libvirt/build.sh all
@@ -22,3 +29,6 @@ libvirt:
 
 check-libvirt:
 	libvirt/tests/run.sh $(CHECKS)
+
+check-libvirt-fresh:
+	scripts/fresh-debian12.sh -- 'make libvirt && LIBVIRT_RUN_NAME=fresh-debian12-$$(git rev-parse --short HEAD) make check-libvirt'
