@@ -79,6 +79,9 @@ log "running '$*' at ${rev:0:7}; output in $sys/run.log"
 status=0
 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     sys=$1 gitdir=$2 rustup_home=$3 rev=$4; shift 4
+    # The root of the system is a mount point, as on a machine: the
+    # checks change its propagation in their own namespaces.
+    mount --bind "$sys" "$sys"
     mount -t proc proc "$sys/proc"
     mount --rbind /sys "$sys/sys"
     mount --rbind /dev "$sys/dev"
