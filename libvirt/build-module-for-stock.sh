@@ -39,6 +39,7 @@ if ! dpkg-query -W -f='${Status}' libvirt-daemon 2>/dev/null | grep -q "ok insta
    ! dpkg-query -W -f='${Status}' libvirt-clients 2>/dev/null | grep -q "ok installed"; then
     [ "$(id -u)" = 0 ] || { echo "libvirt-daemon is not installed (run as root to install it)" >&2; exit 1; }
     log "installing Debian's libvirt-daemon and libvirt-clients"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends libvirt-daemon libvirt-clients >/dev/null
 fi

@@ -66,6 +66,8 @@ install_build_packages() {
         exit 1
     fi
     log "installing ${need[*]}"
+    # A new machine may have no package lists yet.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends "${need[@]}" >/dev/null
 }

@@ -61,6 +61,8 @@ deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
+    # No package lists, as on a new machine made from an image.
+    rm -rf "$base.tmp/var/lib/apt/lists/"*
     mv "$base.tmp" "$base"
 fi
 

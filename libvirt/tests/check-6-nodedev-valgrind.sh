@@ -21,7 +21,7 @@ nde_namespace_setup
 nde_fake_udev_control
 inject="$out/uevent-inject"
 nde_build_injector "$inject"
-command -v valgrind > /dev/null || { echo "SKIP: valgrind is not installed"; exit 0; }
+command -v valgrind > /dev/null || nde_fail "valgrind is not installed (libvirt/tests/run.sh installs it)"
 
 tree=$NDE_PORTED_TREE
 ln -sf "$(nde_module ported)" "$out/drivers/libvirt_driver_nodedev.so"
