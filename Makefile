@@ -7,6 +7,11 @@
 #                 static, dlopen, ASan/UBSan, valgrind), the header checks,
 #                 and a smoke pass of the benchmark (so it never rots; it
 #                 asserts no time)
+#   make check-all
+#                 make check, then the real libvirt built stock and ported
+#                 and checked side by side (make libvirt, make
+#                 check-libvirt; mk/libvirt.mk): every test there is, as
+#                 root (the README's test command and CI's)
 #   make bench    the benchmark against libvirt and GLib (mk/bench.mk)
 #   make install  PREFIX=/usr/local DESTDIR= (mk/install.mk)
 
@@ -20,7 +25,7 @@ LIB_A := $(RELEASE_DIR)/libnodedev_events.a
 DEMO_CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
 DEMO_LIBS := -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lpthread
 
-.PHONY: all lib deps run run-pool check check-debug check-loom lint header clean
+.PHONY: all lib deps run run-pool check check-all check-debug check-loom lint header clean
 
 all: lib $(RELEASE_DIR)/pool-demo $(RELEASE_DIR)/nodedev-monitor
 
@@ -50,6 +55,13 @@ check: deps
 	$(MAKE) check-debug
 	$(MAKE) check-loom
 	$(MAKE) bench-smoke
+
+# Sequential on purpose: the libvirt checks measure, so nothing else runs
+# beside them.
+check-all:
+	$(MAKE) check
+	$(MAKE) libvirt
+	$(MAKE) check-libvirt
 
 # The fast Rust tests again on a debug build, where integer overflow panics
 # (a counter that wraps silently in release fails here).

@@ -62,6 +62,12 @@ wait_lines() {
     echo "$n"
 }
 
+# The machine's busy and total CPU ticks so far (/proc/stat is not
+# namespaced): how much of the two cores a storm used.
+machine_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+
 # Seconds since the epoch of a virsh --timestamp line.
 line_time() {
     local ts; ts=$(sed -E 's/^([0-9-]+ [0-9:.]+)\+0000: .*/\1/' <<< "$1")
@@ -103,9 +109,11 @@ storm() {
         local perfpid2=$!
         sleep 1
     fi
-    local sent t0
+    local sent t0 busy0 total0 busy1 total1
+    read -r busy0 total0 < <(machine_ticks)
     read -r _ sent t0 < <("$inject" --action add --count "$count" --prefix storm)
     local got; got=$(wait_lines "$dir/events.txt" "$count" "node device scsi_generic_storm[0-9]*: Created")
+    read -r busy1 total1 < <(machine_ticks)
     local cpu1 rss1 lcpu1
     cpu1=$(nde_cpu_s "$pid"); rss1=$(nde_rss_kib "$pid"); lcpu1=$(nde_cpu_s "$listener")
     # The listener is a stage of the pipeline too: its CPU per event bounds
@@ -123,9 +131,10 @@ storm() {
     nde_stop_daemon "$pid"; local ms=$NDE_STOP_MS
     local distinct; distinct=$(grep -o "node device scsi_generic_storm[0-9]*: Created" "$dir/events.txt" | sort -u | wc -l)
     awk -v f="$flavour" -v n="$count" -v sent="$sent" -v got="$distinct" -v t0="$t0" -v t1="$t1" \
-        -v c0="$cpu0" -v c1="$cpu1" -v r0="$rss0" -v r1="$rss1" -v ms="$ms" 'BEGIN {
-            d = t1 - t0; printf "%s %d %d %d %.3f %.0f %.1f %.0f %d\n",
-            f, n, sent, n - got, d, got / d, (c1 - c0) * 1e6 / n, (r1 - r0) * 1024 / n, ms }' \
+        -v c0="$cpu0" -v c1="$cpu1" -v r0="$rss0" -v r1="$rss1" -v ms="$ms" \
+        -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN {
+            d = t1 - t0; printf "%s %d %d %d %.3f %.0f %.1f %.0f %d %.0f\n",
+            f, n, sent, n - got, d, got / d, (c1 - c0) * 1e6 / n, (r1 - r0) * 1024 / n, ms, b * 100 / t }' \
         > "$dir/result.txt"
     # CPU per event by thread
     join -a1 -e 0 -o 0,1.2,2.2 "$dir/threads-after.txt" "$dir/threads-before.txt" 2>/dev/null |
@@ -154,13 +163,14 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 {
     echo "storm of $count injected udev-group adds, $repeat pairs, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
-    printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s\n' flavour pair events lost "time (s)" "events/s" "CPU/ev (us)" "RSS/dev (B)" "exit (ms)"
+    printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s %9s\n' flavour pair events lost "time (s)" "events/s" "CPU/ev (us)" "RSS/dev (B)" "exit (ms)" "busy (%)"
     for r in "${runs[@]}"; do
         for flavour in stock ported; do
-            read -r f n sent lost d rate cpu rss ms < "$out/$flavour-$r/result.txt"
-            printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s\n' "$f" "$r" "$n" "$lost" "$d" "$rate" "$cpu" "$rss" "$ms"
+            read -r f n sent lost d rate cpu rss ms busy < "$out/$flavour-$r/result.txt"
+            printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s %9s\n' "$f" "$r" "$n" "$lost" "$d" "$rate" "$cpu" "$rss" "$ms" "$busy"
         done
     done
+    echo "busy: the share of the machine's $(nproc) cores in use from the first message to the last event"
     # CPU by thread: the middle pair's, as an example.
     mid=${runs[$(( (${#runs[@]} - 1) / 2 ))]}
     for flavour in stock ported; do
