@@ -132,9 +132,10 @@ storm() {
     local distinct; distinct=$(grep -o "node device scsi_generic_storm[0-9]*: Created" "$dir/events.txt" | sort -u | wc -l)
     awk -v f="$flavour" -v n="$count" -v sent="$sent" -v got="$distinct" -v t0="$t0" -v t1="$t1" \
         -v c0="$cpu0" -v c1="$cpu1" -v r0="$rss0" -v r1="$rss1" -v ms="$ms" \
-        -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN {
-            d = t1 - t0; printf "%s %d %d %d %.3f %.0f %.1f %.0f %d %.0f\n",
-            f, n, sent, n - got, d, got / d, (c1 - c0) * 1e6 / n, (r1 - r0) * 1024 / n, ms, b * 100 / t }' \
+        -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            d = t1 - t0; printf "%s %d %d %d %.3f %.0f %.1f %.0f %d %.0f %.1f\n",
+            f, n, sent, n - got, d, got / d, (c1 - c0) * 1e6 / n, (r1 - r0) * 1024 / n, ms,
+            b * 100 / t, b / hz * 1e6 / n }' \
         > "$dir/result.txt"
     # CPU per event by thread
     join -a1 -e 0 -o 0,1.2,2.2 "$dir/threads-after.txt" "$dir/threads-before.txt" 2>/dev/null |
@@ -163,14 +164,16 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 {
     echo "storm of $count injected udev-group adds, $repeat pairs, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
-    printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s %9s\n' flavour pair events lost "time (s)" "events/s" "CPU/ev (us)" "RSS/dev (B)" "exit (ms)" "busy (%)"
+    printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s %9s %15s\n' flavour pair events lost "time (s)" "events/s" "CPU/ev (us)" "RSS/dev (B)" "exit (ms)" "busy (%)" "all CPU/ev (us)"
     for r in "${runs[@]}"; do
         for flavour in stock ported; do
-            read -r f n sent lost d rate cpu rss ms busy < "$out/$flavour-$r/result.txt"
-            printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s %9s\n' "$f" "$r" "$n" "$lost" "$d" "$rate" "$cpu" "$rss" "$ms" "$busy"
+            read -r f n sent lost d rate cpu rss ms busy all < "$out/$flavour-$r/result.txt"
+            printf '%-7s %4s %8s %6s %10s %10s %12s %10s %8s %9s %15s\n' "$f" "$r" "$n" "$lost" "$d" "$rate" "$cpu" "$rss" "$ms" "$busy" "$all"
         done
     done
-    echo "busy: the share of the machine's $(nproc) cores in use from the first message to the last event"
+    echo "busy: the share of the machine's $(nproc) cores in use from the first message to the last event;"
+    echo "all CPU/ev: that use per event (daemon, listener, injector, kernel): when busy nears 100 %, the"
+    echo "rate ratio follows the ratio of these, not of the daemons' own CPU"
     # CPU by thread: the middle pair's, as an example.
     mid=${runs[$(( (${#runs[@]} - 1) / 2 ))]}
     for flavour in stock ported; do
