@@ -49,7 +49,8 @@ if [ ! -x "$base/usr/bin/git" ]; then
         log "installing debootstrap (on this machine, to make the system)"
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap > /dev/null
     }
-    rm -rf "$base"
+    rm -rf "$base" "$base.tmp"
+    mkdir -p "$root"
     log "debootstrap bookworm into $base"
     debootstrap --include=git,gcc,make,libc6-dev,ca-certificates bookworm "$base.tmp" \
         http://deb.debian.org/debian > "$root/debootstrap.log" 2>&1 ||

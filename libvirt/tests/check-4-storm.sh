@@ -17,6 +17,7 @@
 #
 #   check-4-storm.sh [--count N] [--repeat R] [--profile]
 #
+# R defaults to NDE_STORM_REPEAT, else 5.
 # --profile: after the comparison, one more ported storm under
 # `perf record` (skipped when perf is not installed); the
 # report by library and by symbol goes to $CHECK_OUT/profile-*.

@@ -31,7 +31,7 @@ done
 # What the checks run besides the two trees (valgrind for 3 and 6, ip for
 # 2 and 5, systemd-udevd for 2, python3 for 1b, gcc for the injector and
 # the pool program): installed when missing, as `make check` does.
-"$ROOT/scripts/install-deps.sh" python3 coreutils util-linux ||
+"$ROOT/scripts/install-deps.sh" python3 ||
     { echo "check-libvirt: the checks' packages are missing" >&2; exit 2; }
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
