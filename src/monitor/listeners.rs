@@ -194,20 +194,7 @@ mod tests {
                 })),
             )
             .unwrap();
-        let dev = Device::new(
-            &super::super::device::DeviceFields {
-                name: "net_test_0",
-                syspath: "/sys/devices/virtual/net/test0",
-                subsystem: "net",
-                devtype: None,
-                driver: None,
-                devnode: None,
-                parent: "computer",
-                kind: super::super::naming::DeviceKind::System,
-                flags: 0,
-            },
-            &[],
-        );
+        let dev = test_device("net_test_0");
         let l2 = listeners.clone();
         let worker = std::thread::spawn(move || l2.dispatch(&[(Lifecycle::Created, dev)]));
         while !started.load(Ordering::SeqCst) {
