@@ -22,16 +22,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 root="$here/target/fresh-debian12"
 commit=HEAD
+usage() { echo "usage: $0 [--root DIR] [--commit REV] [--] COMMAND..." >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) root=$2; shift 2 ;;
         --commit) commit=$2; shift 2 ;;
         --) shift; break ;;
-        -*) echo "usage: $0 [--root DIR] [--commit REV] [--] COMMAND..." >&2; exit 2 ;;
+        -*) usage ;;
         *) break ;;
     esac
 done
-[ $# -gt 0 ] || { echo "usage: $0 [--root DIR] [--commit REV] [--] COMMAND..." >&2; exit 2; }
+[ $# -gt 0 ] || usage
 [ "$(id -u)" = 0 ] || { echo "fresh-debian12: run as root" >&2; exit 1; }
 rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin

@@ -189,6 +189,14 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 } > "$out/summary.txt"
 sed 's/^/summary: /' "$out/summary.txt"
 
+# The inclusive share of one thread's time ($1, by name) spent in each of
+# the functions matched by the pattern $2, from the call-graph profile.
+inclusive_shares() {
+    perf report -i "$out/profile/perf-threads.data" --comms "$1" --percentage relative --children --stdio -g none 2>/dev/null \
+        | sed -nE 's/^ *([0-9.]+%) +[0-9.]+% +.*\[[.k]\] (.*[^ -])[ -]*$/\1  \2/p' \
+        | grep -E "  ($2)( \(inlined\))?\$"
+}
+
 if [ $profile = 1 ]; then
     if command -v perf > /dev/null; then
         nde_say "profile: ported storm under perf"
@@ -205,13 +213,9 @@ if [ $profile = 1 ]; then
         # libvirt's handler and its parts, the library's built-in table
         # handler, the release of each event's udev device; libudev's
         # receive and the library's peek at the datagram.
-        perf report -i "$out/profile/perf-threads.data" --comms nodedev-ev --percentage relative --children --stdio -g none 2>/dev/null \
-            | sed -nE 's/^ *([0-9.]+%) +[0-9.]+% +.*\[[.k]\] (.*[^ -])[ -]*$/\1  \2/p' \
-            | grep -E '  (nodeDeviceEventHandler|udevAddOneDevice|udevSetParent|virObjectEventStateQueueRemote|virNodeDeviceObjListAssignDef|nodedev_events::monitor::handler::handle|core::ptr::drop_in_place<nodedev_events::monitor::reader::RawDevice>|udev_device_unref)( \(inlined\))?$' \
+        inclusive_shares nodedev-ev 'nodeDeviceEventHandler|udevAddOneDevice|udevSetParent|virObjectEventStateQueueRemote|virNodeDeviceObjListAssignDef|nodedev_events::monitor::handler::handle|core::ptr::drop_in_place<nodedev_events::monitor::reader::RawDevice>|udev_device_unref' \
             > "$out/profile-worker.txt"
-        perf report -i "$out/profile/perf-threads.data" --comms nodedev-udev --percentage relative --children --stdio -g none 2>/dev/null \
-            | sed -nE 's/^ *([0-9.]+%) +[0-9.]+% +.*\[[.k]\] (.*[^ -])[ -]*$/\1  \2/p' \
-            | grep -E '  (udev_monitor_receive_device|nodedev_events::monitor::reader::peek::Peeker::peek|_int_malloc|__GI___getrandom|nodedev_events::events::Events::submit_owned_keyed)( \(inlined\))?$' \
+        inclusive_shares nodedev-udev 'udev_monitor_receive_device|nodedev_events::monitor::reader::peek::Peeker::peek|_int_malloc|__GI___getrandom|nodedev_events::events::Events::submit_owned_keyed' \
             > "$out/profile-reader.txt"
         set -o pipefail
         echo "--- the worker's time, inclusive"; cat "$out/profile-worker.txt"
