@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use nodedev_events::nde_result;
-use nodedev_events::{Pool, PoolLimits};
+use nodedev_events::{Pool, PoolLimits, WorkerHooks};
 
 fn limits(min: usize, max: usize, prio: usize) -> PoolLimits {
     PoolLimits { min_workers: min, max_workers: max, prio_workers: prio }
@@ -445,4 +445,56 @@ fn priority_workers_take_keyed_priority_jobs_but_never_a_barrier() {
     drop(held);
     pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), [1, 0, 2, 3]);
+}
+
+/// Issue 22 item 2: with one worker every job runs in send order, also an
+/// unkeyed job sent with a priority ahead of a keyed one. Barrier X holds
+/// the worker while A (unkeyed, priority 1), B (key 7) and C (unkeyed) are
+/// sent; B used to overtake A (X B A C).
+#[test]
+fn one_worker_keeps_send_order_with_priority_unkeyed_jobs() {
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (g2, s2) = (gate.clone(), seen.clone());
+    let pool = Pool::new(
+        limits(1, 1, 0),
+        "prio-order",
+        Box::new(move |j: char| {
+            if j == 'X' {
+                drop(g2.lock().unwrap());
+            }
+            s2.lock().unwrap().push(j);
+        }),
+    )
+    .unwrap();
+    pool.send_barrier('X').unwrap();
+    pool.send(1, 'A').unwrap();
+    pool.send_keyed(7, 0, 'B').unwrap();
+    pool.send(0, 'C').unwrap();
+    drop(held);
+    pool.wait_idle(None).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ['X', 'A', 'B', 'C']);
+}
+
+/// Issue 22 item 2, the lazy pool: (0, 1, 0) whose first worker is held in
+/// its start hook while A (unkeyed, priority 1) then B (key 7) are sent.
+/// B used to run first.
+#[test]
+fn lazy_pool_keeps_send_order_with_priority_unkeyed_jobs() {
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (g2, s2) = (gate.clone(), seen.clone());
+    let hooks = WorkerHooks {
+        on_start: Some(Box::new(move |_priority| drop(g2.lock().unwrap()))),
+        on_stop: None,
+    };
+    let pool = Pool::with_hooks(limits(0, 1, 0), "lazy-order", Box::new(move |j: char| s2.lock().unwrap().push(j)), hooks)
+        .unwrap();
+    pool.send(1, 'A').unwrap();
+    pool.send_keyed(7, 0, 'B').unwrap();
+    drop(held);
+    pool.wait_idle(None).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ['A', 'B']);
 }
