@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
 
 use nodedev_events::nde_result;
@@ -497,4 +497,74 @@ fn lazy_pool_keeps_send_order_with_priority_unkeyed_jobs() {
     drop(held);
     pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), ['A', 'B']);
+}
+
+/// Jobs that must all run at the same time: each waits until all `n` have
+/// arrived, or until the test gives up (`abort`).
+struct Rendezvous {
+    state: Mutex<(usize, bool)>,
+    cv: Condvar,
+}
+
+impl Rendezvous {
+    fn new() -> Arc<Rendezvous> {
+        Arc::new(Rendezvous { state: Mutex::new((0, false)), cv: Condvar::new() })
+    }
+
+    /// Called by a job: arrives, then waits for the others (or the abort).
+    fn meet(&self, n: usize) {
+        let mut g = self.state.lock().unwrap();
+        g.0 += 1;
+        self.cv.notify_all();
+        while g.0 < n && !g.1 {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+
+    /// Called by the test: true once `n` jobs are inside at the same time;
+    /// false after `limit` (then every job is let go).
+    fn all_met(&self, n: usize, limit: Duration) -> bool {
+        let g = self.state.lock().unwrap();
+        let (mut g, _) = self.cv.wait_timeout_while(g, limit, |s| s.0 < n).unwrap();
+        if g.0 < n {
+            g.1 = true;
+            self.cv.notify_all();
+            return false;
+        }
+        true
+    }
+}
+
+/// Issue 22 item 3: jobs sent while a barrier is pending grow a lazy pool
+/// when the barrier releases them. Pool (0, 4, 0): four jobs that must run
+/// at the same time, sent behind a barrier, used to get one worker and
+/// deadlock.
+#[test]
+fn jobs_held_by_a_barrier_grow_a_lazy_pool() {
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let meet = Rendezvous::new();
+    let (g2, m2) = (gate.clone(), meet.clone());
+    let pool = Pool::new(
+        limits(0, 4, 0),
+        "grow",
+        Box::new(move |j: usize| {
+            if j == 0 {
+                drop(g2.lock().unwrap());
+            } else {
+                m2.meet(4);
+            }
+        }),
+    )
+    .unwrap();
+    pool.send_barrier(0).unwrap();
+    for j in 1..=4 {
+        pool.send(0, j).unwrap();
+    }
+    drop(held);
+    let met = meet.all_met(4, Duration::from_secs(20));
+    let workers = pool.current_workers();
+    pool.wait_idle(None).unwrap();
+    assert!(met, "the four released jobs never ran at the same time ({workers} workers)");
+    assert_eq!(workers, 4);
 }

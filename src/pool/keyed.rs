@@ -490,7 +490,7 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
     }
 
     /// A keyed job or a barrier became ready: wake a worker for it.
-    fn wake_for_ready(&self, st: &mut State<T>, priority: bool) {
+    pub(super) fn wake_for_ready(&self, st: &mut State<T>, priority: bool) {
         self.queued_hint.store(1, Ordering::Relaxed);
         if st.sleeping > 0 && !self.wake_pending.swap(true, Ordering::SeqCst) {
             self.work_ready.notify_one();
