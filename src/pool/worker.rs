@@ -220,7 +220,8 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
 
     /// A barrier finished and released the jobs it held: grow and wake for
     /// them as their sends would have (a held send starts no worker and
-    /// wakes none).
+    /// wakes none), and wake the priority workers, since some may be
+    /// priority jobs.
     fn after_barrier(this: &Arc<Self>, st: &mut State<T>) {
         while !st.quit
             && st.queue.len() + st.keyed.ready() > st.free_workers
@@ -229,6 +230,9 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
         {}
         if st.queue.len() + st.keyed.ready() > 0 {
             this.wake_for_ready(st, false);
+        }
+        if st.sleeping_prio > 0 {
+            this.prio_ready.notify_all();
         }
     }
 
