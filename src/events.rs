@@ -240,6 +240,11 @@ thread_local! {
     static CALLBACKS: Cell<Option<CachedSnapshot<RegistryCallback, Filter>>> = const { Cell::new(None) };
 }
 
+/// The largest worker count an events object accepts
+/// (`nde_events_new_full`); a larger one is refused before any thread
+/// starts, as the monitor refuses more than `NDE_MONITOR_MAX_WORKERS`.
+pub const NDE_EVENTS_MAX_WORKERS: usize = 256;
+
 struct Core {
     // Field order is drop order: timers stop before the worker is drained.
     timers: Debouncer,
@@ -316,11 +321,12 @@ impl Events {
         Events::with_workers(name, 1)
     }
 
-    /// New events object with `workers` worker threads (>= 1; 0 is
-    /// `NDE_ERR_INVALID`), all started now. See the module comment for what
-    /// runs in parallel.
+    /// New events object with `workers` worker threads (1 to
+    /// [`NDE_EVENTS_MAX_WORKERS`]; else `NDE_ERR_INVALID` before any thread
+    /// starts), all started now. See the module comment for what runs in
+    /// parallel.
     pub fn with_workers(name: &str, workers: usize) -> Result<Events, Error> {
-        if workers == 0 {
+        if workers == 0 || workers > NDE_EVENTS_MAX_WORKERS {
             return Err(nde_result::NDE_ERR_INVALID);
         }
         let registry = Arc::new(Registry::new());

@@ -112,7 +112,9 @@ mod tsan;
 
 pub mod ffi;
 
-pub use events::{nde_event_type as EventType, Callback, ConcurrentCallback, EventData, Events, FreeFn};
+pub use events::{
+    nde_event_type as EventType, Callback, ConcurrentCallback, EventData, Events, FreeFn, NDE_EVENTS_MAX_WORKERS,
+};
 pub use monitor::{
     ConcurrentLifecycleCallback, Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorStats,
     OnRemove, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_MDEVCTL_DEBOUNCE_MS, DEFAULT_RECEIVE_BUFFER,
