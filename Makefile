@@ -13,6 +13,7 @@
 #                 check-libvirt; mk/libvirt.mk): every test there is, as
 #                 root (the README's test command and CI's)
 #   make bench    the benchmark against libvirt and GLib (mk/bench.mk)
+#   make lib      the C libraries, .so and .a, in target/release (mk/lib.mk)
 #   make install  PREFIX=/usr/local DESTDIR= (mk/install.mk)
 
 SHELL := /bin/bash
@@ -20,21 +21,15 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 CC ?= cc
 RELEASE_DIR := target/release
-LIB_SO := $(RELEASE_DIR)/libnodedev_events.so
-LIB_A := $(RELEASE_DIR)/libnodedev_events.a
 DEMO_CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
 DEMO_LIBS := -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lpthread
 
-.PHONY: all lib deps run run-pool check check-all check-debug check-loom lint header clean
+.PHONY: all deps run run-pool check check-all check-debug check-loom lint header clean
 
 all: lib $(RELEASE_DIR)/pool-demo $(RELEASE_DIR)/nodedev-monitor
 
 deps:
 	@scripts/install-deps.sh
-
-lib:
-	$(CARGO) build --release --lib
-	@ln -sf libnodedev_events.so $(RELEASE_DIR)/libnodedev_events.so.0
 
 $(RELEASE_DIR)/pool-demo: examples/pool_demo.c include/nodedev_events.h lib
 	$(CC) $(DEMO_CFLAGS) $< -o $@ $(DEMO_LIBS)

@@ -1,5 +1,6 @@
 # mk/install.mk: installation and the C examples (included by the top-level
-# Makefile, which provides RELEASE_DIR, CARGO, CC and the `lib` target).
+# Makefile, which provides RELEASE_DIR, CARGO and CC; mk/lib.mk the `lib`
+# target).
 #
 #   make install    build, then install under $(DESTDIR)$(PREFIX):
 #                     lib/libnodedev_events.so.X.Y.Z (+ .so.X and .so links)
@@ -36,11 +37,11 @@ INSTALL ?= install
 LDCONFIG ?= ldconfig
 
 # The package version, from Cargo.toml: the file name of the installed
-# library carries it, its soname the major number (as build.rs sets it).
+# library carries it; its soname carries the C ABI major, NDE_SOVERSION
+# (mk/lib.mk, docs/abi.md).
 NDE_VERSION := $(shell sed -n 's/^version = "\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
-NDE_SOVERSION := $(firstword $(subst ., ,$(NDE_VERSION)))
-NDE_SO_REAL := libnodedev_events.so.$(NDE_VERSION)
-NDE_SO_NAME := libnodedev_events.so.$(NDE_SOVERSION)
+NDE_SO_REAL = libnodedev_events.so.$(NDE_VERSION)
+NDE_SO_NAME = libnodedev_events.so.$(NDE_SOVERSION)
 NDE_HEADERS := include/nodedev_events.h include/nodedev_events_virt.h
 NDE_TOOL := $(RELEASE_DIR)/nodedev-monitor
 NDE_TOOL_SRC := $(firstword $(wildcard tools/nodedev-monitor.c examples/nodedev-monitor.c))
