@@ -8,6 +8,7 @@
 #                     include/nodedev_events.h, include/nodedev_events_virt.h
 #                     lib/pkgconfig/nodedev-events.pc (from nodedev-events.pc.in)
 #                     bin/nodedev-monitor, share/man/man1/nodedev-monitor.1
+#                     share/man/man3/*.3 (the C API reference, mk/man.mk)
 #                     (when they have been built / exist)
 #   make uninstall  remove exactly those files (same variables)
 #   make tool       build tools/nodedev-monitor.c -> target/release/nodedev-monitor
@@ -23,7 +24,7 @@
 # the loader finds the new soname in ld.so.conf directories such as
 # /usr/local/lib; LDCONFIG=true skips it. NDE_INSTALL_DEPS (lib, plus the
 # monitor tool when its source exists) is what `install` builds first;
-# empty installs what is already built.
+# empty installs what is already built. (The man3 pages need doxygen.)
 
 RELEASE_DIR ?= target/release
 PREFIX ?= /usr/local
@@ -46,7 +47,9 @@ NDE_HEADERS := include/nodedev_events.h include/nodedev_events_virt.h
 NDE_TOOL := $(RELEASE_DIR)/nodedev-monitor
 NDE_TOOL_SRC := $(firstword $(wildcard tools/nodedev-monitor.c examples/nodedev-monitor.c))
 NDE_MAN := man/nodedev-monitor.1
-NDE_INSTALL_DEPS ?= lib $(if $(NDE_TOOL_SRC),$(NDE_TOOL))
+NDE_INSTALL_DEPS ?= lib $(if $(NDE_TOOL_SRC),$(NDE_TOOL)) man3
+# The man3 pages as generated (evaluated when used, after `man3` ran).
+nde_man3_pages = $(notdir $(wildcard $(NDE_MAN3_DIR)/*.3))
 
 # pkg-config paths relative to ${prefix} where possible, so that
 # `pkg-config --define-prefix` can relocate a staged tree.
@@ -75,6 +78,11 @@ install: $(NDE_INSTALL_DEPS)
 	    echo "$(INSTALL) -D -m 0644 $(NDE_MAN) $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1"; \
 	    $(INSTALL) -D -m 0644 $(NDE_MAN) $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1; \
 	fi
+	@if [ -n "$(nde_man3_pages)" ]; then \
+	    echo "$(INSTALL) -m 0644 $(NDE_MAN3_DIR)/*.3 $(DESTDIR)$(MANDIR)/man3/"; \
+	    $(INSTALL) -d $(DESTDIR)$(MANDIR)/man3 && \
+	    $(INSTALL) -m 0644 $(addprefix $(NDE_MAN3_DIR)/,$(nde_man3_pages)) $(DESTDIR)$(MANDIR)/man3/; \
+	fi
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
 	    echo "$(LDCONFIG)"; $(LDCONFIG); \
 	fi
@@ -87,7 +95,8 @@ uninstall:
 	      $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(NDE_HEADERS))) \
 	      $(DESTDIR)$(PKGCONFIGDIR)/nodedev-events.pc \
 	      $(DESTDIR)$(BINDIR)/nodedev-monitor \
-	      $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1
+	      $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1 \
+	      $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(nde_man3_pages))
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
 	    echo "$(LDCONFIG)"; $(LDCONFIG); \
 	fi
