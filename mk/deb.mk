@@ -7,6 +7,10 @@
 #                   (rustc-web/cargo-web), offline from crates vendored into
 #                   the copy of the tree it builds; then lintian, which must
 #                   report no error and no warning
+#   make check-deb  in a fresh Debian 12 (scripts/fresh-debian12.sh), from a
+#                   fresh clone: make deb, then scripts/check-deb.sh (dpkg -i
+#                   of the three packages, a C client built with pkg-config
+#                   and run, `man nde_pool_new_full`, nodedev-monitor)
 #
 # The tree is copied (tracked and untracked files, not ignored ones) to
 # target/debian/nodedev-events-<version>/, so dpkg-buildpackage's clean
@@ -18,7 +22,7 @@ NDE_DEB_SRC = $(NDE_DEB_DIR)/nodedev-events-$(NDE_VERSION)
 NDE_DEB_BUILD_DEPS := debhelper dpkg-dev cargo-web rustc-web libudev-dev pkgconf doxygen lintian
 NDE_DEB_PACKAGES := libnodedev-events0 libnodedev-events-dev nodedev-events-tools
 
-.PHONY: deb
+.PHONY: deb check-deb
 
 deb:
 	@scripts/install-deps.sh $(NDE_DEB_BUILD_DEPS)
@@ -31,3 +35,6 @@ deb:
 	    { tail -40 $(CURDIR)/$(NDE_DEB_DIR)/build.log; exit 1; }
 	ls -l $(NDE_DEB_DIR)/*.deb
 	lintian --fail-on error,warning --display-info $(foreach p,$(NDE_DEB_PACKAGES),$(NDE_DEB_DIR)/$(p)_*.deb)
+
+check-deb:
+	scripts/fresh-debian12.sh -- 'make deb && scripts/check-deb.sh --disposable-system target/debian'
