@@ -14,7 +14,10 @@
 #                 root (the README's test command and CI's)
 #   make bench    the benchmark against libvirt and GLib (mk/bench.mk)
 #   make lib      the C libraries, .so and .a, in target/release (mk/lib.mk)
+#   make man3     the C API reference, man3 pages from the header (mk/man.mk)
 #   make install  PREFIX=/usr/local DESTDIR= (mk/install.mk)
+#   make deb      Debian packages in target/debian, lintian-clean (mk/deb.mk);
+#                 make check-deb: them installed in a fresh Debian 12
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)

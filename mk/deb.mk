@@ -19,7 +19,7 @@
 
 NDE_DEB_DIR := target/debian
 NDE_DEB_SRC = $(NDE_DEB_DIR)/nodedev-events-$(NDE_VERSION)
-NDE_DEB_BUILD_DEPS := debhelper dpkg-dev cargo-web rustc-web libudev-dev pkgconf doxygen lintian
+NDE_DEB_BUILD_DEPS := build-essential debhelper dpkg-dev cargo-web rustc-web libudev-dev pkgconf doxygen lintian
 NDE_DEB_PACKAGES := libnodedev-events0 libnodedev-events-dev nodedev-events-tools
 
 .PHONY: deb check-deb
