@@ -95,7 +95,9 @@ log "building a client with pkg-config --cflags --libs nodedev-events: $(pkg-con
 cc -std=c11 -Wall -Wextra -Werror -pedantic "$work/client.c" -o "$work/client" \
     $(pkg-config --cflags --libs nodedev-events)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-ldd "$work/client" | grep -q "libnodedev_events.so.0 => /usr/lib/$multiarch/libnodedev_events.so.0" ||
+# (ldd may name it through /lib, a link to /usr/lib on a merged-/usr system.)
+loaded=$(ldd "$work/client" | awk '$1 == "libnodedev_events.so.0" {print $3}')
+[ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = "$(readlink -f "/usr/lib/$multiarch/libnodedev_events.so.0")" ] ||
     fail "the client does not load the packaged library: $(ldd "$work/client")"
 out=$("$work/client") || fail "the client exited with $?"
 log "$out"
