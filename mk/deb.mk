@@ -36,5 +36,8 @@ deb:
 	ls -l $(NDE_DEB_DIR)/*.deb
 	lintian --fail-on error,warning --display-info $(foreach p,$(NDE_DEB_PACKAGES),$(NDE_DEB_DIR)/$(p)_*.deb)
 
+# debootstrap through install-deps.sh, which fetches the package lists
+# first on a machine that has none (fresh-debian12.sh's own install does not).
 check-deb:
+	@scripts/install-deps.sh debootstrap
 	scripts/fresh-debian12.sh -- 'make deb && scripts/check-deb.sh --disposable-system target/debian'
