@@ -8,10 +8,12 @@
 #                 and a smoke pass of the benchmark (so it never rots; it
 #                 asserts no time)
 #   make check-all
-#                 make check, then the real libvirt built stock and ported
-#                 and checked side by side (make libvirt, make
-#                 check-libvirt; mk/libvirt.mk): every test there is, as
-#                 root (the README's test command and CI's)
+#                 make check, then the Debian packages built and used in a
+#                 fresh Debian 12 (make check-deb, mk/deb.mk, ~3 min here
+#                 once the system is made), then the real libvirt built
+#                 stock and ported and checked side by side (make libvirt,
+#                 make check-libvirt; mk/libvirt.mk): every test there is,
+#                 as root (the README's test command and CI's)
 #   make bench    the benchmark against libvirt and GLib (mk/bench.mk)
 #   make lib      the C libraries, .so and .a, in target/release (mk/lib.mk)
 #   make man3     the C API reference, man3 pages from the header (mk/man.mk)
@@ -58,6 +60,7 @@ check: deps
 # beside them.
 check-all:
 	$(MAKE) check
+	$(MAKE) check-deb
 	$(MAKE) libvirt
 	$(MAKE) check-libvirt
 
