@@ -8,33 +8,33 @@
 #                 and a smoke pass of the benchmark (so it never rots; it
 #                 asserts no time)
 #   make check-all
-#                 make check, then the real libvirt built stock and ported
-#                 and checked side by side (make libvirt, make
-#                 check-libvirt; mk/libvirt.mk): every test there is, as
-#                 root (the README's test command and CI's)
+#                 make check, then the Debian packages built and used in a
+#                 fresh Debian 12 (make check-deb, mk/deb.mk, ~3 min here
+#                 once the system is made), then the real libvirt built
+#                 stock and ported and checked side by side (make libvirt,
+#                 make check-libvirt; mk/libvirt.mk): every test there is,
+#                 as root (the README's test command and CI's)
 #   make bench    the benchmark against libvirt and GLib (mk/bench.mk)
+#   make lib      the C libraries, .so and .a, in target/release (mk/lib.mk)
+#   make man3     the C API reference, man3 pages from the header (mk/man.mk)
 #   make install  PREFIX=/usr/local DESTDIR= (mk/install.mk)
+#   make deb      Debian packages in target/debian, lintian-clean (mk/deb.mk);
+#                 make check-deb: them installed in a fresh Debian 12
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 CC ?= cc
 RELEASE_DIR := target/release
-LIB_SO := $(RELEASE_DIR)/libnodedev_events.so
-LIB_A := $(RELEASE_DIR)/libnodedev_events.a
 DEMO_CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -Iinclude
 DEMO_LIBS := -L$(RELEASE_DIR) -Wl,-rpath,'$$ORIGIN' -lnodedev_events -lpthread
 
-.PHONY: all lib deps run run-pool check check-all check-debug check-loom lint header clean
+.PHONY: all deps run run-pool check check-all check-debug check-loom lint header clean
 
 all: lib $(RELEASE_DIR)/pool-demo $(RELEASE_DIR)/nodedev-monitor
 
 deps:
 	@scripts/install-deps.sh
-
-lib:
-	$(CARGO) build --release --lib
-	@ln -sf libnodedev_events.so $(RELEASE_DIR)/libnodedev_events.so.0
 
 $(RELEASE_DIR)/pool-demo: examples/pool_demo.c include/nodedev_events.h lib
 	$(CC) $(DEMO_CFLAGS) $< -o $@ $(DEMO_LIBS)
@@ -60,6 +60,7 @@ check: deps
 # beside them.
 check-all:
 	$(MAKE) check
+	$(MAKE) check-deb
 	$(MAKE) libvirt
 	$(MAKE) check-libvirt
 

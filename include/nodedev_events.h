@@ -1,4 +1,5 @@
-/*
+/**
+ * @file nodedev_events.h
  * nodedev-events: ordered, leak-free Linux device hotplug events for C
  * hypervisor drivers.
  *

@@ -1,11 +1,14 @@
-/*
+/**
+ * @file nodedev_events_virt.h
  * nodedev-events: libvirt's virThreadPool API on top of nde_pool.
  *
  * A driver written against libvirt's src/util/virthreadpool.h switches to
  * nodedev-events by replacing
  *
  *     #include "virthreadpool.h"
+ *
  * with
+ *
  *     #include <nodedev_events_virt.h>
  *
  * and linking -lnodedev_events (pkg-config nodedev-events). Every name,

@@ -101,10 +101,31 @@ EOF
 
 # Our library, built and installed under target/libvirt-work/nde so that the
 # ported tree's meson finds it through PKG_CONFIG_PATH.
+#
+# NDE_INSTALLED_PREFIX takes an installed nodedev-events instead of building
+# the tree's: e.g. NDE_INSTALLED_PREFIX=/usr with the packages of `make deb`
+# installed (libnodedev-events-dev). Its nodedev-events.pc (which still
+# points at that prefix's headers and library) and its libnodedev_events.so.*
+# are copied into target/libvirt-work/nde, where the rest of this script
+# looks for them.
 install_nde() {
+    if [ -n "${NDE_INSTALLED_PREFIX:-}" ]; then
+        local p=$NDE_INSTALLED_PREFIX dirs pc_dir pc_libdir
+        # Only that prefix's pkg-config directories (multiarch, lib, lib64).
+        dirs="$p/lib/$(gcc -print-multiarch)/pkgconfig:$p/lib/pkgconfig:$p/lib64/pkgconfig"
+        pc_dir=$(PKG_CONFIG_LIBDIR=$dirs pkg-config --variable=pcfiledir nodedev-events) ||
+            { echo "build.sh: no nodedev-events.pc in $dirs" >&2; exit 1; }
+        pc_libdir=$(PKG_CONFIG_LIBDIR=$dirs pkg-config --variable=libdir nodedev-events)
+        log "taking the installed libnodedev_events of $pc_dir"
+        rm -rf "$nde_prefix"
+        mkdir -p "$nde_prefix/lib/pkgconfig"
+        cp "$pc_dir/nodedev-events.pc" "$nde_prefix/lib/pkgconfig/"
+        cp -a "$pc_libdir"/libnodedev_events.so.* "$nde_prefix/lib/"
+        return
+    fi
     log "building libnodedev_events"
-    "${nice_cmd[@]}" cargo build --release --lib --quiet
-    make -s install PREFIX="$nde_prefix" LDCONFIG=true NDE_INSTALL_DEPS=lib >/dev/null
+    "${nice_cmd[@]}" make -s lib >/dev/null
+    make -s install PREFIX="$nde_prefix" LDCONFIG=true NDE_INSTALL_DEPS= >/dev/null
 }
 
 # The ported source: Debian's tree + our patches + our files. Assembled in a

@@ -1,6 +1,6 @@
 # mk/bench.mk: the benchmark against libvirt's virThreadPool and GLib's
 # GThreadPool (included by the top-level Makefile, which provides
-# RELEASE_DIR and the `lib` target).
+# RELEASE_DIR; mk/lib.mk the `lib` target).
 #
 #   make bench         build, install the peers when missing, run every
 #                      scenario for every implementation (7 repetitions),
@@ -64,8 +64,8 @@ bench: lib bench-peers $(BENCH_TOOLS)
 # crossbeam's SegQueue), both run by the same harness, alternated.
 BENCH_CROSSBEAM_DIR ?= target/crossbeam-intake
 bench-intake: lib $(BENCH_HARNESS)
-	CARGO_TARGET_DIR=$(BENCH_CROSSBEAM_DIR) $(CARGO) build --release --lib \
-	    --features crossbeam-intake
+	CARGO_TARGET_DIR=$(BENCH_CROSSBEAM_DIR) $(MAKE) --no-print-directory lib \
+	    RELEASE_DIR=$(BENCH_CROSSBEAM_DIR)/release NDE_CARGO_FLAGS="--features crossbeam-intake"
 	python3 bench/intake_compare.py --harness $(BENCH_HARNESS) \
 	    --ours $(BENCH_NDE_LIB) \
 	    --crossbeam $(BENCH_CROSSBEAM_DIR)/release/libnodedev_events.so \

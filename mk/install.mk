@@ -1,5 +1,6 @@
 # mk/install.mk: installation and the C examples (included by the top-level
-# Makefile, which provides RELEASE_DIR, CARGO, CC and the `lib` target).
+# Makefile, which provides RELEASE_DIR, CARGO and CC; mk/lib.mk the `lib`
+# target).
 #
 #   make install    build, then install under $(DESTDIR)$(PREFIX):
 #                     lib/libnodedev_events.so.X.Y.Z (+ .so.X and .so links)
@@ -7,6 +8,7 @@
 #                     include/nodedev_events.h, include/nodedev_events_virt.h
 #                     lib/pkgconfig/nodedev-events.pc (from nodedev-events.pc.in)
 #                     bin/nodedev-monitor, share/man/man1/nodedev-monitor.1
+#                     share/man/man3/*.3 (the C API reference, mk/man.mk)
 #                     (when they have been built / exist)
 #   make uninstall  remove exactly those files (same variables)
 #   make tool       build tools/nodedev-monitor.c -> target/release/nodedev-monitor
@@ -22,7 +24,7 @@
 # the loader finds the new soname in ld.so.conf directories such as
 # /usr/local/lib; LDCONFIG=true skips it. NDE_INSTALL_DEPS (lib, plus the
 # monitor tool when its source exists) is what `install` builds first;
-# empty installs what is already built.
+# empty installs what is already built. (The man3 pages need doxygen.)
 
 RELEASE_DIR ?= target/release
 PREFIX ?= /usr/local
@@ -36,16 +38,18 @@ INSTALL ?= install
 LDCONFIG ?= ldconfig
 
 # The package version, from Cargo.toml: the file name of the installed
-# library carries it, its soname the major number (as build.rs sets it).
+# library carries it; its soname carries the C ABI major, NDE_SOVERSION
+# (mk/lib.mk, docs/abi.md).
 NDE_VERSION := $(shell sed -n 's/^version = "\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
-NDE_SOVERSION := $(firstword $(subst ., ,$(NDE_VERSION)))
-NDE_SO_REAL := libnodedev_events.so.$(NDE_VERSION)
-NDE_SO_NAME := libnodedev_events.so.$(NDE_SOVERSION)
+NDE_SO_REAL = libnodedev_events.so.$(NDE_VERSION)
+NDE_SO_NAME = libnodedev_events.so.$(NDE_SOVERSION)
 NDE_HEADERS := include/nodedev_events.h include/nodedev_events_virt.h
 NDE_TOOL := $(RELEASE_DIR)/nodedev-monitor
 NDE_TOOL_SRC := $(firstword $(wildcard tools/nodedev-monitor.c examples/nodedev-monitor.c))
 NDE_MAN := man/nodedev-monitor.1
-NDE_INSTALL_DEPS ?= lib $(if $(NDE_TOOL_SRC),$(NDE_TOOL))
+NDE_INSTALL_DEPS ?= lib $(if $(NDE_TOOL_SRC),$(NDE_TOOL)) man3
+# The man3 pages as generated (evaluated when used, after `man3` ran).
+nde_man3_pages = $(notdir $(wildcard $(NDE_MAN3_DIR)/*.3))
 
 # pkg-config paths relative to ${prefix} where possible, so that
 # `pkg-config --define-prefix` can relocate a staged tree.
@@ -74,6 +78,11 @@ install: $(NDE_INSTALL_DEPS)
 	    echo "$(INSTALL) -D -m 0644 $(NDE_MAN) $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1"; \
 	    $(INSTALL) -D -m 0644 $(NDE_MAN) $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1; \
 	fi
+	@if [ -n "$(nde_man3_pages)" ]; then \
+	    echo "$(INSTALL) -m 0644 $(NDE_MAN3_DIR)/*.3 $(DESTDIR)$(MANDIR)/man3/"; \
+	    $(INSTALL) -d $(DESTDIR)$(MANDIR)/man3 && \
+	    $(INSTALL) -m 0644 $(addprefix $(NDE_MAN3_DIR)/,$(nde_man3_pages)) $(DESTDIR)$(MANDIR)/man3/; \
+	fi
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
 	    echo "$(LDCONFIG)"; $(LDCONFIG); \
 	fi
@@ -86,7 +95,8 @@ uninstall:
 	      $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(NDE_HEADERS))) \
 	      $(DESTDIR)$(PKGCONFIGDIR)/nodedev-events.pc \
 	      $(DESTDIR)$(BINDIR)/nodedev-monitor \
-	      $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1
+	      $(DESTDIR)$(MANDIR)/man1/nodedev-monitor.1 \
+	      $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(nde_man3_pages))
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
 	    echo "$(LDCONFIG)"; $(LDCONFIG); \
 	fi

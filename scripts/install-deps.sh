@@ -5,7 +5,7 @@
 set -eu
 
 need=""
-for pkg in gcc g++ make pkg-config libudev-dev udev valgrind iproute2 "$@"; do
+for pkg in gcc g++ make pkg-config libudev-dev udev valgrind iproute2 doxygen man-db "$@"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
         need="$need $pkg"
     fi

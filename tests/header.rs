@@ -86,6 +86,9 @@ fn exported_symbols(lib: &Path) -> BTreeSet<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
+        // "nde_x@@NODEDEV_EVENTS_0.1": the name without its version node
+        // (libnodedev_events.map binds every name to one).
+        .map(|s| s.split('@').next().unwrap_or(s))
         .filter(|s| s.starts_with("nde_"))
         .map(str::to_string)
         .collect()

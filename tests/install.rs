@@ -6,7 +6,7 @@
 //! only, dlopen of the installed `.so.N`), examples/libvirt_port.c,
 //! examples/keyed_driver.c and
 //! tools/nodedev-monitor.c against the installed library, and checks the
-//! installed nodedev-monitor and its man page.
+//! installed nodedev-monitor, its man page and the man3 pages.
 
 mod common;
 
@@ -147,6 +147,8 @@ fn check_uninstalled(libdir: &Path, includedir: &Path, bindir: &Path, mandir: &P
     let mut all = installed_files(libdir, includedir);
     all.push(bindir.join("nodedev-monitor"));
     all.push(mandir.join("man1/nodedev-monitor.1"));
+    all.push(mandir.join("man3/nde_pool_new_full.3"));
+    all.push(mandir.join("man3/nodedev_events.h.3"));
     for f in all {
         assert!(f.symlink_metadata().is_err(), "{} left behind by make uninstall", f.display());
     }
@@ -347,6 +349,12 @@ fn install_into_a_prefix_build_clients_with_pkg_config_and_uninstall() {
         let bin = prefix.join("bin/nodedev-monitor");
         assert!(bin.exists(), "{} not installed", bin.display());
         assert!(prefix.join("share/man/man1/nodedev-monitor.1").exists(), "man page not installed");
+        // And the C API reference (mk/man.mk): `man nde_pool_new_full`.
+        let out = run(
+            Command::new("man").args(["-w", "nde_pool_new_full"]).env("MANPATH", prefix.join("share/man")),
+            "man -w nde_pool_new_full",
+        );
+        assert_eq!(out.trim(), prefix.join("share/man/man3/nodedev_events.h.3").display().to_string());
         let out = run(Command::new(&bin).arg("--help"), "installed nodedev-monitor --help");
         assert!(out.contains("--subsystem"), "{out}");
     }

@@ -51,23 +51,28 @@ pub fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Builds the `.so` and `.a` for this test's profile (cargo test builds only
-/// the rlib), once per test binary.
+/// Builds the `.so` and `.a` for this test's profile with `make lib`
+/// (mk/lib.mk: cargo builds only the rlib), once per test binary.
 pub fn build_c_libraries() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let release = profile_dir().file_name().map(|n| n == "release").unwrap_or(false);
+        let dir = profile_dir();
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(name) => name.to_string(),
+            None => panic!("no profile directory in {}", dir.display()),
+        };
+        // The cargo running this test builds them (CARGO is set by it).
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.current_dir(root()).args(["build", "--lib", "--quiet"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("cargo build runs");
-        assert!(status.success(), "cargo build of the C libraries failed");
-        // Programs linked with -lnodedev_events look for the soname.
-        let link = profile_dir().join("libnodedev_events.so.0");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink("libnodedev_events.so", &link).unwrap();
+        let status = std::process::Command::new("make")
+            .arg("-C")
+            .arg(root())
+            .args(["--no-print-directory", "--quiet", "lib"])
+            .arg(format!("CARGO={cargo}"))
+            .arg(format!("RELEASE_DIR={}", dir.display()))
+            .arg(format!("NDE_CARGO_PROFILE={profile}"))
+            .status()
+            .expect("make runs");
+        assert!(status.success(), "make lib (the C libraries) failed");
     });
 }
