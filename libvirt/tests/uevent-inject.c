@@ -6,7 +6,7 @@
  * tests/support/mod.rs (Injector).
  *
  *   uevent-inject [--action add|remove|pairs] [--count N] [--first K]
- *                 [--prefix NAME] [--type sg|net] [--pad BYTES] [--rate MSGS_PER_S]
+ *                 [--prefix NAME] [--type sg|net|css] [--pad BYTES] [--rate MSGS_PER_S]
  *
  * Each message describes a device NAME<i> (i = K .. K+N-1) with no sysfs
  * entry:
@@ -16,7 +16,13 @@
  *       "scsi_generic_NAME<i>");
  *   net: SUBSYSTEM=net, DEVPATH=/devices/virtual/net/NAME<i>,
  *       INTERFACE=NAME<i> (libvirt 9.0 drops a net device whose sysfs
- *       entry is missing; the library's monitor keeps it).
+ *       entry is missing; the library's monitor keeps it);
+ *   css: SUBSYSTEM=css, DRIVER=vfio_ccw, DEVPATH=NAME/0.0.<i as 4 hex
+ *       digits>: an s390 channel subsystem device (libvirt
+ *       "css_0_0_<devno>"); NAME is a directory under /sys (the mdevctl
+ *       check mounts a tmpfs there and gives each device an
+ *       mdev_supported_types directory: a stand-in for mdev-capable
+ *       hardware, which libvirt reads from sysfs).
  * "pairs" sends add then remove of each device (the table stays small).
  * --pad adds an ID_NDE_PAD property of that many bytes: udevd's messages
  * carry many properties (often 1 KB or more), which is what fills a
@@ -83,19 +89,26 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int type_sg = 1;
+enum dev_type { TYPE_SG, TYPE_NET, TYPE_CSS };
+static enum dev_type type = TYPE_SG;
 static char pad[2048];
 
 static void send_dev(const char *action, const char *name, long long i)
 {
-    char body[512 + sizeof pad + 16];
+    char body[1024 + sizeof pad + 16];
     int len;
-    if (type_sg)
+    const char *subsystem = type == TYPE_SG ? "scsi_generic" : type == TYPE_NET ? "net" : "css";
+    if (type == TYPE_SG)
         len = snprintf(body, sizeof body,
                        "ACTION=%s%cDEVPATH=/devices/virtual/scsi_generic/%s%c"
                        "SUBSYSTEM=scsi_generic%cDEVNAME=/dev/%s%cMAJOR=21%cMINOR=%lld%c"
                        "SEQNUM=%llu%cUSEC_INITIALIZED=1%c",
                        action, 0, name, 0, 0, name, 0, 0, i % 1048576, 0, ++seqnum, 0, 0);
+    else if (type == TYPE_CSS)
+        len = snprintf(body, sizeof body,
+                       "ACTION=%s%cDEVPATH=%s%cSUBSYSTEM=css%cDRIVER=vfio_ccw%c"
+                       "SEQNUM=%llu%cUSEC_INITIALIZED=1%c",
+                       action, 0, name, 0, 0, 0, ++seqnum, 0, 0);
     else
         len = snprintf(body, sizeof body,
                        "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%c"
@@ -113,7 +126,7 @@ static void send_dev(const char *action, const char *name, long long i)
     memcpy(msg + 16, &v, 4); /* properties offset */
     v = (uint32_t)len;
     memcpy(msg + 20, &v, 4);
-    v = htonl(murmur2(type_sg ? "scsi_generic" : "net"));
+    v = htonl(murmur2(subsystem));
     memcpy(msg + 24, &v, 4);
     v = 0; /* no devtype */
     memcpy(msg + 28, &v, 4);
@@ -156,13 +169,15 @@ int main(int argc, char **argv)
                 n = sizeof pad - 1;
             memset(pad, 'x', (size_t)n);
             pad[n] = 0;
-        } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc)
-            type_sg = strcmp(argv[++i], "net") != 0;
+        } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
+            i++;
+            type = strcmp(argv[i], "net") == 0 ? TYPE_NET : strcmp(argv[i], "css") == 0 ? TYPE_CSS : TYPE_SG;
+        }
         else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
             rate = atoll(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--action add|remove|pairs] [--count N] [--first K] "
-                            "[--prefix NAME] [--type sg|net] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
+                            "[--prefix NAME] [--type sg|net|css] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
             return 2;
         }
     }
@@ -180,9 +195,12 @@ int main(int argc, char **argv)
     seqnum += (unsigned long long)first * 2;
 
     double start = now_s();
-    char name[64];
+    char name[256];
     for (long long i = first; i < first + count; i++) {
-        snprintf(name, sizeof name, "%s%lld", prefix, i);
+        if (type == TYPE_CSS)
+            snprintf(name, sizeof name, "%s/0.0.%04llx", prefix, i & 0xffff);
+        else
+            snprintf(name, sizeof name, "%s%lld", prefix, i);
         if (strcmp(action, "pairs") == 0) {
             send_dev("add", name, i);
             send_dev("remove", name, i);
