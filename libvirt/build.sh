@@ -30,9 +30,10 @@
 # ported and series trees shareable). Needs root for the Debian build
 # packages it installs when they are missing.
 #
-# Environment: LIBVIRT_VERSION (9.0), LIBVIRT_DEB_VERSION (the release's
-# Debian version), LIBVIRT_DEB_MIRROR (http://deb.debian.org), JOBS (2),
-# NICE (10).
+# Environment: LIBVIRT_VERSION (9.0), LIBVIRT_PATCHES (11.3: another
+# directory of patches, for trying a series before it is committed),
+# LIBVIRT_DEB_VERSION (the release's Debian version), LIBVIRT_DEB_MIRROR
+# (http://deb.debian.org), JOBS (2), NICE (10).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -74,7 +75,7 @@ case "$version" in
         suites=(trixie trixie-security trixie-updates)
         work="$root/target/libvirt-work/11.3"
         out="$root/target/libvirt/11.3"
-        patches="$here/patches-11.3" files="$here/files-11.3" apply=git-am
+        patches="${LIBVIRT_PATCHES:-$here/patches-11.3}" files="$here/files-11.3" apply=git-am
         # json-c replaced yajl in 10.x; without libnl, virnetdevbridge.c
         # does not build on Linux (RTM_DELLINK undeclared).
         meson_options+=(-Djson_c=enabled -Dlibnl=enabled)

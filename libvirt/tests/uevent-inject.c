@@ -6,7 +6,8 @@
  * tests/support/mod.rs (Injector).
  *
  *   uevent-inject [--action add|remove|pairs] [--count N] [--first K]
- *                 [--prefix NAME] [--type sg|net|css] [--pad BYTES] [--rate MSGS_PER_S]
+ *                 [--prefix NAME] [--type sg|net|css] [--ifname IFNAME]
+ *                 [--pad BYTES] [--rate MSGS_PER_S]
  *
  * Each message describes a device NAME<i> (i = K .. K+N-1) with no sysfs
  * entry:
@@ -15,8 +16,12 @@
  *       which libvirt's driver describes from the message alone (libvirt
  *       "scsi_generic_NAME<i>");
  *   net: SUBSYSTEM=net, DEVPATH=/devices/virtual/net/NAME<i>,
- *       INTERFACE=NAME<i> (libvirt 9.0 drops a net device whose sysfs
- *       entry is missing; the library's monitor keeps it);
+ *       INTERFACE=NAME<i>, or INTERFACE=IFNAME with --ifname (libvirt 9.0
+ *       drops a net device whose sysfs entry is missing; the library's
+ *       monitor keeps it; libvirt 11.3 reads the interface's operstate in
+ *       sysfs and asks ethtool about it, and drops the device when that
+ *       fails: --ifname names a real interface, e.g. a veth, so that each
+ *       synthetic device costs libvirt its real per-interface work);
  *   css: SUBSYSTEM=css, DRIVER=vfio_ccw, DEVPATH=NAME/0.0.<i as 4 hex
  *       digits>: an s390 channel subsystem device (libvirt
  *       "css_0_0_<devno>"); NAME is a directory under /sys (the mdevctl
@@ -92,6 +97,7 @@ static double now_s(void)
 enum dev_type { TYPE_SG, TYPE_NET, TYPE_CSS };
 static enum dev_type type = TYPE_SG;
 static char pad[2048];
+static const char *ifname;
 
 static void send_dev(const char *action, const char *name, long long i)
 {
@@ -113,7 +119,7 @@ static void send_dev(const char *action, const char *name, long long i)
         len = snprintf(body, sizeof body,
                        "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%c"
                        "INTERFACE=%s%cIFINDEX=7%cSEQNUM=%llu%cUSEC_INITIALIZED=1%c",
-                       action, 0, name, 0, 0, name, 0, 0, ++seqnum, 0, 0);
+                       action, 0, name, 0, 0, ifname ? ifname : name, 0, 0, ++seqnum, 0, 0);
     if (pad[0])
         len += snprintf(body + len, sizeof body - (size_t)len, "ID_NDE_PAD=%s%c", pad, 0);
     unsigned char msg[40 + sizeof body];
@@ -173,11 +179,13 @@ int main(int argc, char **argv)
             i++;
             type = strcmp(argv[i], "net") == 0 ? TYPE_NET : strcmp(argv[i], "css") == 0 ? TYPE_CSS : TYPE_SG;
         }
+        else if (strcmp(argv[i], "--ifname") == 0 && i + 1 < argc)
+            ifname = argv[++i];
         else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
             rate = atoll(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--action add|remove|pairs] [--count N] [--first K] "
-                            "[--prefix NAME] [--type sg|net|css] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
+                            "[--prefix NAME] [--type sg|net|css] [--ifname IFNAME] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
             return 2;
         }
     }
