@@ -11,8 +11,12 @@
 # them with an error.
 #
 # "Before the worker has taken INIT" is made to last: thread-freeze.c stops
-# the driver's worker thread alone (ptrace) as soon as it exists, before
-# the driver submits INIT. Then, in a private net + mount + pid namespace
+# the driver's worker thread alone (ptrace) as soon as it exists. Stock's
+# worker exists before the driver submits INIT, so it is frozen before
+# INIT. The ported driver's worker (the library's) is started with INIT
+# already queued, so it is frozen before INIT has completed: VETHS veth
+# pairs make the enumeration long enough; a ported driver must release the
+# waiting callers either way. Then, in a private net + mount + pid namespace
 # (sysfs remounted, private /run): a `virsh nodedev-list` client connects
 # and waits for the enumeration (if it gets a list, the freeze came too
 # late: tried again, up to 5 times; it is waiting once one of the daemon's
@@ -21,15 +25,20 @@
 # the worker is let go (the stop has happened: the pool is stopped); the
 # daemon is given 60 s to exit.
 #
-# The defect: the waiting client got no answer from the driver (it failed
-# on a closed connection, or was still waiting when the daemon was gone or
+# The defect: the driver never released the waiting caller (no error from
+# nodeDeviceInitWait in the daemon's log before it exited; the client then
+# fails on the closed connection, or was still waiting when the daemon was
 # killed), or the daemon logged a forced shutdown. Passes when stock shows
-# it and ported does not (ported: the client got an error reply and the
-# daemon exited by itself).
+# it and ported does not (ported: the caller failed with an error, the
+# daemon exited by itself). The client's own output cannot tell the two
+# apart: libvirtd closes its clients' connections while it shuts down, so
+# the error reply is lost in both.
 #
 # The worker's thread name: stock "nodev-device-ev" (libvirt's
 # "nodev-device-event" cut to 15 bytes); ported NDE_PORTED_WORKER (the
 # library's events worker, "nodedev-ev").
+#
+# Environment: VETHS (2000 pairs).
 . "$(dirname "$0")/lib-nodedev.sh"
 nde_only_for 11.3
 nde_enter_namespace "$@"
@@ -38,6 +47,10 @@ out="$NDE_CHECK_OUT"
 rm -rf "${out:?}"/*
 mkdir -p "$out"
 nde_namespace_setup
+for i in $(seq 0 $(( ${VETHS:-2000} - 1 ))); do
+    echo "link add vi${i}a type veth peer name vi${i}b"
+done > "$out/veths.batch"
+ip -batch "$out/veths.batch"
 freeze="$out/thread-freeze"
 cc -std=c11 -O2 -Wall -Wextra -Werror "$nde_root/libvirt/tests/thread-freeze.c" -o "$freeze"
 
@@ -82,23 +95,22 @@ attempt() {
         nde_fail "$flavour: the worker thread $(worker_name "$flavour") was not found: $(cat "$dir/freeze.out")"
     fi
     for i in $(seq 600); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.05; done
+    # (8>&-: no other process may hold the FIFO open, or closing it here
+    # would not let the worker go.)
     LD_LIBRARY_PATH="$(nde_libpath "$flavour")" "$tree/usr/bin/virsh" -q -c "$NDE_URI" nodedev-list \
-        > "$dir/client.out" 2>&1 &
+        > "$dir/client.out" 2>&1 8>&- &
     local client=$!
-    # The client's call is waiting in nodeDeviceInitWait once one of the
-    # daemon's RPC workers stays busy (virt-admin: freeWorkers below
-    # nWorkers).
+    # The client's call is waiting in nodeDeviceInitWait once it has been
+    # connected (ss sees virsh's socket) for 1 s and has no answer yet.
+    # (virt-admin's busy workers would tell it too, but the library's pool
+    # counts its workers otherwise.)
     local busy=no
-    for i in $(seq 100); do
-        if LD_LIBRARY_PATH="$(nde_libpath "$flavour")" "$tree/usr/bin/virt-admin" \
-               -c "libvirtd:///system?socket=/run/libvirt/libvirt-admin-sock" \
-               server-threadpool-info --server libvirtd 2>/dev/null |
-           awk '{ v[$1] = $3 } END { exit !(v["freeWorkers"] < v["nWorkers"]) }'; then
-            busy=yes; break
-        fi
+    for i in $(seq 200); do
+        ss -xp 2>/dev/null | grep -q '"virsh"' && { busy=yes; break; }
         kill -0 "$client" 2>/dev/null || break
-        sleep 0.1
+        sleep 0.05
     done
+    sleep 1
     if [ $busy = no ] || ! kill -0 "$client" 2>/dev/null; then
         # The client has its answer: INIT ran before the freeze.
         exec 8>&-
@@ -124,12 +136,16 @@ attempt() {
     fi
     wait "$client" || crc=$?
     local forced; forced=$(grep -c "Make forcefull daemon shutdown" "$dir/libvirtd.log" || true)
+    # A caller released by the driver fails in nodeDeviceInitWait, which
+    # logs the error (the reply itself may be lost: the daemon closes its
+    # clients' connections while it shuts down).
+    local released; released=$(grep -c "error : nodeDeviceInitWait" "$dir/libvirtd.log" || true)
     # An answer from the driver is an error reply; a closed connection is
     # no answer.
     if [ "$client_state" = answered ] && grep -qi "end of file\|connection reset\|broken pipe\|closed" "$dir/client.out"; then
         client_state=connection-closed
     fi
-    echo "$flavour $client_state $crc $forced $killed" > "$dir/result.txt"
+    echo "$flavour $client_state $crc $forced $killed $released" > "$dir/result.txt"
 }
 
 run_flavour() {
@@ -152,10 +168,10 @@ done
 
 {
     echo "stop before INIT runs: the worker frozen before INIT, a client waiting, SIGTERM, the worker let go"
-    printf '%-7s %9s %18s %10s %16s %14s\n' flavour attempts "waiting client" "client rc" "forced shutdown" "daemon killed"
+    printf '%-7s %9s %18s %10s %16s %14s %16s\n' flavour attempts "waiting client" "client rc" "forced shutdown" "daemon killed" "caller released"
     for flavour in stock ported; do
-        read -r f state crc forced killed < "$out/$flavour.result"
-        printf '%-7s %9s %18s %10s %16s %14s\n' "$f" "$(cat "$out/$flavour.attempts")" "$state" "$crc" "$forced" "$killed"
+        read -r f state crc forced killed released < "$out/$flavour.result"
+        printf '%-7s %9s %18s %10s %16s %14s %16s\n' "$f" "$(cat "$out/$flavour.attempts")" "$state" "$crc" "$forced" "$killed" "$released"
     done
 } > "$out/summary.txt"
 sed 's/^/summary: /' "$out/summary.txt"
@@ -163,10 +179,14 @@ for flavour in stock ported; do
     echo "--- $flavour client:"; cat "$out/$flavour-$(cat "$out/$flavour.attempts")/client.out"
 done
 
+# Blocked: the driver never released the waiting caller (no error from
+# nodeDeviceInitWait), it had no answer, the daemon had to force its
+# shutdown, or was killed.
 blocked() {
-    local f state crc forced killed
-    read -r f state crc forced killed < "$out/$1.result"
-    if [ "$state" != answered ] || [ "$forced" -gt 0 ] || [ "$killed" = yes ]; then echo yes; else echo no; fi
+    local f state crc forced killed released
+    read -r f state crc forced killed released < "$out/$1.result"
+    if [ "$released" = 0 ] || [ "$forced" -gt 0 ] || [ "$killed" = yes ] ||
+       { [ "$state" != answered ] && [ "$state" != connection-closed ]; }; then echo yes; else echo no; fi
 }
 nde_defect_verdict "a stop before INIT runs leaves the callers of nodeDeviceInitWait blocked" \
     "$(blocked stock)" "$(blocked ported)" && echo "PASS check 7c"

@@ -5,7 +5,10 @@
 # remove and for every add of an mdev parent; the ported driver runs it once
 # per burst. Counted on Debian's real mdevctl (extracted by `make
 # libvirt-11.3` into target/libvirt/11.3/debian), through a wrapper first in
-# the daemon's PATH that appends one line per execution and then runs it.
+# the daemon's PATH (and bind-mounted over /usr/bin/mdevctl or
+# /usr/sbin/mdevctl where the machine has one: a build configured while
+# mdevctl was installed runs that path) that appends one line per execution
+# and then runs it. Both daemons must also list the defined mdev.
 #
 # In a private net + mount + pid namespace (sysfs remounted, private /run
 # with /run/udev/control, no udevd), for each flavour in turn:
@@ -63,6 +66,12 @@ echo "\$*" >> "$wrap/runs"
 exec "$real_mdevctl" "\$@"
 EOF
 chmod +x "$wrap/mdevctl"
+# A build that found mdevctl on the machine runs it by its absolute path
+# (meson's MDEVCTL): the wrapper is bind-mounted over that file too, in
+# this mount namespace only.
+for p in /usr/bin/mdevctl /usr/sbin/mdevctl; do
+    [ -e "$p" ] && mount --bind "$wrap/mdevctl" "$p"
+done
 
 # The mdev parents' sysfs directories.
 parents=/sys/kernel/debug
@@ -106,11 +115,12 @@ count_flavour() {
     nde_wait_quiet "$wrap/runs" 3 60
     c3=$(runs)
     nde_virsh "$flavour" nodedev-list --cap mdev_types > "$dir/mdev-parents.txt" || true
+    nde_virsh "$flavour" nodedev-list --inactive > "$dir/inactive.txt" || true
 
     nde_stop_listener
     nde_stop_daemon "$pid"
     cp "$wrap/runs" "$dir/mdevctl-runs.txt"
-    echo "$flavour $c0 $n $((c2 - c1)) $m $((c3 - c2)) $(grep -c . "$dir/mdev-parents.txt" || true)" > "$dir/result.txt"
+    echo "$flavour $c0 $n $((c2 - c1)) $m $((c3 - c2)) $(grep -c . "$dir/mdev-parents.txt" || true) $(grep -c '^mdev_6d1f3c52' "$dir/inactive.txt" || true)" > "$dir/result.txt"
 }
 
 for flavour in stock ported; do
@@ -120,20 +130,25 @@ done
 
 {
     echo "mdevctl executions (Debian's mdevctl $("$real_mdevctl" --version 2>/dev/null | head -1 || echo '?'))"
-    printf '%-7s %9s %8s %14s %12s %14s %13s\n' flavour "at start" removes "runs (per ev)" "parent adds" "runs (per ev)" "mdev parents"
+    printf '%-7s %9s %8s %14s %12s %14s %13s %13s\n' flavour "at start" removes "runs (per ev)" "parent adds" "runs (per ev)" "mdev parents" "defined mdev"
     for flavour in stock ported; do
-        read -r f c0 rn rr pn pr listed < "$out/$flavour/result.txt"
-        printf '%-7s %9s %8s %14s %12s %14s %13s\n' "$f" "$c0" "$rn" "$rr ($(awk -v a="$rr" -v b="$rn" 'BEGIN { printf "%.1f", a / b }'))" \
-            "$pn" "$pr ($(awk -v a="$pr" -v b="$pn" 'BEGIN { printf "%.1f", a / b }'))" "$listed"
+        read -r f c0 rn rr pn pr listed defined < "$out/$flavour/result.txt"
+        printf '%-7s %9s %8s %14s %12s %14s %13s %13s\n' "$f" "$c0" "$rn" "$rr ($(awk -v a="$rr" -v b="$rn" 'BEGIN { printf "%.1f", a / b }'))" \
+            "$pn" "$pr ($(awk -v a="$pr" -v b="$pn" 'BEGIN { printf "%.1f", a / b }'))" "$listed" "$defined"
     done
 } > "$out/summary.txt"
 sed 's/^/summary: /' "$out/summary.txt"
 
-# A run per event or more, for removes or for parent adds.
+# A run per event or more, for removes or for parent adds. A daemon that
+# never ran mdevctl (at start, for the removes, for the parents) or does
+# not list the defined mdev is not counted as fixed: it fails.
 per_event() {
-    local f rn rr pn pr listed
-    read -r f _ rn rr pn pr listed < "$out/$1/result.txt"
+    local f c0 rn rr pn pr listed defined
+    read -r f c0 rn rr pn pr listed defined < "$out/$1/result.txt"
     [ "$listed" -ge "$m" ] || nde_fail "$1: $listed of $m mdev parents listed: the stand-in did not work"
+    [ "$defined" = 1 ] || nde_fail "$1: the mdev defined in /etc/mdevctl.d is not listed"
+    { [ "$c0" -ge 1 ] && [ "$rr" -ge 1 ] && [ "$pr" -ge 1 ]; } ||
+        nde_fail "$1: mdevctl ran $c0 times at start, $rr for the removes, $pr for the parent adds: the counting missed it, or the daemon no longer updates"
     if [ "$rr" -ge "$rn" ] || [ "$pr" -ge "$pn" ]; then echo yes; else echo no; fi
 }
 nde_defect_verdict "mdevctl runs for every remove and every mdev-parent add" \
