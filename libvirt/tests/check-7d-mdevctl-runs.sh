@@ -5,7 +5,7 @@
 # remove and for every add of an mdev parent; the ported driver runs it once
 # per burst. Counted on Debian's real mdevctl (extracted by `make
 # libvirt-11.3` into target/libvirt/11.3/debian), through a wrapper first in
-# the daemon's PATH (and bind-mounted over /usr/bin/mdevctl or
+# the daemon's PATH (and put in place of /usr/bin/mdevctl or
 # /usr/sbin/mdevctl where the machine has one: a build configured while
 # mdevctl was installed runs that path) that appends one line per execution
 # and then runs it. Both daemons must also list the defined mdev.
@@ -67,10 +67,11 @@ exec "$real_mdevctl" "\$@"
 EOF
 chmod +x "$wrap/mdevctl"
 # A build that found mdevctl on the machine runs it by its absolute path
-# (meson's MDEVCTL): the wrapper is bind-mounted over that file too, in
-# this mount namespace only.
-for p in /usr/bin/mdevctl /usr/sbin/mdevctl; do
-    [ -e "$p" ] && mount --bind "$wrap/mdevctl" "$p"
+# (meson's MDEVCTL): where the machine has one (nde_namespace_setup hid it
+# under an overlay of its directory), the wrapper takes its place, in this
+# mount namespace only.
+for d in /usr/bin /usr/sbin; do
+    [ "$(findmnt -n -o FSTYPE --mountpoint "$d" 2>/dev/null)" = overlay ] && cp "$wrap/mdevctl" "$d/mdevctl"
 done
 
 # The mdev parents' sysfs directories.
