@@ -10,7 +10,12 @@
 # option set; once a patch has added the nodedev_events options, they are
 # set as the ported build sets them (-Dnodedev_events=enabled
 # -Dnodedev_events_threadpool=enabled). A patch passes when it applies,
-# builds, and no test fails (FAIL, ERROR, TIMEOUT). Finally the whole
+# builds, and no test that passes on the stock commit fails after it (new
+# tests must pass too). In a git tree libvirt's meson adds its
+# syntax-check suite (make syntax-check's rules as tests): 19 of its rules
+# fail on the stock commit itself (Debian's tarball in a fresh git tree),
+# so stock's own failures are listed, not held against the series; every
+# rule stock passes must still pass. Finally the whole
 # series is applied with `patch -p1` onto a copy of the stock source: the
 # result must equal the git tree (both ways of applying must work).
 #
@@ -86,31 +91,44 @@ elif "${nice_cmd[@]}" meson configure "$build" 2>/dev/null | grep -q '^ *nodedev
         { tail -30 "$out/setup.log" >&2; exit 1; }
 fi
 
-# Builds and tests the current commit; prints "built OK FAIL SKIP secs".
+# Builds and tests the current commit; prints "built OK FAIL SKIP NEW secs"
+# (NEW: tests failing now that pass on the stock commit, or new tests
+# that fail). Writes the results to $out/results-<label>.txt.
 build_and_test() {  # label
-    local label=$1 t0 ok fail skip
+    local label=$1 t0 ok fail skip new
     t0=$(date +%s)
     if ! "${nice_cmd[@]}" ninja -C "$build" -j "$jobs" > "$out/ninja-$label.log" 2>&1; then
-        echo "no - - - $(( $(date +%s) - t0 ))"; return
+        echo "no - - - - $(( $(date +%s) - t0 ))"; return
     fi
     "${nice_cmd[@]}" meson test -C "$build" --no-rebuild --num-processes "$jobs" --print-errorlogs \
         > "$out/test-$label.log" 2>&1 || true
-    read -r ok fail skip < <(python3 -c 'import json, sys
-n = {"OK": 0, "FAIL": 0, "SKIP": 0}
+    read -r ok fail skip new < <(python3 -c 'import json, sys, os
+res = {}
 for line in open(sys.argv[1]):
-    r = json.loads(line)["result"]
-    if r in ("OK", "EXPECTEDFAIL"): n["OK"] += 1
-    elif r == "SKIP": n["SKIP"] += 1
-    else: n["FAIL"] += 1
-print(n["OK"], n["FAIL"], n["SKIP"])' "$build/meson-logs/testlog.json")
-    echo "yes $ok $fail $skip $(( $(date +%s) - t0 ))"
+    t = json.loads(line)
+    r = t["result"]
+    res[t["name"]] = "OK" if r in ("OK", "EXPECTEDFAIL") else r
+with open(sys.argv[2], "w") as f:
+    for name in sorted(res):
+        f.write(name.replace(" ", "_") + " " + res[name] + "\n")
+stock = {}
+if os.path.exists(sys.argv[3]):
+    for line in open(sys.argv[3]):
+        name, r = line.split()
+        stock[name] = r
+new = sum(1 for name, r in res.items()
+          if r not in ("OK", "SKIP") and stock.get(name.replace(" ", "_"), "OK") == "OK")
+n = lambda k: sum(1 for r in res.values() if r == k)
+print(n("OK"), len(res) - n("OK") - n("SKIP"), n("SKIP"), new)' \
+        "$build/meson-logs/testlog.json" "$out/results-$label.txt" "$out/results-0000-stock.txt")
+    echo "yes $ok $fail $skip $new $(( $(date +%s) - t0 ))"
 }
 
 status=0
-printf '%-66s %6s %4s %5s %5s %6s\n' patch builds ok fail skip "s" | tee "$out/summary.txt"
-report() {  # label built ok fail skip secs
-    printf '%-66s %6s %4s %5s %5s %6s\n' "$@" | tee -a "$out/summary.txt"
-    { [ "$2" = yes ] && [ "$4" = 0 ]; } || status=1
+printf '%-66s %6s %4s %5s %5s %4s %6s\n' patch builds ok fail skip new "s" | tee "$out/summary.txt"
+report() {  # label built ok fail skip new secs
+    printf '%-66s %6s %4s %5s %5s %4s %6s\n' "$@" | tee -a "$out/summary.txt"
+    { [ "$2" = yes ] && [ "$6" = 0 ]; } || status=1
 }
 
 # shellcheck disable=SC2046
@@ -120,18 +138,18 @@ for p in "${list[@]}"; do
     name=$(basename "$p" .patch)
     num=$((10#${name%%-*}))
     if [ "$num" -lt "$first" ]; then
-        git_s am -q --whitespace=nowarn "$p" || { report "$name" "no-apply" - - - -; break; }
+        git_s am -q --whitespace=nowarn "$p" || { report "$name" "no-apply" - - - - -; break; }
         continue
     fi
     [ "$num" -gt "$last" ] && break
     if ! git_s am -q --whitespace=nowarn "$p" > "$out/am-$name.log" 2>&1; then
         git_s am --abort >/dev/null 2>&1 || true
-        report "$name" "no-apply" - - - -
+        report "$name" "no-apply" - - - - -
         break
     fi
     if [ $options_set = no ] && grep -q "option('nodedev_events'" "$src/meson_options.txt"; then
         "${nice_cmd[@]}" meson configure "$build" -Dnodedev_events=enabled -Dnodedev_events_threadpool=enabled \
-            > "$out/configure-$name.log" 2>&1 || { report "$name" "no-configure" - - - -; break; }
+            > "$out/configure-$name.log" 2>&1 || { report "$name" "no-configure" - - - - -; break; }
         options_set=yes
     fi
     # shellcheck disable=SC2046
@@ -156,5 +174,10 @@ fi
 
 secs=$(( $(date +%s) - start ))
 log "${#list[@]} patches, $(( secs / 60 )) min $(( secs % 60 )) s; logs in ${out#"$root"/}"
-[ $status = 0 ] && log "every patch applies, builds and passes meson test" || log "FAILED"
+if [ $status = 0 ]; then
+    log "every patch applies, builds, and fails no test that stock passes"
+    echo "stock's own failures: $(awk '$2 != "OK" && $2 != "SKIP" { printf "%s ", $1 }' "$out/results-0000-stock.txt")"
+else
+    log "FAILED"
+fi
 exit $status
