@@ -148,7 +148,10 @@ for p in "${list[@]}"; do
         break
     fi
     if [ $options_set = no ] && grep -q "option('nodedev_events'" "$src/meson_options.txt"; then
-        "${nice_cmd[@]}" meson configure "$build" -Dnodedev_events=enabled -Dnodedev_events_threadpool=enabled \
+        # (setup --reconfigure: `meson configure` knows only the options of
+        # the last configure, and this patch has just added them)
+        "${nice_cmd[@]}" meson setup --reconfigure "$build" "$src" \
+            -Dnodedev_events=enabled -Dnodedev_events_threadpool=enabled \
             > "$out/configure-$name.log" 2>&1 || { report "$name" "no-configure" - - - - -; break; }
         options_set=yes
     fi
