@@ -21,7 +21,22 @@
 #                       afresh for each run; the run is named
 #                       fresh-debian12-<commit>)
 
-.PHONY: libvirt check-libvirt check-libvirt-fresh
+#
+# libvirt 11.3 (issue 21; becomes the default once it passes every check):
+#   make libvirt-11.3   Debian 13's libvirt 11.3 source built stock and
+#                       ported (libvirt/patches-11.3, git am) into
+#                       target/libvirt/11.3/{stock,ported}, Debian's 11.3
+#                       daemon (bookworm-backports, extracted, never
+#                       installed) into target/libvirt/11.3/debian, and the
+#                       ported module for it into
+#                       target/libvirt/11.3/module-for-stock
+#   make check-libvirt-11.3
+#                       the checks on those trees (logs in
+#                       target/libvirt/11.3/checks/<run>/), then the
+#                       series built and tested patch by patch
+#                       (libvirt/series-test.sh; SERIES_TEST=0 skips it)
+
+.PHONY: libvirt check-libvirt check-libvirt-fresh libvirt-11.3 check-libvirt-11.3
 
 libvirt:
 	libvirt/build.sh all
@@ -32,3 +47,11 @@ check-libvirt:
 
 check-libvirt-fresh:
 	scripts/fresh-debian12.sh -- 'make libvirt && LIBVIRT_RUN_NAME=fresh-debian12-$$(git rev-parse --short HEAD) make check-libvirt'
+
+libvirt-11.3:
+	LIBVIRT_VERSION=11.3 libvirt/build.sh all
+	LIBVIRT_VERSION=11.3 libvirt/build-module-for-stock.sh
+
+check-libvirt-11.3:
+	LIBVIRT_VERSION=11.3 libvirt/tests/run.sh $(CHECKS)
+	if [ "$${SERIES_TEST:-1}" != 0 ] && [ -x libvirt/series-test.sh ]; then libvirt/series-test.sh; fi

@@ -17,9 +17,10 @@ build_and_run() {  # flavour tree build-dir source-dir
         "$here/pooldiff.c" -o "$bin" \
         "$tree/$libdir/libvirt.so.0" -Wl,-rpath,"$tree/$libdir" \
         $(pkg-config --libs glib-2.0 gobject-2.0)
-    # the library it really loaded, for the record
-    ldd "$bin" | grep -E 'libvirt.so|nodedev' | sed "s|^|$flavour: |"
-    timeout 120 "$bin" > "$CHECK_OUT/pooldiff-$flavour.txt"
+    # the library it really loaded, for the record (11.3's ported libvirt.so.0
+    # has no RUNPATH to our library next to it: the path is given)
+    LD_LIBRARY_PATH="$tree/$libdir" ldd "$bin" | grep -E 'libvirt.so|nodedev' | sed "s|^|$flavour: |"
+    LD_LIBRARY_PATH="$tree/$libdir" timeout 120 "$bin" > "$CHECK_OUT/pooldiff-$flavour.txt"
 }
 
 build_and_run stock "$STOCK" "$STOCK_BUILD" "$STOCK_SRC"

@@ -48,11 +48,11 @@ run_flavour() {
         nde_virsh "$flavour" nodedev-dumpxml "$dev" > "$dir/xml/$dev.xml"
     done < "$dir/list.txt"
 
-    stdbuf -oL env LD_LIBRARY_PATH="$(nde_tree "$flavour")/$nde_libdir" \
+    stdbuf -oL env LD_LIBRARY_PATH="$(nde_libpath "$flavour")" \
         "$(nde_tree "$flavour")/usr/bin/virsh" -q -c "$NDE_URI" nodedev-event --event lifecycle --loop \
         > "$dir/events-lifecycle.txt" 2>&1 &
     local l1=$!
-    stdbuf -oL env LD_LIBRARY_PATH="$(nde_tree "$flavour")/$nde_libdir" \
+    stdbuf -oL env LD_LIBRARY_PATH="$(nde_libpath "$flavour")" \
         "$(nde_tree "$flavour")/usr/bin/virsh" -q -c "$NDE_URI" nodedev-event --event update --loop \
         > "$dir/events-update.txt" 2>&1 &
     local l2=$!
@@ -93,7 +93,7 @@ run_flavour() {
 flavours=(stock ported)
 # The ported module in Debian's own daemon, when it was built
 # (libvirt/build-module-for-stock.sh).
-[ -f "$NDE_MODULE_FOR_STOCK/libvirt_driver_nodedev.so" ] && [ -x /usr/sbin/libvirtd ] &&
+[ -f "$NDE_MODULE_FOR_STOCK/libvirt_driver_nodedev.so" ] && [ -x "$NDE_DEBIAN_TREE/usr/sbin/libvirtd" ] &&
     flavours+=(debian-ported)
 for flavour in "${flavours[@]}"; do
     run_flavour "$flavour"

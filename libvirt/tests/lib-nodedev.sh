@@ -14,7 +14,10 @@
 #
 # Figures go to lines starting with "summary: " (the runner repeats them).
 # NDE_MODULE_FOR_STOCK: where libvirt/build-module-for-stock.sh put the
-# ported module for Debian's own libvirtd (check 2 then runs it too).
+# ported module for Debian's own libvirtd (check 2 then runs it too);
+# NDE_DEBIAN_TREE: the root of Debian's libvirtd and virsh ("" = the
+# machine's own, as for 9.0; 11.3's is extracted under target/).
+# LIBVIRT_VERSION: the release checked (9.0 or 11.3).
 
 set -Eeuo pipefail
 # A check that stops on a failing command says which one (set -e is silent).
@@ -25,6 +28,9 @@ NDE_STOCK_TREE=${STOCK:-$nde_root/target/libvirt/stock}
 NDE_PORTED_TREE=${PORTED:-$nde_root/target/libvirt/ported}
 NDE_CHECK_OUT=${CHECK_OUT:-$nde_root/target/libvirt/checks/manual/$(basename "$0" .sh)}
 NDE_MODULE_FOR_STOCK=${NDE_MODULE_FOR_STOCK:-$nde_root/target/libvirt/module-for-stock}
+NDE_DEBIAN_TREE=${NDE_DEBIAN_TREE:-}
+LIBVIRT_VERSION=${LIBVIRT_VERSION:-9.0}
+export NDE_MODULE_FOR_STOCK NDE_DEBIAN_TREE LIBVIRT_VERSION
 export STOCK=$NDE_STOCK_TREE PORTED=$NDE_PORTED_TREE CHECK_OUT=$NDE_CHECK_OUT
 nde_libdir=usr/lib/x86_64-linux-gnu
 NDE_URI='nodedev:///system?socket=/run/libvirt/libvirt-sock'
@@ -33,15 +39,23 @@ nde_say() { echo "[$(date -u +%H:%M:%S)] $*"; }
 nde_fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # The tree of a flavour: "stock" and "ported" (built by make libvirt), and
-# "debian-ported": Debian's installed libvirtd and virsh with the ported
-# module built by libvirt/build-module-for-stock.sh.
+# "debian-ported": Debian's libvirtd and virsh (installed, or extracted
+# into NDE_DEBIAN_TREE) with the ported module built by
+# libvirt/build-module-for-stock.sh.
 nde_tree() {
     case "$1" in
         stock) echo "$NDE_STOCK_TREE" ;;
         ported) echo "$NDE_PORTED_TREE" ;;
-        debian-ported) echo "" ;;
+        debian-ported) echo "$NDE_DEBIAN_TREE" ;;
         *) nde_fail "unknown flavour $1" ;;
     esac
+}
+
+# The library path of a flavour's programs (an extracted Debian tree has
+# libraries in both usr/lib and lib).
+nde_libpath() {
+    local tree; tree=$(nde_tree "$1")
+    echo "$tree/$nde_libdir:$tree/lib/x86_64-linux-gnu"
 }
 
 # The nodedev module a flavour's daemon loads.
@@ -72,6 +86,24 @@ nde_namespace_setup() {
     mount -t tmpfs -o mode=0755 tmpfs /run
     mkdir -p /run/libvirt /run/udev
     ip link set lo up
+    nde_hide_mdevctl
+}
+
+# A machine with mdevctl installed (a fresh Debian 12 has none) makes
+# every remove cost libvirt two real mdevctl runs (11.3 stock: two per
+# event), which turns an overflow storm of 200 000 removes into hours.
+# The checks run as on a machine without it: in this mount namespace,
+# /usr/bin and /usr/sbin are overlaid with a whiteout for mdevctl. Check
+# 7d brings Debian's mdevctl back on purpose.
+nde_hide_mdevctl() {
+    local d up
+    for d in /usr/bin /usr/sbin; do
+        [ -e "$d/mdevctl" ] || continue
+        up=$(mktemp -d /run/nde-hide.XXXXXX)
+        mkdir -p "$up/upper" "$up/work"
+        mknod "$up/upper/mdevctl" c 0 0
+        mount -t overlay overlay -o "lowerdir=$d,upperdir=$up/upper,workdir=$up/work" "$d"
+    done
 }
 
 # Makes the udev group usable without a udevd (libudev subscribes only when
@@ -109,7 +141,7 @@ nde_stop_udevd() {
 nde_virsh() {
     local flavour=$1; shift
     local tree; tree=$(nde_tree "$flavour")
-    LD_LIBRARY_PATH="$tree/$nde_libdir" "$tree/usr/bin/virsh" -q -c "$NDE_URI" "$@"
+    LD_LIBRARY_PATH="$(nde_libpath "$flavour")" "$tree/usr/bin/virsh" -q -c "$NDE_URI" "$@"
 }
 
 # Starts libvirtd of a flavour with only the nodedev driver; sets
@@ -120,7 +152,7 @@ nde_start_daemon() {
     local flavour=$1 work=$2
     local tree; tree=$(nde_tree "$flavour")
     local module; module=$(nde_module "$flavour")
-    local daemon="$tree/usr/sbin/libvirtd" libpath="$tree/$nde_libdir"
+    local daemon="$tree/usr/sbin/libvirtd" libpath; libpath=$(nde_libpath "$flavour")
     mkdir -p "$work/drivers"
     rm -f /run/libvirt/libvirt-sock /run/libvirt/nodedev/driver.pid
     ln -sf "$module" "$work/drivers/libvirt_driver_nodedev.so"
@@ -204,4 +236,84 @@ nde_thread_cpu() {
 # Builds the injector (once per run) into $1.
 nde_build_injector() {
     cc -std=c11 -O2 -Wall -Wextra -Werror "$nde_root/libvirt/tests/uevent-inject.c" -o "$1"
+}
+
+# --- for the checks of the seed's defects (11.3: check-7*) ---------------
+
+# Exits 77 with a SKIP line unless the release checked is $1 (the runner
+# lists the check as skipped).
+nde_only_for() {
+    [ "$LIBVIRT_VERSION" = "$1" ] && return 0
+    echo "SKIP: not for libvirt $LIBVIRT_VERSION (checks a defect of libvirt $1's node-device driver)"
+    exit 77
+}
+
+# Waits until file $1 has $2 lines matching the regex $3, or makes no
+# progress for $4 seconds (default 60). Prints the count.
+nde_wait_lines() {
+    local f=$1 want=$2 pat=$3 idle_max=$(( ${4:-60} * 10 )) n=0 last=-1 idle=0
+    while :; do
+        n=$(grep -c -E "$pat" "$f" 2>/dev/null || true)
+        [ "$n" -ge "$want" ] && break
+        if [ "$n" = "$last" ]; then
+            idle=$((idle + 1))
+            [ $idle -ge "$idle_max" ] && break
+        else
+            idle=0
+        fi
+        last=$n
+        sleep 0.1
+    done
+    echo "$n"
+}
+
+# Waits until file $1 has not changed size for $2 seconds (at most $3 s).
+nde_wait_quiet() {
+    local f=$1 quiet=$(( $2 * 10 )) limit=$(( $3 * 10 )) last=-1 same=0 size t=0
+    while [ "$t" -lt "$limit" ]; do
+        size=$(stat -c %s "$f" 2>/dev/null || echo 0)
+        if [ "$size" = "$last" ]; then
+            same=$((same + 1))
+            [ $same -ge "$quiet" ] && return 0
+        else
+            same=0
+        fi
+        last=$size
+        sleep 0.1
+        t=$((t + 1))
+    done
+}
+
+# A `virsh nodedev-event --event lifecycle --loop` listener of a flavour's
+# tree writing to $2; its PID in NDE_LISTENER_PID.
+nde_start_listener() {
+    local flavour=$1 file=$2
+    stdbuf -oL env LD_LIBRARY_PATH="$(nde_libpath "$flavour")" \
+        "$(nde_tree "$flavour")/usr/bin/virsh" -q -c "$NDE_URI" \
+        nodedev-event --event lifecycle --loop > "$file" 2>&1 &
+    NDE_LISTENER_PID=$!
+}
+
+nde_stop_listener() {
+    kill -TERM "$NDE_LISTENER_PID" 2>/dev/null || true
+    wait "$NDE_LISTENER_PID" 2>/dev/null || true
+}
+
+# The verdict of a defect check: $1 names the defect, $2 and $3 are "yes"
+# or "no" for "stock shows it" and "ported shows it". Passes only when
+# stock shows it and ported does not: run with PORTED=$STOCK, the check
+# fails (the defect is there), which is what a check of a fix must do.
+nde_defect_verdict() {
+    local what=$1 stock=$2 ported=$3 status=0
+    if [ "$stock" = yes ]; then
+        echo "stock 11.3 shows the defect: $what"
+    else
+        echo "FAIL: stock 11.3 did not show the defect ($what): the check cannot tell a fix from a miss"; status=1
+    fi
+    if [ "$ported" = no ]; then
+        echo "ported 11.3 does not: fixed"
+    else
+        echo "FAIL: ported 11.3 shows the defect too: $what"; status=1
+    fi
+    return $status
 }

@@ -6,7 +6,8 @@
  * tests/support/mod.rs (Injector).
  *
  *   uevent-inject [--action add|remove|pairs] [--count N] [--first K]
- *                 [--prefix NAME] [--type sg|net] [--pad BYTES] [--rate MSGS_PER_S]
+ *                 [--prefix NAME] [--type sg|net|css] [--ifname IFNAME]
+ *                 [--pad BYTES] [--rate MSGS_PER_S]
  *
  * Each message describes a device NAME<i> (i = K .. K+N-1) with no sysfs
  * entry:
@@ -15,8 +16,18 @@
  *       which libvirt's driver describes from the message alone (libvirt
  *       "scsi_generic_NAME<i>");
  *   net: SUBSYSTEM=net, DEVPATH=/devices/virtual/net/NAME<i>,
- *       INTERFACE=NAME<i> (libvirt 9.0 drops a net device whose sysfs
- *       entry is missing; the library's monitor keeps it).
+ *       INTERFACE=NAME<i>, or INTERFACE=IFNAME with --ifname (libvirt 9.0
+ *       drops a net device whose sysfs entry is missing; the library's
+ *       monitor keeps it; libvirt 11.3 reads the interface's operstate in
+ *       sysfs and asks ethtool about it, and drops the device when that
+ *       fails: --ifname names a real interface, e.g. a veth, so that each
+ *       synthetic device costs libvirt its real per-interface work);
+ *   css: SUBSYSTEM=css, DRIVER=vfio_ccw, DEVPATH=NAME/0.0.<i as 4 hex
+ *       digits>: an s390 channel subsystem device (libvirt
+ *       "css_0_0_<devno>"); NAME is a directory under /sys (the mdevctl
+ *       check mounts a tmpfs there and gives each device an
+ *       mdev_supported_types directory: a stand-in for mdev-capable
+ *       hardware, which libvirt reads from sysfs).
  * "pairs" sends add then remove of each device (the table stays small).
  * --pad adds an ID_NDE_PAD property of that many bytes: udevd's messages
  * carry many properties (often 1 KB or more), which is what fills a
@@ -83,24 +94,32 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int type_sg = 1;
+enum dev_type { TYPE_SG, TYPE_NET, TYPE_CSS };
+static enum dev_type type = TYPE_SG;
 static char pad[2048];
+static const char *ifname;
 
 static void send_dev(const char *action, const char *name, long long i)
 {
-    char body[512 + sizeof pad + 16];
+    char body[1024 + sizeof pad + 16];
     int len;
-    if (type_sg)
+    const char *subsystem = type == TYPE_SG ? "scsi_generic" : type == TYPE_NET ? "net" : "css";
+    if (type == TYPE_SG)
         len = snprintf(body, sizeof body,
                        "ACTION=%s%cDEVPATH=/devices/virtual/scsi_generic/%s%c"
                        "SUBSYSTEM=scsi_generic%cDEVNAME=/dev/%s%cMAJOR=21%cMINOR=%lld%c"
                        "SEQNUM=%llu%cUSEC_INITIALIZED=1%c",
                        action, 0, name, 0, 0, name, 0, 0, i % 1048576, 0, ++seqnum, 0, 0);
+    else if (type == TYPE_CSS)
+        len = snprintf(body, sizeof body,
+                       "ACTION=%s%cDEVPATH=%s%cSUBSYSTEM=css%cDRIVER=vfio_ccw%c"
+                       "SEQNUM=%llu%cUSEC_INITIALIZED=1%c",
+                       action, 0, name, 0, 0, 0, ++seqnum, 0, 0);
     else
         len = snprintf(body, sizeof body,
                        "ACTION=%s%cDEVPATH=/devices/virtual/net/%s%cSUBSYSTEM=net%c"
                        "INTERFACE=%s%cIFINDEX=7%cSEQNUM=%llu%cUSEC_INITIALIZED=1%c",
-                       action, 0, name, 0, 0, name, 0, 0, ++seqnum, 0, 0);
+                       action, 0, name, 0, 0, ifname ? ifname : name, 0, 0, ++seqnum, 0, 0);
     if (pad[0])
         len += snprintf(body + len, sizeof body - (size_t)len, "ID_NDE_PAD=%s%c", pad, 0);
     unsigned char msg[40 + sizeof body];
@@ -113,7 +132,7 @@ static void send_dev(const char *action, const char *name, long long i)
     memcpy(msg + 16, &v, 4); /* properties offset */
     v = (uint32_t)len;
     memcpy(msg + 20, &v, 4);
-    v = htonl(murmur2(type_sg ? "scsi_generic" : "net"));
+    v = htonl(murmur2(subsystem));
     memcpy(msg + 24, &v, 4);
     v = 0; /* no devtype */
     memcpy(msg + 28, &v, 4);
@@ -156,13 +175,17 @@ int main(int argc, char **argv)
                 n = sizeof pad - 1;
             memset(pad, 'x', (size_t)n);
             pad[n] = 0;
-        } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc)
-            type_sg = strcmp(argv[++i], "net") != 0;
+        } else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
+            i++;
+            type = strcmp(argv[i], "net") == 0 ? TYPE_NET : strcmp(argv[i], "css") == 0 ? TYPE_CSS : TYPE_SG;
+        }
+        else if (strcmp(argv[i], "--ifname") == 0 && i + 1 < argc)
+            ifname = argv[++i];
         else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
             rate = atoll(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--action add|remove|pairs] [--count N] [--first K] "
-                            "[--prefix NAME] [--type sg|net] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
+                            "[--prefix NAME] [--type sg|net|css] [--ifname IFNAME] [--pad BYTES] [--rate MSGS_PER_S]\n", argv[0]);
             return 2;
         }
     }
@@ -180,9 +203,12 @@ int main(int argc, char **argv)
     seqnum += (unsigned long long)first * 2;
 
     double start = now_s();
-    char name[64];
+    char name[256];
     for (long long i = first; i < first + count; i++) {
-        snprintf(name, sizeof name, "%s%lld", prefix, i);
+        if (type == TYPE_CSS)
+            snprintf(name, sizeof name, "%s/0.0.%04llx", prefix, i & 0xffff);
+        else
+            snprintf(name, sizeof name, "%s%lld", prefix, i);
         if (strcmp(action, "pairs") == 0) {
             send_dev("add", name, i);
             send_dev("remove", name, i);
