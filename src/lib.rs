@@ -111,10 +111,12 @@ mod timeout;
 mod tsan;
 
 pub mod ffi;
+#[cfg(doctest)]
+pub mod soundness;
 
 pub use events::{nde_event_type as EventType, Callback, ConcurrentCallback, EventData, Events, FreeFn};
 pub use monitor::{
-    ConcurrentLifecycleCallback, Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorStats,
+    ConcurrentLifecycleCallback, Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorEvents, MonitorStats,
     OnRemove, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_MDEVCTL_DEBOUNCE_MS, DEFAULT_RECEIVE_BUFFER,
     NDE_MONITOR_MAX_WORKERS, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS,
 };

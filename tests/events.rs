@@ -14,7 +14,8 @@ unsafe extern "C" fn count_free(p: *mut std::ffi::c_void) {
 }
 
 fn counted(c: &Arc<AtomicUsize>) -> EventData {
-    EventData::new(Arc::into_raw(c.clone()) as *mut _, Some(count_free))
+    // SAFETY: count_free releases the Arc made here, once.
+    unsafe { EventData::new(Arc::into_raw(c.clone()) as *mut _, Some(count_free)) }
 }
 
 #[test]

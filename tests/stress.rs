@@ -352,7 +352,8 @@ fn datum(ledger: &Arc<EvLedger>, generation: u8) -> (EventData, Arc<AtomicBool>)
     ledger.data_created.fetch_add(1, SeqCst);
     let freed = Arc::new(AtomicBool::new(false));
     let d = Box::new(Datum { ledger: ledger.clone(), freed: freed.clone(), generation });
-    (EventData::new(Box::into_raw(d) as *mut c_void, Some(free_datum)), freed)
+    // SAFETY: free_datum releases the Box made here, once.
+    (unsafe { EventData::new(Box::into_raw(d) as *mut c_void, Some(free_datum)) }, freed)
 }
 
 /// One registration, as its callback and the storm see it.

@@ -80,7 +80,8 @@ fn packed_events_come_back_whole() {
     let drops = Arc::new(AtomicUsize::new(0));
     for t in (0..nde_event_type::NDE_EVENT_LAST as i32).filter_map(nde_event_type::from_i32) {
         let events = [
-            Event::C(t, EventData::new(0xc0de as *mut std::ffi::c_void, None)),
+            // SAFETY: no free function: the pointer is never used.
+            Event::C(t, unsafe { EventData::new(0xc0de as *mut std::ffi::c_void, None) }),
             Event::Owned(t, Box::new(Box::new(Value(drops.clone())))),
             Event::Internal(t, Box::new(Box::new(42u64))),
         ];

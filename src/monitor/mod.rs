@@ -30,6 +30,7 @@ pub mod mdevctl;
 mod mdevctl_watch;
 #[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
 pub(crate) mod naming;
+mod raw_events;
 mod reader;
 mod settle;
 mod stats;
@@ -49,6 +50,7 @@ pub use config::*;
 pub use device::Device;
 pub use listeners::{ConcurrentLifecycleCallback, LifecycleCallback, OnRemove};
 pub use naming::DeviceKind;
+pub use raw_events::MonitorEvents;
 pub use stats::nde_monitor_stats;
 pub use stats::MonitorStats;
 pub use table::Lifecycle;
@@ -143,9 +145,15 @@ impl Monitor {
         Ok(Monitor { shared, events, threads: Mutex::new(Threads { reader: None, watcher: None }), builtin_id })
     }
 
-    /// The monitor's events object (borrowed: C drivers add raw handlers
-    /// there, which run after the built-in one that keeps the table).
-    pub fn events(&self) -> &Arc<Events> {
+    /// The monitor's event queue, as a view that registers raw handlers
+    /// (they run after the built-in one that keeps the table) but cannot
+    /// queue events (see [`MonitorEvents`]).
+    pub fn events(&self) -> MonitorEvents<'_> {
+        MonitorEvents::new(&self.events)
+    }
+
+    /// The events object itself, for the C API (`nde_monitor_get_events`).
+    pub(crate) fn events_arc(&self) -> &Arc<Events> {
         &self.events
     }
 
