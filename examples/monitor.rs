@@ -188,7 +188,7 @@ fn run(o: Options) -> Result<(), Error> {
 
     let result = (|| {
         match monitor.wait_initialized(None) {
-            Err(Error::NDE_ERR_STOPPED) if stopped.load(Ordering::SeqCst) => return Ok(()),
+            Err(Error::Stopped) if stopped.load(Ordering::SeqCst) => return Ok(()),
             other => other?,
         }
         // Live events from here on; the tree is a snapshot taken after the

@@ -31,7 +31,7 @@ use crate::registry::{CachedSnapshot, Registry};
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
 use crate::pool::{KeyStats, Packing, Pool, PoolLimits, PoolStats, WorkerHooks};
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::lock;
 
 pub use crate::owned::FreeFn;
@@ -262,7 +262,7 @@ struct Core {
 /// worker one at a time, in submission order. Blocking: `submit`,
 /// `schedule`, `register` and `shutdown_prepare` never wait; `wait_idle`,
 /// `shutdown_wait`, a handle's `deregister` and drop do, and return
-/// [`Error::NDE_ERR_WOULD_DEADLOCK`] (or defer) from a callback.
+/// [`Error::WouldDeadlock`] (or defer) from a callback.
 pub struct Events {
     core: Arc<Core>,
 }
@@ -317,11 +317,11 @@ impl Events {
     }
 
     /// New events object with `workers` worker threads (>= 1; 0 is
-    /// `NDE_ERR_INVALID`), all started now. See the module comment for what
+    /// [`Error::InvalidArgument`]), all started now. See the module comment for what
     /// runs in parallel.
     pub fn with_workers(name: &str, workers: usize) -> Result<Events, Error> {
         if workers == 0 {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let registry = Arc::new(Registry::new());
         let dispatch = Arc::clone(&registry);
@@ -437,7 +437,7 @@ impl Events {
     /// [`Events::submit_internal`] under `key`, as [`Events::submit_keyed`].
     pub(crate) fn submit_internal_keyed(&self, event_type: nde_event_type, key: u64, value: Box<dyn Any + Send>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         self.core.send(Event::Internal(event_type, Box::new(value)), key)
     }
@@ -453,7 +453,7 @@ impl Events {
     /// [`Events::submit_owned`] under `key`, as [`Events::submit_keyed`].
     pub(crate) fn submit_owned_keyed(&self, event_type: nde_event_type, key: u64, value: Box<dyn CData>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         self.core.send(Event::Owned(event_type, Box::new(value)), key)
     }
@@ -482,7 +482,7 @@ impl Events {
     /// consumed.
     pub fn submit_keyed(&self, event_type: nde_event_type, key: u64, data: EventData) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         self.core.send(Event::C(event_type, data), key)
     }
@@ -497,10 +497,10 @@ impl Events {
     /// cancels a pending timer.
     pub fn schedule(&self, event_type: nde_event_type, delay_ms: u32) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         if self.core.stopping.load(Ordering::SeqCst) {
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         // The timer thread submits the event: what the caller did so far
         // must still happen before its callbacks (for ThreadSanitizer).
@@ -514,8 +514,8 @@ impl Events {
     }
 
     /// Blocks until every submitted event was handled and its data freed
-    /// (`timeout` `None`: for ever). `NDE_ERR_TIMEOUT`;
-    /// `NDE_ERR_WOULD_DEADLOCK` from a callback.
+    /// (`timeout` `None`: for ever). [`Error::Timeout`];
+    /// [`Error::WouldDeadlock`] from a callback.
     pub fn wait_idle(&self, timeout: Option<Duration>) -> Result<(), Error> {
         self.core.pool.wait_idle(timeout)
     }
@@ -529,12 +529,12 @@ impl Events {
     }
 
     /// Phase two: prepare if needed, join the timer and the worker, discard
-    /// queued events (their data is freed). `NDE_ERR_TIMEOUT` when the
+    /// queued events (their data is freed). [`Error::Timeout`] when the
     /// current callback is still running after `timeout` (`None`: for
-    /// ever): safe to call again. From a callback: `NDE_ERR_WOULD_DEADLOCK`.
+    /// ever): safe to call again. From a callback: [`Error::WouldDeadlock`].
     pub fn shutdown_wait(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         self.shutdown_prepare();
         self.core.timers.cancel_and_join();

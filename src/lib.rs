@@ -17,7 +17,7 @@
 //! Every object owns its threads and joins them when dropped (from inside
 //! one of its own callbacks the release is deferred until that callback
 //! returns). Calls that would wait for the calling thread itself return
-//! [`Error::NDE_ERR_WOULD_DEADLOCK`] instead of hanging. Every `extern "C"`
+//! [`Error::WouldDeadlock`] instead of hanging. Every `extern "C"`
 //! item lives under [`ffi`]; `include/nodedev_events.h` is generated from it.
 //!
 //! # A pool
@@ -98,6 +98,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod debounce;
+mod error;
 mod events;
 mod monitor;
 mod owned;
@@ -122,7 +123,7 @@ pub use monitor::{
 };
 pub use pool::{Handler, KeyStats, Pool, PoolLimits, PoolStats, WorkerHook, WorkerHooks};
 pub use registration::Registration;
-pub use result::{nde_result, Error};
+pub use error::Error;
 
 /// Hooks for this crate's own tests (feature `test-hooks`, which the
 /// crate's dev-dependency on itself turns on); not part of the API.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nodedev_events::{EventData, EventType, Events};
-use nodedev_events::nde_result;
+use nodedev_events::Error;
 
 unsafe extern "C" fn count_free(p: *mut std::ffi::c_void) {
     // SAFETY: p is a leaked Arc<AtomicUsize> made below.
@@ -35,7 +35,7 @@ fn events_are_handled_in_order_and_data_freed_once() {
     assert_eq!(freed.load(Ordering::SeqCst), 1000);
     assert_eq!(
         ev.submit(EventType::NDE_EVENT_LAST, counted(&freed)),
-        Err(nde_result::NDE_ERR_INVALID)
+        Err(Error::InvalidArgument)
     );
     assert_eq!(freed.load(Ordering::SeqCst), 1001);
 }
@@ -66,7 +66,7 @@ fn shutdown_wait_discards_queued_events_and_frees_their_data() {
         std::thread::yield_now();
     }
     ev.shutdown_prepare();
-    assert_eq!(ev.shutdown_wait(Some(Duration::from_millis(10))), Err(nde_result::NDE_ERR_TIMEOUT));
+    assert_eq!(ev.shutdown_wait(Some(Duration::from_millis(10))), Err(Error::Timeout));
     drop(held);
     ev.shutdown_wait(None).unwrap();
     assert_eq!(freed.load(Ordering::SeqCst), 100);
@@ -99,7 +99,7 @@ fn userdata_is_released_once_on_drop() {
 fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     use std::sync::Condvar;
     use EventType::*;
-    assert_eq!(Events::with_workers("rust-zero", 0).err(), Some(nde_result::NDE_ERR_INVALID));
+    assert_eq!(Events::with_workers("rust-zero", 0).err(), Some(Error::InvalidArgument));
     let ev = Events::with_workers("rust-multi", 4).unwrap();
     assert_eq!(ev.workers(), 4);
 

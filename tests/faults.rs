@@ -27,7 +27,7 @@ use std::time::Duration;
 use nodedev_events::{EventData, EventType, Events};
 use nodedev_events::ffi::events::*;
 use nodedev_events::ffi::pool::*;
-use nodedev_events::nde_result::{self, *};
+use nodedev_events::ffi::nde_result::{self, *};
 use nodedev_events::ffi::pool::nde_pool_stats;
 use nodedev_events::{Pool, PoolLimits};
 use nodedev_events::test_hooks::fail_next_spawns;
@@ -209,9 +209,9 @@ fn pool_new_returns_null_and_leaves_no_thread_when_a_worker_cannot_start() {
             "flt-rust",
             Box::new(|_: u32| {}),
         );
-        assert_eq!(r.err(), Some(NDE_ERR_THREAD));
+        assert!(matches!(r.err(), Some(nodedev_events::Error::Thread(_))));
         fail_next_spawns("flt-rev", 1);
-        assert_eq!(Events::new("flt-rev").err(), Some(NDE_ERR_THREAD));
+        assert!(matches!(Events::new("flt-rev").err(), Some(nodedev_events::Error::Thread(_))));
         assert_eq!(opaque.load(SeqCst), 0, "no job ever ran");
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nodedev_events::EventType;
 use nodedev_events::{Lifecycle, Monitor, MonitorConfig, Registration, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
-use nodedev_events::nde_result::*;
+use nodedev_events::Error::*;
 use support::*;
 
 fn cfg(flags: u32) -> MonitorConfig {
@@ -21,16 +21,16 @@ fn cfg(flags: u32) -> MonitorConfig {
 
 #[test]
 fn states_and_waits_never_hang() {
-    assert_eq!(Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS)).err(), Some(NDE_ERR_INVALID));
-    assert_eq!(Monitor::new(MonitorConfig { flags: 1 << 9, ..cfg(0) }).err(), Some(NDE_ERR_INVALID));
+    assert_eq!(Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS)).err(), Some(InvalidArgument));
+    assert_eq!(Monitor::new(MonitorConfig { flags: 1 << 9, ..cfg(0) }).err(), Some(InvalidArgument));
     let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
     // Not started: a timeout, never a hang; settle has nothing to wait for.
-    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Err(NDE_ERR_TIMEOUT));
-    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(20))), Err(NDE_ERR_TIMEOUT));
+    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Err(Timeout));
+    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(20))), Err(Timeout));
     assert_eq!(mon.settle(Some(Duration::from_millis(0))), Ok(()));
     assert_eq!(mon.device_count(), 0);
     mon.start().unwrap();
-    assert_eq!(mon.start(), Err(NDE_ERR_INVALID));
+    assert_eq!(mon.start(), Err(InvalidArgument));
     mon.wait_initialized(None).unwrap();
     mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert!(mon.device_count() >= 1);
@@ -55,8 +55,8 @@ fn states_and_waits_never_hang() {
     assert_eq!(seen, 1, "a non-zero return stops foreach");
     mon.stop(Some(Duration::from_secs(10))).unwrap();
     mon.stop(Some(Duration::from_secs(10))).unwrap(); // idempotent
-    assert_eq!(mon.start(), Err(NDE_ERR_STOPPED));
-    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(NDE_ERR_STOPPED));
+    assert_eq!(mon.start(), Err(Stopped));
+    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(Stopped));
     assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()));
     drop(mon);
     // References outlive the monitor.
@@ -65,7 +65,7 @@ fn states_and_waits_never_hang() {
     // Stopped before INIT ran: wait_initialized says STOPPED at once.
     let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
     mon.stop(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(mon.wait_initialized(None), Err(NDE_ERR_STOPPED));
+    assert_eq!(mon.wait_initialized(None), Err(Stopped));
 }
 
 #[test]

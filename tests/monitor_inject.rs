@@ -481,7 +481,7 @@ fn stop_with_queued_events_releases_everything() {
     let st = mon.stats();
     println!("stop with a backlog: returned after {:?}; {st:?}; callbacks run {}", t.elapsed(), calls.lock().unwrap());
     assert_eq!(st.submitted, st.handled, "every queued udev_device released: {st:?}");
-    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(nodedev_events::nde_result::NDE_ERR_STOPPED));
+    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(nodedev_events::Error::Stopped));
     assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()));
 }
 

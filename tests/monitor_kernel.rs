@@ -214,7 +214,7 @@ fn long_enumeration_and_stop_during_it() {
             t.elapsed(),
             mon.device_count()
         );
-        assert!(matches!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()) | Err(nodedev_events::nde_result::NDE_ERR_STOPPED)));
+        assert!(matches!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()) | Err(nodedev_events::Error::Stopped)));
         let st = mon.stats();
         assert_eq!(st.submitted, st.handled);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nodedev_events::nde_result;
+use nodedev_events::Error;
 use nodedev_events::{Pool, PoolLimits};
 
 /// A job that counts how often it is released.
@@ -51,7 +51,7 @@ fn refused_and_discarded_jobs_are_released_once() {
     }
     pool.stop();
     let (err, job) = pool.send(0, Counted { seq: 999, drops: drops.clone() }).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    assert_eq!(err, Error::Stopped);
     drop(job);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     drop(held);
@@ -130,7 +130,7 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
     }
     assert_eq!(
         *results.lock().unwrap(),
-        vec![nde_result::NDE_ERR_WOULD_DEADLOCK, nde_result::NDE_ERR_WOULD_DEADLOCK]
+        vec![Error::WouldDeadlock, Error::WouldDeadlock]
     );
 }
 
@@ -138,14 +138,14 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
 fn thread_creation_failure_is_reported_and_nothing_leaks() {
     nodedev_events::test_hooks::fail_next_spawns("fails-to-start", 1);
     let r = Pool::new(limits(2, 2, 0), "fails-to-start", Box::new(|_j: Counted| {}));
-    assert_eq!(r.err(), Some(nde_result::NDE_ERR_THREAD));
+    assert!(matches!(r.err(), Some(Error::Thread(_))));
 
     // A pool with no worker yet refuses a job it cannot start a worker for.
     let pool = Pool::new(limits(0, 1, 0), "lazy-fails", Box::new(|_j: Counted| {})).unwrap();
     nodedev_events::test_hooks::fail_next_spawns("lazy-fails", 1);
     let drops = Arc::new(AtomicUsize::new(0));
     let (err, job) = pool.send(0, Counted { seq: 0, drops: drops.clone() }).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_THREAD);
+    assert!(matches!(err, Error::Thread(_)));
     drop(job);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     assert!(pool.send(0, Counted { seq: 1, drops: drops.clone() }).is_ok());
@@ -156,7 +156,7 @@ fn thread_creation_failure_is_reported_and_nothing_leaks() {
 #[test]
 fn max_zero_is_invalid() {
     let r = Pool::new(limits(0, 0, 0), "zero", Box::new(|_j: Counted| {}));
-    assert_eq!(r.err(), Some(nde_result::NDE_ERR_INVALID));
+    assert_eq!(r.err(), Some(Error::InvalidArgument));
 }
 
 /// Issue 12 item 2: a lone worker takes jobs 1..10 from the intake as one

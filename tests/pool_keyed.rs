@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use nodedev_events::nde_result;
+use nodedev_events::Error;
 use nodedev_events::{Pool, PoolLimits};
 
 fn limits(min: usize, max: usize, prio: usize) -> PoolLimits {
@@ -257,7 +257,7 @@ fn a_busy_key_holds_no_worker_while_other_keys_wait() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(pool.queue_depth(), 4, "key 1's four later jobs wait behind it");
-    assert_eq!(pool.wait_idle(Some(Duration::from_millis(20))), Err(nde_result::NDE_ERR_TIMEOUT));
+    assert_eq!(pool.wait_idle(Some(Duration::from_millis(20))), Err(Error::Timeout));
     let ks = pool.key_stats();
     // Key 1 had 4 waiting; keys 2-4 may have had more while the burst came.
     assert!(ks.key_backlog_high_water >= 4);
@@ -303,10 +303,10 @@ fn discard_path(finish: impl FnOnce(Pool<Counted>)) {
     sent += 3;
     pool.stop();
     let (err, refused) = pool.send_keyed(7, 0, job(500)).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    assert_eq!(err, Error::Stopped);
     drop(refused);
     let (err, refused) = pool.send_barrier(job(501)).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    assert_eq!(err, Error::Stopped);
     drop(refused);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
     drop(held);
@@ -320,7 +320,7 @@ fn discard_path(finish: impl FnOnce(Pool<Counted>)) {
 #[test]
 fn stop_then_drain_releases_keyed_backlogs_barriers_and_held_jobs_once() {
     discard_path(|pool| {
-        assert_eq!(pool.wait_idle(None), Err(nde_result::NDE_ERR_STOPPED));
+        assert_eq!(pool.wait_idle(None), Err(Error::Stopped));
         pool.drain().unwrap();
         let st = pool.stats();
         assert_eq!(st.completed + st.discarded, st.submitted);

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use nodedev_events::{EventData, EventType, Events, Registration};
-use nodedev_events::nde_result;
+use nodedev_events::Error;
 use nodedev_events::{Pool, PoolLimits};
 
 const THREADS: usize = 4;
@@ -141,7 +141,7 @@ fn pool_handler(book: Arc<PoolBook>) -> Box<dyn Fn(Job) + Send + Sync> {
                 if let Some(pool) = book.me.get().and_then(Weak::upgrade) {
                     let child = Job::new(&job.ledger, 0, job.generation + 1);
                     if let Err((e, child)) = pool.send(0, child) {
-                        assert_eq!(e, nde_result::NDE_ERR_STOPPED);
+                        assert_eq!(e, Error::Stopped);
                         book.refused.fetch_add(1, SeqCst);
                         drop(child);
                     }
@@ -151,8 +151,8 @@ fn pool_handler(book: Arc<PoolBook>) -> Box<dyn Fn(Job) + Send + Sync> {
                 if let Some(pool) = book.me.get().and_then(Weak::upgrade) {
                     let d = pool.drain();
                     let w = pool.wait_idle(None);
-                    if d != Err(nde_result::NDE_ERR_WOULD_DEADLOCK)
-                        || w != Err(nde_result::NDE_ERR_WOULD_DEADLOCK)
+                    if d != Err(Error::WouldDeadlock)
+                        || w != Err(Error::WouldDeadlock)
                         || !pool.on_worker()
                     {
                         book.bad_joins.fetch_add(1, SeqCst);
@@ -226,7 +226,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                                 let prio = if rng.chance(4) { 1 + rng.below(3) as u32 } else { 0 };
                                 if let Err((e, job)) = pool.send(prio, Job::new(ledger, action, 0)) {
                                     assert!(
-                                        e == nde_result::NDE_ERR_STOPPED,
+                                        e == Error::Stopped,
                                         "send refused with {e:?}"
                                     );
                                     obj.book.refused.fetch_add(1, SeqCst);
@@ -240,8 +240,8 @@ fn pool_storm_releases_every_job_exactly_once() {
                                 matches!(
                                     r,
                                     Ok(())
-                                        | Err(nde_result::NDE_ERR_TIMEOUT)
-                                        | Err(nde_result::NDE_ERR_STOPPED)
+                                        | Err(Error::Timeout)
+                                        | Err(Error::Stopped)
                                 ),
                                 "wait_idle gave {r:?}"
                             );
@@ -261,7 +261,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                             assert!(
                                 matches!(
                                     r,
-                                    Ok(()) | Err(nde_result::NDE_ERR_INVALID) | Err(nde_result::NDE_ERR_STOPPED)
+                                    Ok(()) | Err(Error::InvalidArgument) | Err(Error::Stopped)
                                 ),
                                 "set_parameters gave {r:?}"
                             );
@@ -274,7 +274,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                         960..=979 => {
                             let r = if rng.chance(2) { pool.drain() } else { pool.drain_timeout(Some(Duration::from_millis(rng.below(3)))) };
                             assert!(
-                                matches!(r, Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT)),
+                                matches!(r, Ok(()) | Err(Error::Timeout)),
                                 "drain gave {r:?}"
                             );
                         }
@@ -398,7 +398,7 @@ impl EvObj {
 
     /// Registers a callback that counts, checks it is not called after its
     /// deregistration, and now and then acts from inside.
-    fn register(&self, filter: Option<EventType>, seed: u64) -> Result<(), nde_result> {
+    fn register(&self, filter: Option<EventType>, seed: u64) -> Result<(), Error> {
         let reg = Arc::new(Reg { handle: Mutex::new(None), deregistered: AtomicBool::new(false) });
         let (r2, me, ledger) = (reg.clone(), self.me.get().unwrap().clone(), self.ledger.clone());
         let mut rng = Rng::new(seed);
@@ -439,8 +439,8 @@ impl EvObj {
                 17 => {
                     let w = obj.ev.wait_idle(None);
                     let s = obj.ev.shutdown_wait(None);
-                    assert_eq!(w, Err(nde_result::NDE_ERR_WOULD_DEADLOCK));
-                    assert_eq!(s, Err(nde_result::NDE_ERR_WOULD_DEADLOCK));
+                    assert_eq!(w, Err(Error::WouldDeadlock));
+                    assert_eq!(s, Err(Error::WouldDeadlock));
                 }
                 18 => obj.ev.shutdown_prepare(),
                 _ => {}
@@ -497,7 +497,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                                 match ev.submit(t, d) {
                                     Ok(()) => {}
                                     Err(e) => {
-                                        assert_eq!(e, nde_result::NDE_ERR_STOPPED);
+                                        assert_eq!(e, Error::Stopped);
                                         assert!(freed.load(SeqCst), "refused data not freed before return");
                                     }
                                 }
@@ -523,7 +523,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                                     match handle.deregister() {
                                         // Not running now, never again.
                                         Ok(()) => reg.deregistered.store(true, SeqCst),
-                                        Err(e) => assert_eq!(e, nde_result::NDE_ERR_NOT_FOUND),
+                                        Err(e) => assert_eq!(e, Error::NotFound),
                                     }
                                 }
                             }
@@ -532,7 +532,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                             let t = TYPES[rng.below(6) as usize];
                             let r = ev.schedule(t, rng.below(3) as u32);
                             assert!(
-                                matches!(r, Ok(()) | Err(nde_result::NDE_ERR_STOPPED)),
+                                matches!(r, Ok(()) | Err(Error::Stopped)),
                                 "schedule gave {r:?}"
                             );
                         }
@@ -541,7 +541,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                             assert!(
                                 matches!(
                                     r,
-                                    Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT) | Err(nde_result::NDE_ERR_STOPPED)
+                                    Ok(()) | Err(Error::Timeout) | Err(Error::Stopped)
                                 ),
                                 "wait_idle gave {r:?}"
                             );
@@ -559,7 +559,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                         960..=974 => ev.shutdown_prepare(),
                         975..=989 => {
                             let r = ev.shutdown_wait(rng.below(3).checked_sub(1).map(Duration::from_millis));
-                            assert!(matches!(r, Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT)), "shutdown_wait gave {r:?}");
+                            assert!(matches!(r, Ok(()) | Err(Error::Timeout)), "shutdown_wait gave {r:?}");
                         }
                         _ => {
                             let fresh = EvObj::new(ledger, serial.fetch_add(1, SeqCst));

@@ -1,11 +1,11 @@
 //! The events layer's internal payloads (crate-private API, so tested
 //! here rather than in tests/events.rs).
 
+use crate::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{nde_event_type, Delivery, EventData, Events};
-use crate::result::nde_result;
 
 /// Internal events carry a Rust value that only internal handlers receive;
 /// a C-visible event with NULL data stays a C event for everyone (issue 13
@@ -55,7 +55,7 @@ fn internal_payloads_reach_only_internal_handlers_in_order() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     ev.shutdown_prepare();
     let refused = ev.submit_internal(NDE_EVENT_UDEV_ADD, Box::new(Batch(vec![3], dropped.clone())));
-    assert_eq!(refused, Err(nde_result::NDE_ERR_STOPPED));
+    assert_eq!(refused, Err(Error::Stopped));
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
 }
 

@@ -14,7 +14,7 @@
 
 use std::ffi::{c_int, c_void};
 
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 
 /// Runs `$body`; a panic inside it returns `$on_panic` instead.
 macro_rules! ffi_guard {
@@ -42,6 +42,7 @@ macro_rules! ffi_status {
 }
 
 pub use crate::events::NDE_EVENT_ANY;
+pub use crate::result::nde_result;
 
 pub mod api_table;
 pub mod common;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::device::Device;
 use super::table::Lifecycle;
 use crate::registry::Registry;
-use crate::result::Error;
+use crate::error::Error;
 use crate::sync::lock;
 
 pub use crate::registry::OnRemove;

@@ -57,7 +57,7 @@ pub use table::Lifecycle;
 
 use crate::events::Events;
 use crate::registration::Registration;
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::{lock, wait_until};
 use crate::timeout::deadline;
 use handler::{RunState, Shared};
@@ -94,7 +94,7 @@ struct Threads {
 /// order per device (one worker: one at a time, in udev order). Blocking: `new`, `start`, the lookups and
 /// `snapshot` never wait for callbacks; `wait_initialized`, `settle` and
 /// `stop` do (bounded by their timeout) and return
-/// [`Error::NDE_ERR_WOULD_DEADLOCK`] from a callback instead.
+/// [`Error::WouldDeadlock`] from a callback instead.
 pub struct Monitor {
     shared: Arc<Shared>,
     events: Arc<Events>,
@@ -104,18 +104,18 @@ pub struct Monitor {
 
 impl Monitor {
     /// A monitor that is not started yet (starts the events worker; the
-    /// reader starts with [`Monitor::start`]). `NDE_ERR_INVALID` for
-    /// unknown flags or both groups forced, `NDE_ERR_THREAD` when a thread
+    /// reader starts with [`Monitor::start`]). [`Error::InvalidArgument`] for
+    /// unknown flags or both groups forced, [`Error::Thread`] when a thread
     /// cannot be created.
     pub fn new(cfg: MonitorConfig) -> Result<Monitor, Error> {
         let known = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL;
         let both = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS;
         if cfg.flags & both == both || cfg.flags & !known != 0 {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let workers = cfg.workers.max(1);
         if workers > NDE_MONITOR_MAX_WORKERS {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let events = Arc::new(Events::with_workers(&format!("{}-ev", cfg.name), workers)?);
         let limits = QueueLimits { events: cfg.max_queued_events.max(1) as u64, bytes: cfg.max_queued_bytes.max(1) as u64 };
@@ -230,18 +230,18 @@ impl Monitor {
 
     /// Opens the netlink monitor, **then** queues INIT (enumeration), then
     /// starts the reader and the mdevctl watch; returns at once. Every
-    /// error path releases what it opened. `NDE_ERR_INVALID` when already
-    /// started, `NDE_ERR_STOPPED` after stop, `NDE_ERR_OS` when the socket
-    /// cannot be opened, `NDE_ERR_THREAD`.
+    /// error path releases what it opened. [`Error::InvalidArgument`] when already
+    /// started, [`Error::Stopped`] after stop, [`Error::Os`] when the socket
+    /// cannot be opened, [`Error::Thread`].
     pub fn start(&self) -> Result<(), Error> {
         let sh = &self.shared;
         {
             let mut r = lock(&sh.run);
             if r.stopped {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                return Err(Error::Stopped);
             }
             if r.started {
-                return Err(nde_result::NDE_ERR_INVALID);
+                return Err(Error::InvalidArgument);
             }
             r.started = true;
         }
@@ -289,8 +289,8 @@ impl Monitor {
     }
 
     /// Blocks until the initial inventory was handled (`timeout` `None`:
-    /// for ever). `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED` (stopped, or start
-    /// failed, first), `NDE_ERR_WOULD_DEADLOCK` from a callback before
+    /// for ever). [`Error::Timeout`], [`Error::Stopped`] (stopped, or start
+    /// failed, first), [`Error::WouldDeadlock`] from a callback before
     /// initialization.
     pub fn wait_initialized(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let on_worker = self.events.on_worker();
@@ -301,14 +301,14 @@ impl Monitor {
                 return Ok(());
             }
             if on_worker {
-                return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+                return Err(Error::WouldDeadlock);
             }
             if r.stopped {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                return Err(Error::Stopped);
             }
             let (g, timed_out) = wait_until(&self.shared.run_cv, r, deadline);
             if timed_out {
-                return Err(nde_result::NDE_ERR_TIMEOUT);
+                return Err(Error::Timeout);
             }
             r = g;
         }
@@ -316,17 +316,17 @@ impl Monitor {
 
     /// Blocks until every uevent the socket had received when the call
     /// began has been handled and its callbacks returned (`timeout` `None`:
-    /// for ever). `Ok` at once before start; `NDE_ERR_STOPPED` after stop
-    /// or once the events object was shut down; `NDE_ERR_TIMEOUT`;
-    /// `NDE_ERR_WOULD_DEADLOCK` from a callback.
+    /// for ever). `Ok` at once before start; [`Error::Stopped`] after stop
+    /// or once the events object was shut down; [`Error::Timeout`];
+    /// [`Error::WouldDeadlock`] from a callback.
     pub fn settle(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.events.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         let started = {
             let r = lock(&self.shared.run);
             if r.stopped {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                return Err(Error::Stopped);
             }
             r.started
         };
@@ -365,11 +365,11 @@ impl Monitor {
     /// the worker, discards queued events (every `udev_device` reference is
     /// released). A long enumeration or mdevctl run is cut short. Blocks
     /// until a running callback returns (`timeout` `None`: for ever);
-    /// `NDE_ERR_TIMEOUT` when it is still running (safe to call again);
-    /// from a callback: `NDE_ERR_WOULD_DEADLOCK`. The table stays readable.
+    /// [`Error::Timeout`] when it is still running (safe to call again);
+    /// from a callback: [`Error::WouldDeadlock`]. The table stays readable.
     pub fn stop(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.events.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         self.shared.stopping.store(true, Ordering::SeqCst);
         {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::events::{nde_event_type, Callback, ConcurrentCallback, Events, OnRemove};
 use crate::pool::{KeyStats, PoolStats};
 use crate::registration::Registration;
-use crate::result::Error;
+use crate::error::Error;
 
 /// The monitor's raw event queue, borrowed from [`crate::Monitor::events`]:
 /// handlers registered here see every udev event (data: the

@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 use super::{JobQueue, Packing, Pool, Shared, State, WorkerKind};
 use crate::sync::model::lock;
 use crate::tsan;
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 
 /// Counters of key and barrier contention, safe to read at any time.
 #[repr(C)]
@@ -474,7 +474,7 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
     fn admit(self: &std::sync::Arc<Self>, st: &mut State<T>, ready: usize) -> Result<(), Error> {
         if st.quit {
             st.stats.rejected += 1;
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         if st.queue.len() + ready > st.free_workers && st.workers < st.limits.max_workers {
             if let Err(e) = Shared::start_worker(self, st, WorkerKind::Ordinary) {

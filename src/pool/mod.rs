@@ -28,7 +28,7 @@ use std::num::NonZeroU8;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::model::{fence, lock, wait_until, AtomicBool, AtomicUsize, Condvar, Mutex, Thread};
 use crate::sync::CachePadded;
 use crate::tsan;
@@ -219,8 +219,8 @@ impl<T> State<T> {
 
 impl<T: Send + 'static> Pool<T> {
     /// Creates a pool; `min_workers > max_workers` is clamped to
-    /// `max_workers` as libvirt does. Fails with `NDE_ERR_INVALID` when
-    /// `max_workers` is 0 and `NDE_ERR_THREAD` when a thread cannot start.
+    /// `max_workers` as libvirt does. Fails with [`Error::InvalidArgument`] when
+    /// `max_workers` is 0 and [`Error::Thread`] when a thread cannot start.
     pub fn new(limits: PoolLimits, name: &str, handler: Handler<T>) -> Result<Pool<T>, Error> {
         Self::with_hooks(limits, name, handler, WorkerHooks::default())
     }
@@ -238,7 +238,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     /// by `P` (see [`Packing`]).
     pub(crate) fn with_packing(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T, P>, Error> {
         if limits.max_workers == 0 {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let limits = PoolLimits {
             min_workers: limits.min_workers.min(limits.max_workers),
@@ -345,7 +345,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
         let mut st = lock(&shared.state);
         if st.quit {
             st.stats.rejected += 1;
-            return Err((nde_result::NDE_ERR_STOPPED, job));
+            return Err((Error::Stopped, job));
         }
         // Jobs that came through the intake were accepted earlier.
         shared.absorb_intake(&mut st);
@@ -394,17 +394,17 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     }
 
     /// Stops, joins every worker and discards the queued jobs (dropping them
-    /// frees their data). `NDE_ERR_WOULD_DEADLOCK` from one of its workers.
+    /// frees their data). [`Error::WouldDeadlock`] from one of its workers.
     pub fn drain(&self) -> Result<(), Error> {
         self.drain_timeout(None)
     }
 
     /// `drain`, waiting at most `timeout` (`None`: for ever) for the running
-    /// jobs to return. On `NDE_ERR_TIMEOUT` the pool is stopped, nothing was
+    /// jobs to return. On [`Error::Timeout`] the pool is stopped, nothing was
     /// discarded, and the call can be made again.
     pub fn drain_timeout(&self, timeout: Option<std::time::Duration>) -> Result<(), Error> {
         if self.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         let deadline = crate::timeout::deadline(timeout);
         let shared = &self.shared;
@@ -416,7 +416,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
                 st = g;
                 if timed_out && st.alive() > 0 {
                     tsan::acquire(shared.sync_addr());
-                    return Err(nde_result::NDE_ERR_TIMEOUT);
+                    return Err(Error::Timeout);
                 }
             }
             shared.absorb_intake(&mut st);
@@ -439,7 +439,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     /// function) has finished. `timeout` `None` waits for ever.
     pub fn wait_idle(&self, timeout: Option<std::time::Duration>) -> Result<(), Error> {
         if self.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         let deadline = crate::timeout::deadline(timeout);
         let intake = &self.shared.intake;
@@ -450,12 +450,12 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
                 break Ok(());
             }
             if st.quit && queued && st.running == 0 {
-                break Err(nde_result::NDE_ERR_STOPPED);
+                break Err(Error::Stopped);
             }
             let (g, timed_out) = wait_until(&self.shared.progress, st, deadline);
             st = g;
             if timed_out {
-                break Err(nde_result::NDE_ERR_TIMEOUT);
+                break Err(Error::Timeout);
             }
         };
         // Every job that finished happens before wait_idle returns.
@@ -469,7 +469,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
         let shared = &self.shared;
         let mut st = lock(&shared.state);
         if st.quit {
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         let pick = |v: i64, cur: usize| if v < 0 { cur } else { v as usize };
         let new = PoolLimits {
@@ -478,7 +478,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
             prio_workers: pick(prio, st.limits.prio_workers),
         };
         if new.max_workers == 0 || new.min_workers > new.max_workers {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         st.limits = new;
         shared.update_fast_path(&st);
