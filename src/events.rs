@@ -23,16 +23,16 @@ use std::ffi::c_void;
 use std::mem::ManuallyDrop;
 use std::num::NonZeroU8;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::closure_slot;
 use crate::registration::Registration;
 use crate::registry::{CachedSnapshot, Registry};
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
-use crate::pool::{KeyStats, Packing, Pool, PoolLimits, PoolStats, WorkerHooks};
+use crate::pool::{JobPool, KeyStats, Packing, PoolLimits, PoolStats, WorkerHooks};
 use crate::error::Error;
-use crate::sync::lock;
 
 pub use crate::owned::FreeFn;
 pub use crate::registry::OnRemove;
@@ -41,6 +41,7 @@ pub use crate::registry::OnRemove;
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum nde_event_type {
     /// Initial enumeration; data: the `struct udev *` (monitor).
     NDE_EVENT_INIT = 0,
@@ -79,11 +80,6 @@ impl nde_event_type {
 
 /// Data carried by one event; its free function runs exactly once.
 pub type EventData = OwnedData;
-
-/// A Rust callback: receives the event type and the raw data pointer. It
-/// runs one call at a time, also with several workers (then it serialises
-/// the events it receives; see [`ConcurrentCallback`]).
-pub type Callback = Box<dyn FnMut(nde_event_type, *mut c_void) + Send>;
 
 /// A Rust callback that may run on several workers at the same time (for
 /// events of different keys; see [`Events::register_concurrent`]).
@@ -243,7 +239,7 @@ thread_local! {
 struct Core {
     // Field order is drop order: timers stop before the worker is drained.
     timers: Debouncer,
-    pool: Pool<Event, EventPacking>,
+    pool: JobPool<Event, EventPacking>,
     registry: Arc<Registry<RegistryCallback, Filter>>,
     stopping: AtomicBool,
     /// Worker count; with 1 keys are ignored (every event is in order).
@@ -325,7 +321,7 @@ impl Events {
         }
         let registry = Arc::new(Registry::new());
         let dispatch = Arc::clone(&registry);
-        let pool = Pool::with_packing(
+        let pool = JobPool::with_packing(
             PoolLimits { min_workers: workers, max_workers: workers, prio_workers: 0 },
             name,
             Box::new(move |ev: Event| ev.dispatch(&dispatch)),
@@ -356,15 +352,34 @@ impl Events {
     /// (with several workers it is called under a lock, so it serialises
     /// the events it receives; see [`Events::register_concurrent`]); never
     /// blocks. It stays registered while the returned handle lives (see
-    /// [`Registration`]); `on_remove` runs exactly once when it is released
-    /// (also before this returns, if it fails).
+    /// [`Registration`]); the closure is dropped exactly once when it is
+    /// released (its `Drop` is the place to release what it holds).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use nodedev_events::{EventData, EventType, Events};
+    ///
+    /// let events = Events::new("doc-register")?;
+    /// let (seen, rx) = mpsc::channel();
+    /// let handle = events.register(Some(EventType::NDE_EVENT_UDEV_ADD), move |t, _data| seen.send(t).unwrap())?;
+    /// events.submit(EventType::NDE_EVENT_UDEV_ADD, EventData::none())?;
+    /// events.submit(EventType::NDE_EVENT_UDEV_REMOVE, EventData::none())?; // not for this callback
+    /// events.wait_idle(None)?;
+    /// handle.deregister()?; // the closure (and `seen`) is dropped here
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [EventType::NDE_EVENT_UDEV_ADD]);
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
     pub fn register(
         &self,
         event_type: Option<nde_event_type>,
-        cb: Callback,
-        on_remove: Option<OnRemove>,
+        cb: impl FnMut(nde_event_type, *mut c_void) + Send + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_id(event_type, cb, on_remove)?;
+        // Called one at a time under the slot's lock (as `register_id`
+        // does for C callbacks); released by the registry's on_remove.
+        let slot = closure_slot::Exclusive::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |t, data| slot.with(|cb| cb(t, data)));
+        let id = self.register_concurrent_id(event_type, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -373,10 +388,12 @@ impl Events {
     pub fn register_concurrent(
         &self,
         event_type: Option<nde_event_type>,
-        cb: ConcurrentCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl Fn(nde_event_type, *mut c_void) + Send + Sync + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_concurrent_id(event_type, cb, on_remove)?;
+        let slot = closure_slot::Shared::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |t, data| slot.with(|cb| cb(t, data)));
+        let id = self.register_concurrent_id(event_type, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -387,12 +404,6 @@ impl Events {
             Some(core) => core.registry.deregister(id, core.pool.on_worker()),
             None => Ok(()), // the object is gone and released every callback
         })
-    }
-
-    /// [`Events::register`] by id.
-    pub(crate) fn register_id(&self, event_type: Option<nde_event_type>, cb: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
-        let cb = Mutex::new(cb);
-        self.register_concurrent_id(event_type, Box::new(move |t, data| (lock(&cb))(t, data)), on_remove)
     }
 
     /// [`Events::register_concurrent`] for the C API: the callback's id.
@@ -493,9 +504,28 @@ impl Events {
     }
 
     /// Debounce: (re)arms the one-shot timer of `event_type`; when it fires,
-    /// `(event_type, NULL)` is submitted. `delay_ms == 0` submits now and
+    /// `(event_type, NULL)` is submitted. A zero `delay` submits now and
     /// cancels a pending timer.
-    pub fn schedule(&self, event_type: nde_event_type, delay_ms: u32) -> Result<(), Error> {
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use nodedev_events::{EventType, Events};
+    ///
+    /// let events = Events::new("doc-schedule")?;
+    /// let fired = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&fired);
+    /// let _cb = events.register(None, move |_t, _data| { count.fetch_add(1, Ordering::SeqCst); })?;
+    /// for _ in 0..5 {
+    ///     events.schedule(EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, Duration::from_secs(60))?;
+    /// }
+    /// events.schedule(EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, Duration::ZERO)?; // now, once
+    /// events.wait_idle(None)?;
+    /// assert_eq!(fired.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
+    pub fn schedule(&self, event_type: nde_event_type, delay: Duration) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
             return Err(Error::InvalidArgument);
         }
@@ -506,11 +536,11 @@ impl Events {
         // must still happen before its callbacks (for ThreadSanitizer).
         self.core.pool.announce_handoff();
         let slot = event_type as usize;
-        if delay_ms == 0 {
+        if delay.is_zero() {
             self.core.timers.disarm(slot);
             return self.core.submit(event_type, EventData::none());
         }
-        self.core.timers.arm(slot, Duration::from_millis(delay_ms as u64))
+        self.core.timers.arm(slot, delay)
     }
 
     /// Blocks until every submitted event was handled and its data freed
@@ -576,6 +606,16 @@ impl Events {
     /// True when called from one of this object's worker threads.
     pub fn on_worker(&self) -> bool {
         self.core.pool.on_worker()
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("workers", &self.workers())
+            .field("queue_depth", &self.queue_depth())
+            .field("stopping", &self.is_stopping())
+            .finish()
     }
 }
 

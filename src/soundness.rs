@@ -66,5 +66,5 @@
 //! ```
 //! use nodedev_events::{EventType, Monitor, MonitorConfig};
 //! let monitor = Monitor::new(MonitorConfig::default()).unwrap();
-//! let _raw = monitor.events().register(Some(EventType::NDE_EVENT_UDEV_ADD), Box::new(|_t, _data| {}), None).unwrap();
+//! let _raw = monitor.events().register(Some(EventType::NDE_EVENT_UDEV_ADD), |_t, _data| {}).unwrap();
 //! ```

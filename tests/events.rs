@@ -23,7 +23,7 @@ fn events_are_handled_in_order_and_data_freed_once() {
     let ev = Events::new("rust-order").unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    ev.register(None, Box::new(move |t, _| s2.lock().unwrap().push(t)), None).unwrap().forget();
+    ev.register(None, move |t, _| s2.lock().unwrap().push(t)).unwrap().forget();
     let freed = Arc::new(AtomicUsize::new(0));
     let types = [EventType::NDE_EVENT_UDEV_ADD, EventType::NDE_EVENT_UDEV_REMOVE];
     for i in 0..1000 {
@@ -50,12 +50,10 @@ fn shutdown_wait_discards_queued_events_and_frees_their_data() {
     let e2 = entered.clone();
     ev.register(
         None,
-        Box::new(move |_, _| {
+        move |_, _| {
             e2.fetch_add(1, Ordering::SeqCst);
             drop(g2.lock().unwrap())
-        }),
-        None,
-    )
+        })
     .unwrap()
     .forget();
     let freed = Arc::new(AtomicUsize::new(0));
@@ -75,15 +73,18 @@ fn shutdown_wait_discards_queued_events_and_frees_their_data() {
 }
 
 #[test]
-fn userdata_is_released_once_on_drop() {
+fn the_closure_is_released_once_on_drop() {
     let released = Arc::new(AtomicUsize::new(0));
     {
         let ev = Events::new("rust-release").unwrap();
         for _ in 0..3 {
             let r = released.clone();
-            ev.register(None, Box::new(|_, _| {}), Some(Box::new(move || {
+            let guard = OnDrop(move || {
                 r.fetch_add(1, Ordering::SeqCst);
-            })))
+            });
+            ev.register(None, move |_, _| {
+                let _released_with_the_closure = &guard;
+            })
             .unwrap()
             .forget();
         }
@@ -110,15 +111,13 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let fnmut = ev
         .register(
             Some(NDE_EVENT_UDEV_ADD),
-            Box::new(move |_, _| {
+            move |_, _| {
                 if i2.fetch_add(1, Ordering::SeqCst) != 0 {
                     o2.fetch_add(1, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_micros(200));
                 i2.fetch_sub(1, Ordering::SeqCst);
-            }),
-            None,
-        )
+            })
         .unwrap();
     for key in 1..=40u64 {
         ev.submit_keyed(NDE_EVENT_UDEV_ADD, key, EventData::none()).unwrap();
@@ -134,16 +133,14 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let _concurrent = ev
         .register_concurrent(
             Some(NDE_EVENT_UDEV_CHANGE),
-            Box::new(move |_, _| {
+            move |_, _| {
                 let (lock, cv) = &*m2;
                 let mut n = lock.lock().unwrap();
                 *n += 1;
                 cv.notify_all();
                 let (n, _) = cv.wait_timeout_while(n, Duration::from_secs(30), |n| *n < 2).unwrap();
                 assert!(*n >= 2, "the two keys never ran at the same time");
-            }),
-            None,
-        )
+            })
         .unwrap();
     ev.submit_keyed(NDE_EVENT_UDEV_CHANGE, 1, EventData::none()).unwrap();
     ev.submit_keyed(NDE_EVENT_UDEV_CHANGE, 2, EventData::none()).unwrap();
@@ -151,7 +148,7 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let after = Arc::new(AtomicUsize::new(usize::MAX));
     let (a2, m3) = (after.clone(), met.clone());
     let _barrier = ev
-        .register(Some(NDE_EVENT_INIT), Box::new(move |_, _| a2.store(*m3.0.lock().unwrap(), Ordering::SeqCst)), None)
+        .register(Some(NDE_EVENT_INIT), move |_, _| a2.store(*m3.0.lock().unwrap(), Ordering::SeqCst))
         .unwrap();
     ev.submit_keyed(NDE_EVENT_INIT, 7, EventData::none()).unwrap();
     ev.wait_idle(None).unwrap();
@@ -160,4 +157,13 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let ks = ev.key_stats();
     assert_eq!(ks.keyed_submitted, 42);
     assert_eq!(ks.barriers_submitted, 1);
+}
+
+/// Runs its function when dropped (a registered closure's release).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }

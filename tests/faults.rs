@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use nodedev_events::{EventData, EventType, Events};
+use nodedev_events::{EventData, EventType, Events, Priority, Registration};
 use nodedev_events::ffi::events::*;
 use nodedev_events::ffi::pool::*;
 use nodedev_events::ffi::nde_result::{self, *};
@@ -425,7 +425,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
         .unwrap();
         let released = Arc::new(AtomicUsize::new(0));
         for i in 0..3000 {
-            assert!(pool.send((i % 2) as u32, Job(i, released.clone())).is_ok());
+            assert!(pool.send(if i % 2 == 1 { Priority::High } else { Priority::Normal }, Job(i, released.clone())).is_ok());
         }
         pool.wait_idle(None).unwrap();
         assert_eq!(ran.load(SeqCst), 3000);
@@ -435,7 +435,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
         assert_eq!(pool.current_prio_workers(), prio);
         // Still alive and working.
         for i in 0..30 {
-            assert!(pool.send(0, Job(i * 3 + 1, released.clone())).is_ok());
+            assert!(pool.send(Priority::Normal, Job(i * 3 + 1, released.clone())).is_ok());
         }
         pool.wait_idle(None).unwrap();
         assert_eq!(ran.load(SeqCst), 3030);
@@ -457,23 +457,21 @@ fn a_panicking_callback_poisons_only_itself_and_dispatch_deregister_shutdown_go_
         }) as Box<dyn FnOnce() + Send>)
     };
     let a2 = a.clone();
-    ev.register(None, Box::new(move |_, _| { a2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
+    register_with_release(&ev, None, Box::new(move |_, _| { a2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
     let b2 = b.clone();
     // Panics on every other call while its own mutex is held by dispatch:
     // that mutex is poisoned from the first panic on.
-    let bid = ev
-        .register(
+    let bid = register_with_release(&ev, 
             None,
             Box::new(move |_, _| {
                 if b2.fetch_add(1, SeqCst) % 2 == 0 {
                     panic!("{}", ON_PURPOSE);
                 }
             }),
-            on_remove(&released),
-        )
+            on_remove(&released))
         .unwrap();
     let c2 = c.clone();
-    ev.register(None, Box::new(move |_, _| { c2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
+    register_with_release(&ev, None, Box::new(move |_, _| { c2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
     let freed = Arc::new(AtomicUsize::new(0));
     for _ in 0..200 {
         ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
@@ -501,7 +499,7 @@ fn a_panicking_userdata_release_does_not_stop_the_others() {
     let mut handles = Vec::new();
     for i in 0..5 {
         let r = released.clone();
-        let handle = ev.register(
+        let handle = register_with_release(&ev, 
             None,
             Box::new(|_, _| {}),
             Some(Box::new(move || {
@@ -509,8 +507,7 @@ fn a_panicking_userdata_release_does_not_stop_the_others() {
                 if i % 2 == 0 {
                     panic!("{}", ON_PURPOSE);
                 }
-            })),
-        )
+            })))
         .unwrap();
         handles.push(handle);
     }
@@ -530,8 +527,7 @@ fn a_deregister_waiting_on_a_callback_that_panics_returns() {
     let released = Arc::new(AtomicUsize::new(0));
     let (g2, r2) = (gate.clone(), released.clone());
     let add = EventType::NDE_EVENT_UDEV_ADD;
-    let id = ev
-        .register(
+    let id = register_with_release(&ev, 
             Some(add),
             Box::new(move |_, _| {
                 g2.pass();
@@ -539,8 +535,7 @@ fn a_deregister_waiting_on_a_callback_that_panics_returns() {
             }),
             Some(Box::new(move || {
                 r2.fetch_add(1, SeqCst);
-            })),
-        )
+            })))
         .unwrap();
     let freed = Arc::new(AtomicUsize::new(0));
     ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
@@ -587,7 +582,7 @@ fn a_drain_waiting_on_a_job_that_panics_returns() {
         .unwrap(),
     );
     for _ in 0..10 {
-        assert!(pool.send(0, Job(released.clone())).is_ok());
+        assert!(pool.send(Priority::Normal, Job(released.clone())).is_ok());
     }
     gate.wait_for_waiters(1);
     let p2 = pool.clone();
@@ -730,19 +725,19 @@ fn dropping_events_while_its_timer_fires_releases_everything_before_returning() 
         let removed = Arc::new(AtomicUsize::new(0));
         let ev = Events::new("flt-tdrop").unwrap();
         let r = removed.clone();
-        ev.register(None, Box::new(|_, _| {}), Some(Box::new(move || {
+        register_with_release(&ev, None, Box::new(|_, _| {}), Some(Box::new(move || {
             r.fetch_add(1, SeqCst);
         })))
         .unwrap()
         .forget();
-        ev.schedule(EventType::NDE_EVENT_INIT, 1).unwrap();
+        ev.schedule(EventType::NDE_EVENT_INIT, Duration::from_millis(1)).unwrap();
         if let Some(tid) = tid_named("flt-tdrop-timer") {
             let p = libc::sched_param { sched_priority: 0 };
             // SAFETY: plain syscall on a thread id of this process.
             unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &p) };
         }
         for t in 1..6 {
-            ev.schedule(EventType::from_i32(t).unwrap(), 1).unwrap();
+            ev.schedule(EventType::from_i32(t).unwrap(), Duration::from_millis(1)).unwrap();
         }
         std::thread::sleep(Duration::from_micros(800 + (i * 53) % 1200));
         drop(ev);
@@ -755,4 +750,30 @@ fn dropping_events_while_its_timer_fires_releases_everything_before_returning() 
         s.join().unwrap();
     }
     assert_eq!(late, 0, "drop returned before every userdata was released");
+}
+
+/// `register` with a release that runs when the library drops the closure
+/// (the Rust form of the C API's `userdata_free`).
+fn register_with_release(
+    ev: &Events,
+    event_type: Option<EventType>,
+    mut cb: impl FnMut(EventType, *mut c_void) + Send + 'static,
+    release: Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Registration, nodedev_events::Error> {
+    let released_with_the_closure = OnDrop(release);
+    ev.register(event_type, move |t, data| {
+        let _ = &released_with_the_closure;
+        cb(t, data)
+    })
+}
+
+/// Runs its function once when dropped.
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f()
+        }
+    }
 }

@@ -5,12 +5,13 @@
 mod support;
 
 use std::time::Duration;
-use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
+use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig};
 use support::*;
 
 fn kernel_monitor() -> Monitor {
     Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Kernel,
+        watch_mdevctl: false,
         name: "nde-test".into(),
         ..Default::default()
     })
@@ -153,7 +154,8 @@ fn loop_device_add_remove() {
         return;
     }
     let mon = Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Kernel,
+        watch_mdevctl: false,
         name: "nde-loop".into(),
         subsystems: Some(vec!["block".into()]),
         ..Default::default()

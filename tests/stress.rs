@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use nodedev_events::{EventData, EventType, Events, Registration};
+use nodedev_events::{Priority, EventData, EventType, Events, Registration};
 use nodedev_events::Error;
 use nodedev_events::{Pool, PoolLimits};
 
@@ -140,7 +140,7 @@ fn pool_handler(book: Arc<PoolBook>) -> Box<dyn Fn(Job) + Send + Sync> {
             2 if job.generation < 2 => {
                 if let Some(pool) = book.me.get().and_then(Weak::upgrade) {
                     let child = Job::new(&job.ledger, 0, job.generation + 1);
-                    if let Err((e, child)) = pool.send(0, child) {
+                    if let Err((e, child)) = pool.send(Priority::Normal, child) {
                         assert_eq!(e, Error::Stopped);
                         book.refused.fetch_add(1, SeqCst);
                         drop(child);
@@ -223,7 +223,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                                     12..=14 => 4,
                                     _ => 0,
                                 };
-                                let prio = if rng.chance(4) { 1 + rng.below(3) as u32 } else { 0 };
+                                let prio = if rng.chance(4) { Priority::High } else { Priority::Normal };
                                 if let Err((e, job)) = pool.send(prio, Job::new(ledger, action, 0)) {
                                     assert!(
                                         e == Error::Stopped,
@@ -254,9 +254,11 @@ fn pool_storm_releases_every_job_exactly_once() {
                             assert!(!pool.on_worker());
                         }
                         800..=879 => {
-                            let min = rng.below(3) as i64 - 1;
-                            let max = rng.below(4) as i64 - 1;
-                            let prio = rng.below(3) as i64 - 1;
+                            // None: keep (libvirt's -1).
+                            let keep_or = |n: u64| n.checked_sub(1).map(|n| n as usize);
+                            let min = keep_or(rng.below(3));
+                            let max = keep_or(rng.below(4));
+                            let prio = keep_or(rng.below(3));
                             let r = pool.set_parameters(min, max, prio);
                             assert!(
                                 matches!(
@@ -402,7 +404,7 @@ impl EvObj {
         let reg = Arc::new(Reg { handle: Mutex::new(None), deregistered: AtomicBool::new(false) });
         let (r2, me, ledger) = (reg.clone(), self.me.get().unwrap().clone(), self.ledger.clone());
         let mut rng = Rng::new(seed);
-        let cb = Box::new(move |_t: EventType, data: *mut c_void| {
+        let mut cb = move |_t: EventType, data: *mut c_void| {
             ledger.calls.fetch_add(1, SeqCst);
             if r2.deregistered.load(SeqCst) {
                 ledger.late_calls.fetch_add(1, SeqCst);
@@ -447,16 +449,20 @@ impl EvObj {
             }
             // `obj` may be the last strong reference: then the events object
             // is released from inside its own callback.
-        });
+        };
         let removed = self.removed.clone();
         let global = self.ledger.clone();
-        let on_remove = Box::new(move || {
+        // The closure's release (the C API's userdata_free) is its drop.
+        let released = OnDrop(move || {
             removed.fetch_add(1, SeqCst);
             global.removed.fetch_add(1, SeqCst);
         });
         self.ledger.registered.fetch_add(1, SeqCst);
         self.registered.fetch_add(1, SeqCst);
-        let handle = self.ev.register(filter, cb, Some(on_remove))?;
+        let handle = self.ev.register(filter, move |t, data| {
+            let _released_with_the_closure = &released;
+            cb(t, data)
+        })?;
         *reg.handle.lock().unwrap() = Some(handle);
         self.regs.lock().unwrap().push(reg);
         Ok(())
@@ -530,7 +536,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                         }
                         690..=779 => {
                             let t = TYPES[rng.below(6) as usize];
-                            let r = ev.schedule(t, rng.below(3) as u32);
+                            let r = ev.schedule(t, Duration::from_millis(rng.below(3)));
                             assert!(
                                 matches!(r, Ok(()) | Err(Error::Stopped)),
                                 "schedule gave {r:?}"
@@ -608,4 +614,15 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
         serial.load(SeqCst),
         objects
     );
+}
+
+/// Runs its function when dropped: a registered closure that holds one is
+/// released exactly when the library drops the closure (what a C
+/// `userdata_free` is).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }

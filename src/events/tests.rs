@@ -22,7 +22,7 @@ fn internal_payloads_reach_only_internal_handlers_in_order() {
     let ev = Events::new("rust-internal").unwrap();
     let public = Arc::new(Mutex::new(Vec::new()));
     let p2 = public.clone();
-    let _public = ev.register(None, Box::new(move |t, data| p2.lock().unwrap().push((t, data.is_null()))), None).unwrap();
+    let _public = ev.register(None, move |t, data| p2.lock().unwrap().push((t, data.is_null()))).unwrap();
     let internal = Arc::new(Mutex::new(Vec::new()));
     let i2 = internal.clone();
     ev.register_internal_handler(

@@ -233,7 +233,7 @@ pub unsafe extern "C" fn nde_events_get_key_stats(ev: *mut nde_events, out: *mut
 pub unsafe extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, delay_ms: c_uint) -> c_int {
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (events_ref(ev), nde_event_type::from_i32(event_type)) {
-            (Some(ev), Some(t)) => status_code(ev.schedule(t, delay_ms)),
+            (Some(ev), Some(t)) => status_code(ev.schedule(t, std::time::Duration::from_millis(delay_ms.into()))),
             _ => nde_result::NDE_ERR_INVALID.code(),
         }
     })

@@ -11,6 +11,8 @@
 //! copies into the header; a `# Safety` heading there would change the
 //! header, hence `clippy::missing_safety_doc` is allowed for this module.
 #![allow(clippy::missing_safety_doc)]
+// C handles and tables: nothing a Rust `{:?}` could show.
+#![allow(missing_debug_implementations)]
 
 use std::ffi::{c_int, c_void};
 

@@ -8,11 +8,15 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::events::{c_release, nde_events};
 use super::{c_str, nde_free_fn, write_out, OpaquePtr};
 pub use crate::monitor::nde_monitor_stats;
-use crate::monitor::{log, Device, Lifecycle, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER};
+use crate::monitor::{
+    log, Device, EventSource, Lifecycle, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL,
+    NDE_MONITOR_UDEV_EVENTS,
+};
 use crate::result::{nde_result, to_c};
 use crate::timeout::from_c_ms;
 
@@ -195,7 +199,13 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
         );
         return None;
     }
-    out.flags = c.flags;
+    (out.source, out.watch_mdevctl) = match source_of_flags(c.flags) {
+        Some(v) => v,
+        None => {
+            log::log(log::Level::Error, &format!("nde_monitor_new: invalid flags {:#x} (unknown, or both groups)", c.flags));
+            return None;
+        }
+    };
     if !c.name.is_null() {
         // SAFETY: a non-NULL string of the config is a C string.
         out.name = unsafe { c_str(c.name) }?.to_owned();
@@ -217,7 +227,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
         // SAFETY: a non-NULL string of the config is a C string.
         out.mdevctl_dir = PathBuf::from(unsafe { c_str(c.mdevctl_dir) }?);
     }
-    out.mdevctl_debounce_ms = c.mdevctl_debounce_ms; // 0: the monitor's default
+    out.mdevctl_debounce = Duration::from_millis(c.mdevctl_debounce_ms.into()); // 0: the monitor's default
     out.receive_buffer_bytes = if c.receive_buffer_bytes == 0 { DEFAULT_RECEIVE_BUFFER } else { c.receive_buffer_bytes };
     if c.max_queued_events != 0 {
         out.max_queued_events = c.max_queued_events;
@@ -227,6 +237,19 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     }
     out.workers = (c.workers as usize).max(1); // 0: one, as before the field
     Some(out)
+}
+
+/// The event source and mdevctl switch of `NDE_MONITOR_*` flags; `None`
+/// for unknown flags or both groups.
+fn source_of_flags(flags: u32) -> Option<(EventSource, bool)> {
+    let known = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL;
+    let source = match flags & (NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS) {
+        0 => EventSource::Auto,
+        NDE_MONITOR_KERNEL_EVENTS => EventSource::Kernel,
+        NDE_MONITOR_UDEV_EVENTS => EventSource::Udev,
+        _ => return None,
+    };
+    (flags & !known == 0).then_some((source, flags & NDE_MONITOR_NO_MDEVCTL == 0))
 }
 
 /// Creates a monitor (not started). `config` may be NULL for the defaults;
@@ -535,4 +558,18 @@ pub unsafe extern "C" fn nde_device_get_property(dev: *const nde_device, key: *c
         let key = unsafe { CStr::from_ptr(key) };
         str_or_null(device_ref(dev).and_then(|d| d.property_c(key.to_bytes())))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_onto_the_source_and_bad_combinations_are_refused() {
+        assert_eq!(source_of_flags(0), Some((EventSource::Auto, true)));
+        assert_eq!(source_of_flags(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL), Some((EventSource::Kernel, false)));
+        assert_eq!(source_of_flags(NDE_MONITOR_UDEV_EVENTS), Some((EventSource::Udev, true)));
+        assert_eq!(source_of_flags(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS), None);
+        assert_eq!(source_of_flags(1 << 9), None);
+    }
 }

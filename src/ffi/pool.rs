@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
 pub use crate::pool::{nde_pool_key_stats, nde_pool_stats};
-use crate::pool::{Pool, PoolLimits, WorkerHook, WorkerHooks};
+use crate::pool::{JobPool, PoolLimits, WorkerHook, WorkerHooks};
 use crate::result::nde_result;
 use crate::timeout::from_c_ms;
 
@@ -25,7 +25,7 @@ pub struct nde_pool {
 #[allow(non_camel_case_types)]
 pub type nde_job_fn = Option<unsafe extern "C" fn(jobdata: *mut c_void, opaque: *mut c_void)>;
 
-type CPool = Pool<OwnedData>;
+type CPool = JobPool<OwnedData>;
 
 fn pool_ref<'a>(pool: *mut nde_pool) -> Option<&'a CPool> {
     // SAFETY: a non-NULL `nde_pool *` is one returned by nde_pool_new_full

@@ -72,7 +72,7 @@ impl Watcher {
         let ev = Arc::downgrade(events);
         let on_change = Box::new(move || {
             if let Some(ev) = ev.upgrade() {
-                let _ = ev.schedule(nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, debounce_ms);
+                let _ = ev.schedule(nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, std::time::Duration::from_millis(debounce_ms.into()));
             }
         });
         Watcher::start(dir, thread_name, on_change)

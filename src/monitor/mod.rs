@@ -25,21 +25,21 @@ mod listeners;
 pub(crate) mod log;
 mod mac;
 // `pub` (inside this private module) only for `test_hooks`.
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub mod mdevctl;
 mod mdevctl_watch;
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub(crate) mod naming;
 mod raw_events;
 mod reader;
 mod settle;
 mod stats;
 mod sys;
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub(crate) mod table;
 mod udev_parse;
 // `pub` (inside this private module) only for `test_hooks`.
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub mod uevent;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,13 +48,14 @@ use std::time::Duration;
 
 pub use config::*;
 pub use device::Device;
-pub use listeners::{ConcurrentLifecycleCallback, LifecycleCallback, OnRemove};
+pub(crate) use listeners::{ConcurrentLifecycleCallback, OnRemove};
 pub use naming::DeviceKind;
 pub use raw_events::MonitorEvents;
 pub use stats::nde_monitor_stats;
 pub use stats::MonitorStats;
 pub use table::Lifecycle;
 
+use crate::closure_slot;
 use crate::events::Events;
 use crate::registration::Registration;
 use crate::error::Error;
@@ -108,11 +109,6 @@ impl Monitor {
     /// unknown flags or both groups forced, [`Error::Thread`] when a thread
     /// cannot be created.
     pub fn new(cfg: MonitorConfig) -> Result<Monitor, Error> {
-        let known = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL;
-        let both = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS;
-        if cfg.flags & both == both || cfg.flags & !known != 0 {
-            return Err(Error::InvalidArgument);
-        }
         let workers = cfg.workers.max(1);
         if workers > NDE_MONITOR_MAX_WORKERS {
             return Err(Error::InvalidArgument);
@@ -167,15 +163,32 @@ impl Monitor {
     /// `Defined` / `Undefined` for mdevctl's configuration. Never blocks.
     ///
     /// The listener stays registered while the returned handle lives (see
-    /// [`Registration`]); `on_remove` runs exactly once when it is
-    /// released (also before this returns, if it fails).
+    /// [`Registration`]); the closure is dropped exactly once when it is
+    /// released.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig { source: EventSource::Kernel, watch_mdevctl: false, ..MonitorConfig::default() })?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let _listener = monitor.register(Some("computer"), move |device, event| tx.send((device.name().to_owned(), event)).unwrap())?;
+    /// monitor.start()?;
+    /// monitor.wait_initialized(None)?;
+    /// assert_eq!(rx.try_recv().unwrap(), ("computer".to_owned(), Lifecycle::Created));
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
     pub fn register(
         &self,
         device_name: Option<&str>,
-        cb: LifecycleCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl FnMut(&Arc<Device>, Lifecycle) + Send + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_id(device_name, cb, on_remove)?;
+        // One call at a time under the slot's lock; released (dropped) by
+        // the registry's on_remove (see `closure_slot.rs`).
+        let slot = closure_slot::Exclusive::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |device: &Arc<Device>, event| slot.with(|cb| cb(device, event)));
+        let id = self.register_concurrent_id(device_name, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -186,10 +199,12 @@ impl Monitor {
     pub fn register_concurrent(
         &self,
         device_name: Option<&str>,
-        cb: ConcurrentLifecycleCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl Fn(&Arc<Device>, Lifecycle) + Send + Sync + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_concurrent_id(device_name, cb, on_remove)?;
+        let slot = closure_slot::Shared::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |device: &Arc<Device>, event| slot.with(|cb| cb(device, event)));
+        let id = self.register_concurrent_id(device_name, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -210,16 +225,6 @@ impl Monitor {
         on_remove: Option<OnRemove>,
     ) -> Result<i32, Error> {
         self.shared.listeners.register_concurrent(device_name, cb, on_remove)
-    }
-
-    /// [`Monitor::register`] for the C API: the listener's id.
-    pub(crate) fn register_id(
-        &self,
-        device_name: Option<&str>,
-        cb: LifecycleCallback,
-        on_remove: Option<OnRemove>,
-    ) -> Result<i32, Error> {
-        self.shared.listeners.register(device_name, cb, on_remove)
     }
 
     /// Removes listener `id` (C API; the promises of
@@ -245,12 +250,10 @@ impl Monitor {
             }
             r.started = true;
         }
-        let group = if sh.cfg.flags & NDE_MONITOR_KERNEL_EVENTS != 0 {
-            Group::Kernel
-        } else if sh.cfg.flags & NDE_MONITOR_UDEV_EVENTS != 0 {
-            Group::Udev
-        } else {
-            Group::detect()
+        let group = match sh.cfg.source {
+            EventSource::Kernel => Group::Kernel,
+            EventSource::Udev => Group::Udev,
+            EventSource::Auto => Group::detect(),
         };
         sh.kernel_group.store(group == Group::Kernel, Ordering::SeqCst);
         let rcfg = ReaderConfig {
@@ -266,7 +269,7 @@ impl Monitor {
             e
         };
         let mut reader = Reader::open(&rcfg, sh.reader.clone()).map_err(fail)?;
-        let mdev = sh.cfg.flags & NDE_MONITOR_NO_MDEVCTL == 0;
+        let mdev = sh.cfg.watch_mdevctl;
         if mdev && sh.mdevctl.bin.is_some() {
             sh.mdev_enabled.store(true, Ordering::SeqCst);
         } else if mdev {
@@ -278,7 +281,7 @@ impl Monitor {
         th.reader = Some(reader);
         started.map_err(fail)?;
         if mdev {
-            let debounce = match sh.cfg.mdevctl_debounce_ms {
+            let debounce = match u32::try_from(sh.cfg.mdevctl_debounce.as_millis()).unwrap_or(u32::MAX) {
                 0 => DEFAULT_MDEVCTL_DEBOUNCE_MS,
                 ms => ms,
             };
@@ -387,6 +390,21 @@ impl Monitor {
         // The worker is gone: no event can refer to the context any more.
         th.reader = None;
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let run = lock(&self.shared.run);
+        let (started, initialized, stopped) = (run.started, run.initialized, run.stopped);
+        drop(run);
+        f.debug_struct("Monitor")
+            .field("name", &self.shared.cfg.name)
+            .field("started", &started)
+            .field("initialized", &initialized)
+            .field("stopped", &stopped)
+            .field("devices", &self.device_count())
+            .finish()
     }
 }
 

@@ -4,10 +4,11 @@
 //! as a `struct udev_device *`, so a safe `submit` of any pointer there
 //! would let safe code reach undefined behaviour (issue 22, item 6).
 
+use std::ffi::c_void;
 use std::fmt;
 use std::time::Duration;
 
-use crate::events::{nde_event_type, Callback, ConcurrentCallback, Events, OnRemove};
+use crate::events::{nde_event_type, Events};
 use crate::pool::{KeyStats, PoolStats};
 use crate::registration::Registration;
 use crate::error::Error;
@@ -36,18 +37,30 @@ impl<'a> MonitorEvents<'a> {
     }
 
     /// [`Events::register`] on the monitor's queue.
-    pub fn register(&self, event_type: Option<nde_event_type>, cb: Callback, on_remove: Option<OnRemove>) -> Result<Registration, Error> {
-        self.events.register(event_type, cb, on_remove)
+    ///
+    /// ```
+    /// use nodedev_events::{EventType, Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig::default())?;
+    /// // `data` is the event's `struct udev_device *`, owned by the event.
+    /// let _raw = monitor.events().register(Some(EventType::NDE_EVENT_UDEV_ADD), |_t, data| assert!(!data.is_null()))?;
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
+    pub fn register(
+        &self,
+        event_type: Option<nde_event_type>,
+        cb: impl FnMut(nde_event_type, *mut c_void) + Send + 'static,
+    ) -> Result<Registration, Error> {
+        self.events.register(event_type, cb)
     }
 
     /// [`Events::register_concurrent`] on the monitor's queue.
     pub fn register_concurrent(
         &self,
         event_type: Option<nde_event_type>,
-        cb: ConcurrentCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl Fn(nde_event_type, *mut c_void) + Send + Sync + 'static,
     ) -> Result<Registration, Error> {
-        self.events.register_concurrent(event_type, cb, on_remove)
+        self.events.register_concurrent(event_type, cb)
     }
 
     /// [`Events::wait_idle`]: every event queued so far was handled.

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use std::sync::atomic::Ordering;
 
-use super::{JobQueue, Packing, Pool, Shared, State, WorkerKind};
+use super::{JobPool, JobQueue, Packing, Shared, State, WorkerKind};
 use crate::sync::model::lock;
 use crate::tsan;
 use crate::error::Error;
@@ -36,6 +36,7 @@ use crate::error::Error;
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct nde_pool_key_stats {
     /// Keyed jobs accepted (also counted in `nde_pool_stats.submitted`).
     pub keyed_submitted: u64,
@@ -411,7 +412,7 @@ impl<T> Keyed<T> {
     }
 }
 
-impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
+impl<T: Send + 'static, P: Packing<T>> JobPool<T, P> {
     /// Queues `job` under `key`. Jobs with the same non-zero key run one at
     /// a time in the order sent; jobs of different keys may run at the same
     /// time; a job whose key is busy waits outside the queue, holding no

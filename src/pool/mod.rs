@@ -20,6 +20,7 @@ mod intake;
 mod job_queue;
 mod keyed;
 mod packing;
+mod public;
 #[cfg(all(test, loom))]
 mod loom_model;
 mod worker;
@@ -38,7 +39,8 @@ use worker::WorkerKind;
 
 pub use keyed::{nde_pool_key_stats, KeyStats};
 use keyed::Keyed;
-pub use packing::{Packing, Whole};
+pub(crate) use packing::{Packing, Whole};
+pub use public::{Pool, Priority};
 
 /// Deliberate mistakes a loom model switches on to show that the model
 /// catches them (`make check-loom`). loom runs a model's threads one at a
@@ -74,6 +76,7 @@ pub(crate) mod known_bad {
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct nde_pool_stats {
     /// Jobs accepted.
     pub submitted: u64,
@@ -119,6 +122,12 @@ pub struct WorkerHooks {
     pub on_start: Option<WorkerHook>,
     /// Runs on each worker right before it exits.
     pub on_stop: Option<WorkerHook>,
+}
+
+impl std::fmt::Debug for WorkerHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHooks").field("on_start", &self.on_start.is_some()).field("on_stop", &self.on_stop.is_some()).finish()
+    }
 }
 
 struct State<T> {
@@ -205,8 +214,9 @@ struct Shared<T, P: Packing<T>> {
     wake_pending: CachePadded<AtomicBool>,
 }
 
-/// A pool of worker threads running jobs of type `T`.
-pub struct Pool<T: Send + 'static, P: Packing<T> = Whole> {
+/// A pool of worker threads running jobs of type `T`, split for the
+/// intake by `P` (the crate's own type; Rust users see [`Pool`]).
+pub(crate) struct JobPool<T: Send + 'static, P: Packing<T> = Whole> {
     shared: Arc<Shared<T, P>>,
 }
 
@@ -217,26 +227,19 @@ impl<T> State<T> {
     }
 }
 
-impl<T: Send + 'static> Pool<T> {
-    /// Creates a pool; `min_workers > max_workers` is clamped to
-    /// `max_workers` as libvirt does. Fails with [`Error::InvalidArgument`] when
-    /// `max_workers` is 0 and [`Error::Thread`] when a thread cannot start.
-    pub fn new(limits: PoolLimits, name: &str, handler: Handler<T>) -> Result<Pool<T>, Error> {
-        Self::with_hooks(limits, name, handler, WorkerHooks::default())
-    }
-
+impl<T: Send + 'static> JobPool<T> {
     /// [`Pool::new`] with per-worker hooks (see [`WorkerHooks`]). On error
     /// every worker that started has run both hooks and exited, and the
     /// hooks are dropped, before this returns.
-    pub fn with_hooks(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T>, Error> {
+    pub fn with_hooks(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<JobPool<T>, Error> {
         Self::with_packing(limits, name, handler, hooks)
     }
 }
 
-impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
+impl<T: Send + 'static, P: Packing<T>> JobPool<T, P> {
     /// [`Pool::with_hooks`] for a pool whose intake stores each job split
     /// by `P` (see [`Packing`]).
-    pub(crate) fn with_packing(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T, P>, Error> {
+    pub(crate) fn with_packing(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<JobPool<T, P>, Error> {
         if limits.max_workers == 0 {
             return Err(Error::InvalidArgument);
         }
@@ -277,7 +280,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
             sleepers: CachePadded(AtomicUsize::new(0)),
             wake_pending: CachePadded(AtomicBool::new(false)),
         });
-        let pool = Pool { shared };
+        let pool = JobPool { shared };
         {
             let mut st = lock(&pool.shared.state);
             for _ in 0..limits.min_workers {
@@ -554,7 +557,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     }
 }
 
-impl<T: Send + 'static, P: Packing<T>> Drop for Pool<T, P> {
+impl<T: Send + 'static, P: Packing<T>> Drop for JobPool<T, P> {
     /// Drains and releases. From inside one of its own jobs it cannot join
     /// itself: the last worker to exit finishes the release instead.
     fn drop(&mut self) {
