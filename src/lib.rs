@@ -67,7 +67,8 @@
 //! # A monitor
 //!
 //! Reads the kernel's uevents (no udevd needed); see `examples/monitor.rs`
-//! for a complete program.
+//! for a complete program and `examples/poll_loop.rs` for a monitor driven
+//! from a plain `poll` loop instead of callbacks.
 //!
 //! ```
 //! use std::time::Duration;
@@ -125,7 +126,7 @@ pub mod soundness;
 pub use error::Error;
 pub use events::{nde_event_type as EventType, EventData, Events, FreeFn};
 pub use monitor::{
-    Device, DeviceKind, EventSource, Lifecycle, Monitor, MonitorConfig, MonitorEvents, MonitorStats, DEFAULT_MAX_QUEUED_BYTES,
+    Device, DeviceKind, EventSource, Lifecycle, Monitor, MonitorConfig, MonitorEvents, MonitorStats, Received, Subscription, DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_RECEIVE_BUFFER, NDE_MONITOR_MAX_WORKERS,
 };
 pub use pool::{KeyStats, Pool, PoolLimits, PoolStats, Priority, WorkerHook, WorkerHooks};

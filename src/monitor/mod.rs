@@ -34,6 +34,7 @@ mod raw_events;
 mod reader;
 mod settle;
 mod stats;
+mod subscription;
 mod sys;
 #[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub(crate) mod table;
@@ -51,6 +52,7 @@ pub use device::Device;
 pub(crate) use listeners::{ConcurrentLifecycleCallback, OnRemove};
 pub use naming::DeviceKind;
 pub use raw_events::MonitorEvents;
+pub use subscription::{Received, Subscription};
 pub use stats::nde_monitor_stats;
 pub use stats::MonitorStats;
 pub use table::Lifecycle;
@@ -206,6 +208,16 @@ impl Monitor {
         let call = Box::new(move |device: &Arc<Device>, event| slot.with(|cb| cb(device, event)));
         let id = self.register_concurrent_id(device_name, call, Some(release))?;
         Ok(self.registration(id))
+    }
+
+    /// Lifecycle events of `device_name` (`None`: every device) for a poll
+    /// loop, beside the callbacks: a queue of at most `capacity` events
+    /// whose fd is readable while one is waiting (see [`Subscription`]).
+    /// Registered like a listener: before [`Monitor::start`] it also gets
+    /// the initial inventory. [`Error::InvalidArgument`] for a zero
+    /// capacity, [`Error::Os`] when the eventfd cannot be made.
+    pub fn subscribe(&self, device_name: Option<&str>, capacity: usize) -> Result<Subscription, Error> {
+        subscription::subscribe(capacity, |push| self.register_concurrent(device_name, push))
     }
 
     /// The handle that deregisters listener `id`.
