@@ -79,7 +79,8 @@ lint:
 # The loom models (every interleaving, within a preemption bound, of the
 # real code under --cfg loom, with its own target dir): the pool's intake,
 # send/park/wake, wait_idle, stop and keyed scheduler, the registry's
-# deregister handshake, and known-bad variants loom must catch
+# deregister handshake, the log callback's replacement handshake, and
+# known-bad variants loom must catch
 # (docs/reliability.md). ~30 s after the build.
 check-loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --lib loom_model

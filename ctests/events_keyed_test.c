@@ -9,6 +9,8 @@
  */
 #include "storm_order.h"
 
+#include <limits.h>
+
 /* ---- the storm ------------------------------------------------------------ */
 
 enum { PRODUCERS = 3, PER_PRODUCER = 300, KEYS_PER_PRODUCER = 4, EVENTS = PRODUCERS * PER_PRODUCER };
@@ -428,6 +430,9 @@ static void test_bad_input(void)
 {
     atomic_store(&freed, 0);
     CHECK(nde_events_new_full("ev-zero", 0) == NULL);
+    /* issue 22 item 8: refused before any thread starts */
+    CHECK(nde_events_new_full("ev-many", NDE_EVENTS_MAX_WORKERS + 1) == NULL);
+    CHECK(nde_events_new_full("ev-huge", UINT_MAX) == NULL);
     CHECK_EQ(nde_events_submit_keyed(NULL, NDE_EVENT_UDEV_ADD, 1, boxed_int(1), count_free), NDE_ERR_INVALID);
     nde_events *ev = nde_events_new_full(NULL, 2);
     CHECK(ev != NULL);

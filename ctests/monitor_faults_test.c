@@ -324,6 +324,70 @@ static void test_failed_start_releases_everything(void)
     CHECK_EQ(count_fds(), before);
 }
 
+/* ---- issue 22 item 5: nde_monitor_free from inside a lifecycle callback --- */
+
+typedef struct {
+    nde_monitor *mon;
+    atomic_int freed;    /* the callback freed the monitor */
+    atomic_int released; /* the listener's userdata_free ran */
+} self_free;
+
+static void free_from_callback(void *userdata, const struct nde_device *dev, enum nde_lifecycle event)
+{
+    (void)dev;
+    (void)event;
+    self_free *sf = userdata;
+    if (atomic_exchange(&sf->freed, 1) == 0)
+        nde_monitor_free(sf->mon);
+}
+
+static void count_release(void *userdata)
+{
+    atomic_fetch_add(&((self_free *)userdata)->released, 1);
+}
+
+/* Waits (bounded) until the fd count is back to `want`; returns the count. */
+static int fds_back_to(int want)
+{
+    int n = count_fds();
+    for (int i = 0; i < 2000 && n != want; i++) {
+        nap_ms(10);
+        n = count_fds();
+    }
+    return n;
+}
+
+/* The header promises that the release completes once the callback
+ * returns: every cycle's eventfd and sockets are closed again (each cycle
+ * used to leave two open). */
+static void test_free_from_callback_releases_everything(void)
+{
+    int cycles = under_valgrind() ? 3 : 10;
+    unsigned workers[] = {1, 4};
+    for (size_t w = 0; w < sizeof workers / sizeof workers[0]; w++) {
+        int before = count_fds();
+        for (int i = 0; i < cycles; i++) {
+            static self_free sf;
+            nde_monitor_config cfg = base_config(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL);
+            cfg.workers = workers[w];
+            sf.mon = nde_monitor_new(&cfg);
+            CHECK(sf.mon != NULL);
+            atomic_store(&sf.freed, 0);
+            atomic_store(&sf.released, 0);
+            CHECK(nde_monitor_register(sf.mon, "computer", free_from_callback, &sf, count_release) >= 0);
+            CHECK_EQ(nde_monitor_start(sf.mon), NDE_OK);
+            for (int t = 0; t < 2000 && atomic_load(&sf.released) == 0; t++)
+                nap_ms(10);
+            CHECK_EQ(atomic_load(&sf.freed), 1);
+            CHECK_EQ(atomic_load(&sf.released), 1);
+        }
+        int after = fds_back_to(before);
+        printf("monitor_faults_test: freed from a callback, %u workers, %d cycles: fds %d -> %d\n", workers[w], cycles, before,
+               after);
+        CHECK_EQ(after, before);
+    }
+}
+
 /* ---- issue 12 item 4: spoofed kernel-group messages ---------------------- */
 
 static void on_udev_add_ignore(void *userdata, nde_event_type type, void *data)
@@ -609,6 +673,7 @@ int main(void)
     (void)under_valgrind;
     test_log_callback();
     test_failed_start_releases_everything();
+    test_free_from_callback_releases_everything();
     test_wedged_mdevctl_does_not_block_stop();
     test_mdevctl_environment_taken_at_new();
     test_mdevctl_with_sigchld_ignored();

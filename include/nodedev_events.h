@@ -40,6 +40,13 @@
 #define NDE_EVENT_ANY -1
 
 /**
+ * The largest worker count an events object accepts
+ * (`nde_events_new_full`); a larger one is refused before any thread
+ * starts, as the monitor refuses more than `NDE_MONITOR_MAX_WORKERS`.
+ */
+#define NDE_EVENTS_MAX_WORKERS 256
+
+/**
  * Force the kernel netlink group.
  */
 #define NDE_MONITOR_KERNEL_EVENTS (1 << 0)
@@ -724,7 +731,9 @@ struct nde_events *nde_events_new(const char *name);
  * - the callbacks of one event run in registration order on one worker;
  *   one callback may run on several workers at once for different keys.
  *
- * Returns NULL when `workers` is 0 or a thread cannot be created.
+ * Returns NULL when `workers` is 0 or over `NDE_EVENTS_MAX_WORKERS`
+ * (refused before any thread starts; the reason is logged), or a thread
+ * cannot be created.
  */
 struct nde_events *nde_events_new_full(const char *name, unsigned int workers);
 

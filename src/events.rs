@@ -236,6 +236,11 @@ thread_local! {
     static CALLBACKS: Cell<Option<CachedSnapshot<RegistryCallback, Filter>>> = const { Cell::new(None) };
 }
 
+/// The largest worker count an events object accepts
+/// (`nde_events_new_full`); a larger one is refused before any thread
+/// starts, as the monitor refuses more than `NDE_MONITOR_MAX_WORKERS`.
+pub const NDE_EVENTS_MAX_WORKERS: usize = 256;
+
 struct Core {
     // Field order is drop order: timers stop before the worker is drained.
     timers: Debouncer,
@@ -312,11 +317,12 @@ impl Events {
         Events::with_workers(name, 1)
     }
 
-    /// New events object with `workers` worker threads (>= 1; 0 is
-    /// [`Error::InvalidArgument`]), all started now. See the module comment for what
+    /// New events object with `workers` worker threads (1 to
+    /// [`NDE_EVENTS_MAX_WORKERS`]; else [`Error::InvalidArgument`] before
+    /// any thread starts), all started now. See the module comment for what
     /// runs in parallel.
     pub fn with_workers(name: &str, workers: usize) -> Result<Events, Error> {
-        if workers == 0 {
+        if workers == 0 || workers > NDE_EVENTS_MAX_WORKERS {
             return Err(Error::InvalidArgument);
         }
         let registry = Arc::new(Registry::new());

@@ -124,7 +124,7 @@ pub mod ffi;
 pub mod soundness;
 
 pub use error::Error;
-pub use events::{nde_event_type as EventType, EventData, Events, FreeFn};
+pub use events::{nde_event_type as EventType, EventData, Events, FreeFn, NDE_EVENTS_MAX_WORKERS};
 pub use monitor::{
     Device, DeviceKind, EventSource, Lifecycle, Monitor, MonitorConfig, MonitorEvents, MonitorStats, Received, Subscription, DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_RECEIVE_BUFFER, NDE_MONITOR_MAX_WORKERS,

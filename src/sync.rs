@@ -62,7 +62,7 @@ pub(crate) mod model {
     pub(crate) use super::{lock, wait, wait_until};
     pub(crate) use crate::thread::{spawn, Thread};
     pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
-    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
     /// `std::cell::UnsafeCell` with loom's access API, so that under loom
     /// every access to a slot is checked for races. (Built zeroed, inside
@@ -99,7 +99,7 @@ pub(crate) mod model {
 pub(crate) mod model {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
-    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
     use std::time::Instant;
 
     use crate::error::Error;

@@ -4,7 +4,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nodedev_events::{EventData, EventType, Events};
+use nodedev_events::{EventData, EventType, Events, NDE_EVENTS_MAX_WORKERS};
 use nodedev_events::Error;
 
 unsafe extern "C" fn count_free(p: *mut std::ffi::c_void) {
@@ -157,6 +157,18 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let ks = ev.key_stats();
     assert_eq!(ks.keyed_submitted, 42);
     assert_eq!(ks.barriers_submitted, 1);
+}
+
+/// Issue 22 item 8: a worker count over the cap is refused before any
+/// thread starts (`u32::MAX` from C used to spawn until thread creation
+/// failed); the cap itself is accepted.
+#[test]
+fn worker_count_over_the_cap_is_refused_before_any_thread_starts() {
+    let over = NDE_EVENTS_MAX_WORKERS + 1;
+    assert_eq!(Events::with_workers("too-many", over).err(), Some(Error::InvalidArgument));
+    assert_eq!(Events::with_workers("huge", u32::MAX as usize).err(), Some(Error::InvalidArgument));
+    let ev = Events::with_workers("at-cap", NDE_EVENTS_MAX_WORKERS).unwrap();
+    assert_eq!(ev.workers(), NDE_EVENTS_MAX_WORKERS);
 }
 
 /// Runs its function when dropped (a registered closure's release).

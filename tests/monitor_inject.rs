@@ -789,3 +789,88 @@ fn raw_path_builds_the_same_devices_as_the_fast_path() {
     assert!(fast.iter().any(|d| d.starts_with("scsi_generic_sg7 ") && d.contains("parent=block_rb0")), "{fast:#?}");
     assert_eq!(raw, fast);
 }
+
+/// Issue 22 item 7: the raw path uses the reader's peeked parse only for
+/// the datagram libudev returned. Two pairs of datagrams share a SEQNUM:
+/// - spoof7 (header hash "net", SUBSYSTEM=usb: libudev's own subsystem
+///   filter drops it and returns the next datagram, good7, in the same
+///   call), then good7;
+/// - bad8 (IFINDEX=abc: libudev refuses it with an error and returns no
+///   device), then good8.
+///
+/// The reader is held (one queued event at most, a listener blocked on
+/// gate0's add) while the four are sent, so each pair is in the socket
+/// together when the reader peeks. The table must hold good7 and good8,
+/// built from their own datagrams, and neither spoof7 nor bad8.
+#[test]
+fn raw_path_never_takes_a_peeked_parse_of_another_datagram() {
+    if !in_child("raw_path_never_takes_a_peeked_parse_of_another_datagram", Iso::NetNsSysfs, &[]) {
+        return;
+    }
+    let mon = Monitor::new(MonitorConfig {
+        source: EventSource::Udev,
+        watch_mdevctl: false,
+        name: "nde-inj".into(),
+        receive_buffer_bytes: 16 << 20,
+        subsystems: Some(vec!["net".into()]),
+        max_queued_events: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    mon.events()
+        .register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), |_t, _data| {})
+        .unwrap()
+        .forget();
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let (g2, (entered_tx, entered)) = (gate.clone(), std::sync::mpsc::channel());
+    let entered_tx = Mutex::new(entered_tx);
+    mon.register(
+        Some("net_gate0"),
+        move |_d, _e| {
+            let _ = entered_tx.lock().unwrap().send(());
+            drop(g2.lock().unwrap_or_else(|p| p.into_inner()));
+        })
+    .unwrap()
+    .forget();
+    mon.start().unwrap();
+    mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
+    let mut inj = Injector::new();
+    inj.net("add", "gate0", None);
+    entered.recv_timeout(Duration::from_secs(10)).expect("gate0 never reached its listener");
+    let net = murmur2(b"net");
+    inj.send_raw_body(net, 0, b"ACTION=add\0DEVPATH=/devices/virtual/net/spoof7\0SUBSYSTEM=usb\0INTERFACE=spoof7\0SEQNUM=5000\0");
+    inj.send_raw_body(
+        net,
+        0,
+        b"ACTION=add\0DEVPATH=/devices/virtual/net/good7\0SUBSYSTEM=net\0INTERFACE=good7\0IFINDEX=7\0SEQNUM=5000\0USEC_INITIALIZED=1\0",
+    );
+    inj.send_raw_body(
+        net,
+        0,
+        b"ACTION=add\0DEVPATH=/devices/virtual/net/bad8\0SUBSYSTEM=net\0INTERFACE=bad8\0IFINDEX=abc\0SEQNUM=5001\0USEC_INITIALIZED=1\0",
+    );
+    inj.send_raw_body(
+        net,
+        0,
+        b"ACTION=add\0DEVPATH=/devices/virtual/net/good8\0SUBSYSTEM=net\0INTERFACE=good8\0IFINDEX=8\0SEQNUM=5001\0USEC_INITIALIZED=1\0",
+    );
+    drop(held);
+    mon.settle(Some(Duration::from_secs(10))).unwrap();
+    let ours: Vec<String> = mon
+        .snapshot()
+        .iter()
+        .filter(|d| ["spoof7", "good7", "bad8", "good8"].iter().any(|n| d.syspath().ends_with(n)))
+        .map(|d| format!("{} {}", d.name(), d.syspath()))
+        .collect();
+    let st = mon.stats();
+    mon.stop(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(st.fast_path, 0, "the raw path was not used: {st:?}");
+    let mut ours = ours;
+    ours.sort();
+    assert_eq!(
+        ours,
+        ["net_good7 /sys/devices/virtual/net/good7", "net_good8 /sys/devices/virtual/net/good8"],
+        "the table was built from another datagram than libudev's device"
+    );
+}

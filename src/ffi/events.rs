@@ -5,7 +5,8 @@ use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::ptr;
 
 use super::{c_str, nde_free_fn, status_code, write_out, OpaquePtr, OwnedData};
-use crate::events::{nde_event_type, Events, NDE_EVENT_ANY};
+use crate::events::{nde_event_type, Events, NDE_EVENTS_MAX_WORKERS, NDE_EVENT_ANY};
+use crate::monitor::log;
 use crate::pool::{nde_pool_key_stats, nde_pool_stats};
 use crate::result::{nde_result, to_c};
 use crate::timeout::from_c_ms;
@@ -93,12 +94,17 @@ pub unsafe extern "C" fn nde_events_new(name: *const c_char) -> *mut nde_events 
 /// - the callbacks of one event run in registration order on one worker;
 ///   one callback may run on several workers at once for different keys.
 ///
-/// Returns NULL when `workers` is 0 or a thread cannot be created.
+/// Returns NULL when `workers` is 0 or over `NDE_EVENTS_MAX_WORKERS`
+/// (refused before any thread starts; the reason is logged), or a thread
+/// cannot be created.
 #[no_mangle]
 pub unsafe extern "C" fn nde_events_new_full(name: *const c_char, workers: c_uint) -> *mut nde_events {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: NULL or a valid C string.
         let name = unsafe { c_str(name) }.unwrap_or("nde-events");
+        if workers as usize > NDE_EVENTS_MAX_WORKERS {
+            log::error(&format!("nde_events_new_full: {workers} workers is over NDE_EVENTS_MAX_WORKERS ({NDE_EVENTS_MAX_WORKERS})"));
+        }
         match Events::with_workers(name, workers as usize) {
             Ok(ev) => Box::into_raw(Box::new(ev)) as *mut nde_events,
             Err(_) => ptr::null_mut(),

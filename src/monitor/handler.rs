@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use udev::ffi;
 
-use super::reader::{PeekedUevent, QueuedBatch, ReaderShared};
+use super::reader::{PeekedUevent, QueuedBatch, Reader, ReaderShared};
 use super::settle::SettleMark;
 use super::table::{Changes, DeviceSpec, Table};
 use super::{enumerate, listeners, log, mac, mdevctl, naming, udev_parse, uevent, MonitorConfig};
@@ -55,6 +55,11 @@ pub(super) struct Shared {
     pub(super) inits: AtomicU64,
     pub(super) mdev_refreshes: AtomicU64,
     pub(super) mdev_failures: AtomicU64,
+    /// The reader of a monitor dropped from its own callback, stopped: its
+    /// context must outlive the events still queued (their devices point
+    /// at it), so it goes with this, whose last owner is the built-in
+    /// handler, released after the last worker discarded the queue.
+    pub(super) parked_reader: Mutex<Option<Reader>>,
 }
 
 impl Shared {

@@ -133,6 +133,7 @@ impl Monitor {
             inits: AtomicU64::new(0),
             mdev_refreshes: AtomicU64::new(0),
             mdev_failures: AtomicU64::new(0),
+            parked_reader: Mutex::new(None),
         });
         let sh = shared.clone();
         let ev_weak = Arc::downgrade(&events);
@@ -430,8 +431,9 @@ impl Drop for Monitor {
             if let Some(r) = th.reader.as_mut() {
                 r.stop();
             }
-            // The context stays allocated (queued devices point at it).
-            std::mem::forget(th.reader.take());
+            // The context stays allocated while queued devices point at
+            // it: released with `shared` (see `parked_reader`).
+            *lock(&self.shared.parked_reader) = th.reader.take();
             drop(th);
             self.shared.listeners.clear_on_worker();
             return;

@@ -18,6 +18,16 @@ pub struct JobQueue<T> {
     priority: VecDeque<(u64, T)>,
     ordinary_pushed: u64,
     ordinary_taken: u64,
+    priority_pushed: u64,
+    priority_taken: u64,
+}
+
+/// How many jobs of each kind the queue had accepted at some moment (a
+/// keyed job remembers it at its send, to start only after them).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    ordinary: u64,
+    priority: u64,
 }
 
 impl<T> Default for JobQueue<T> {
@@ -33,6 +43,8 @@ impl<T> JobQueue<T> {
             priority: VecDeque::new(),
             ordinary_pushed: 0,
             ordinary_taken: 0,
+            priority_pushed: 0,
+            priority_taken: 0,
         }
     }
 
@@ -45,15 +57,15 @@ impl<T> JobQueue<T> {
         self.ordinary.is_empty() && self.priority.is_empty()
     }
 
-    /// Unkeyed ordinary jobs accepted so far (keyed jobs order themselves
-    /// against it, as priority jobs do).
-    pub fn ordinary_pushed(&self) -> u64 {
-        self.ordinary_pushed
+    /// The jobs accepted so far, with or without a priority (keyed jobs
+    /// order themselves against it).
+    pub fn mark(&self) -> Mark {
+        Mark { ordinary: self.ordinary_pushed, priority: self.priority_pushed }
     }
 
-    /// Ordinary jobs taken so far.
-    pub fn ordinary_taken(&self) -> u64 {
-        self.ordinary_taken
+    /// True when every job accepted before `mark` has been taken.
+    pub fn taken_up_to(&self, mark: Mark) -> bool {
+        self.ordinary_taken >= mark.ordinary && self.priority_taken >= mark.priority
     }
 
     /// Appends a job; `priority != 0` also makes it visible to priority workers.
@@ -63,6 +75,7 @@ impl<T> JobQueue<T> {
             self.ordinary_pushed += 1;
         } else {
             self.priority.push_back((self.ordinary_pushed, job));
+            self.priority_pushed += 1;
         }
     }
 
@@ -78,7 +91,7 @@ impl<T> JobQueue<T> {
     pub fn pop_oldest(&mut self) -> Option<T> {
         if let Some(&(ordinary_before, _)) = self.priority.front() {
             if self.ordinary_taken >= ordinary_before {
-                return self.priority.pop_front().map(|(_, job)| job);
+                return self.pop_priority();
             }
         }
         let job = self.ordinary.pop_front()?;
@@ -112,7 +125,9 @@ impl<T> JobQueue<T> {
 
     /// Takes the oldest priority job (what a priority worker runs).
     pub fn pop_priority(&mut self) -> Option<T> {
-        self.priority.pop_front().map(|(_, job)| job)
+        let (_, job) = self.priority.pop_front()?;
+        self.priority_taken += 1;
+        Some(job)
     }
 
     /// Takes back the job just pushed with `priority` (a refused send).
@@ -122,7 +137,9 @@ impl<T> JobQueue<T> {
             self.ordinary_pushed -= 1;
             Some(job)
         } else {
-            self.priority.pop_back().map(|(_, job)| job)
+            let (_, job) = self.priority.pop_back()?;
+            self.priority_pushed -= 1;
+            Some(job)
         }
     }
 

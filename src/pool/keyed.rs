@@ -8,8 +8,8 @@
 //! *ready* and any worker may take it. So a busy key never holds a worker
 //! while another key's job waits. Ready jobs, keyed or not, start in the
 //! order they were sent: a keyed job remembers how many unkeyed jobs the
-//! queue had accepted before it (as the queue's priority jobs do), and a
-//! worker takes it once those have been taken. With one worker every job
+//! queue had accepted before it, with a priority or not (as the queue's
+//! priority jobs do), and a worker takes it once those have been taken. With one worker every job
 //! therefore runs in send order, keyed or not.
 //!
 //! A barrier splits time: it runs alone, after every job sent before it has
@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use std::sync::atomic::Ordering;
 
+use super::job_queue::Mark;
 use super::{JobPool, JobQueue, Packing, Shared, State, WorkerKind};
 use crate::sync::model::lock;
 use crate::tsan;
@@ -70,8 +71,9 @@ pub(crate) enum Finished {
 struct Waiting<T> {
     /// Order of acceptance among keyed jobs.
     seq: u64,
-    /// Unkeyed jobs the queue had accepted before this one.
-    unkeyed_before: u64,
+    /// Unkeyed jobs the queue had accepted before this one, with or
+    /// without a priority.
+    unkeyed_before: Mark,
     priority: bool,
     job: T,
 }
@@ -189,9 +191,9 @@ impl<T> Keyed<T> {
         KeyStats { active_keys: self.lines.len() as u64, ..self.stats }
     }
 
-    /// Accepts a keyed job; `unkeyed_before` is the queue's
-    /// `ordinary_pushed()` (the intake absorbed first).
-    pub fn push_keyed(&mut self, key: u64, priority: u32, job: T, unkeyed_before: u64) {
+    /// Accepts a keyed job; `unkeyed_before` is the queue's `mark()` (the
+    /// intake absorbed first).
+    pub fn push_keyed(&mut self, key: u64, priority: u32, job: T, unkeyed_before: Mark) {
         self.stats.keyed_submitted += 1;
         if self.barrier.is_some() {
             self.hold(Held::Keyed { key, priority, job });
@@ -246,7 +248,7 @@ impl<T> Keyed<T> {
     }
 
     /// Puts a keyed job in its key's line; ready at once when the key is idle.
-    fn place(&mut self, key: u64, priority: u32, job: T, unkeyed_before: u64) {
+    fn place(&mut self, key: u64, priority: u32, job: T, unkeyed_before: Mark) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let line = self.lines.entry(key).or_insert_with(|| KeyLine { running: false, waiting: VecDeque::new() });
@@ -274,7 +276,7 @@ impl<T> Keyed<T> {
 
     /// The oldest ready key as (seq, unkeyed_before, key), dropping entries
     /// of keys taken by a priority worker meanwhile.
-    fn oldest_ready(&mut self) -> Option<(u64, u64, u64)> {
+    fn oldest_ready(&mut self) -> Option<(u64, Mark, u64)> {
         while let Some(&Reverse((seq, key))) = self.ready.peek() {
             match self.lines.get(&key) {
                 Some(line) if !line.running && line.waiting.front().map(|w| w.seq) == Some(seq) => {
@@ -312,7 +314,7 @@ impl<T> Keyed<T> {
             }
         }
         if let Some((_, unkeyed_before, key)) = self.oldest_ready() {
-            if unkeyed_before <= queue.ordinary_taken() || queue.is_empty() {
+            if queue.taken_up_to(unkeyed_before) || queue.is_empty() {
                 self.ready.pop();
                 return Some((self.start(key), Some(Finished::Key(key))));
             }
@@ -361,7 +363,7 @@ impl<T> Keyed<T> {
                     match held {
                         Held::Unkeyed { priority, job } => queue.push(job, priority),
                         Held::Keyed { key, priority, job } => {
-                            let before = queue.ordinary_pushed();
+                            let before = queue.mark();
                             self.place(key, priority, job, before);
                         }
                         Held::Barrier(job) => {
@@ -431,7 +433,7 @@ impl<T: Send + 'static, P: Packing<T>> JobPool<T, P> {
         }
         shared.absorb_intake(&mut st);
         let ready_before = st.keyed.ready();
-        let unkeyed_before = st.queue.ordinary_pushed();
+        let unkeyed_before = st.queue.mark();
         st.keyed.push_keyed(key, priority, job, unkeyed_before);
         st.stats.submitted += 1;
         shared.depth_seen(&mut st);
@@ -489,7 +491,7 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
     }
 
     /// A keyed job or a barrier became ready: wake a worker for it.
-    fn wake_for_ready(&self, st: &mut State<T>, priority: bool) {
+    pub(super) fn wake_for_ready(&self, st: &mut State<T>, priority: bool) {
         self.queued_hint.store(1, Ordering::Relaxed);
         if st.sleeping > 0 && !self.wake_pending.swap(true, Ordering::SeqCst) {
             self.work_ready.notify_one();
@@ -629,7 +631,7 @@ mod model {
                     self.sent.push((id, op));
                     match op {
                         Op::Keyed(k) => {
-                            let before = self.queue.ordinary_pushed();
+                            let before = self.queue.mark();
                             self.keyed.push_keyed(k, 0, id, before);
                         }
                         Op::Unkeyed if self.keyed.holds_new_jobs() => self.keyed.hold_unkeyed(0, id),
@@ -787,9 +789,9 @@ mod tests {
     fn same_key_waits_other_keys_do_not() {
         let mut k = Keyed::new();
         let mut q = JobQueue::new();
-        k.push_keyed(7, 0, 1, q.ordinary_pushed());
-        k.push_keyed(7, 0, 2, q.ordinary_pushed());
-        k.push_keyed(8, 0, 3, q.ordinary_pushed());
+        k.push_keyed(7, 0, 1, q.mark());
+        k.push_keyed(7, 0, 2, q.mark());
+        k.push_keyed(8, 0, 3, q.mark());
         assert_eq!(k.ready(), 2);
         let (a, fa) = take(&mut k, &mut q).unwrap();
         assert_eq!(a, 1);
@@ -815,11 +817,11 @@ mod tests {
         let mut k = Keyed::new();
         let mut q = JobQueue::new();
         // 1(k5) 2(unkeyed) 3(k5) 4(unkeyed) 5(k6)
-        k.push_keyed(5, 0, 1, q.ordinary_pushed());
+        k.push_keyed(5, 0, 1, q.mark());
         q.push(2, 0);
-        k.push_keyed(5, 0, 3, q.ordinary_pushed());
+        k.push_keyed(5, 0, 3, q.mark());
         q.push(4, 0);
-        k.push_keyed(6, 0, 5, q.ordinary_pushed());
+        k.push_keyed(6, 0, 5, q.mark());
         let mut order = Vec::new();
         while let Some((job, f)) = take(&mut k, &mut q) {
             order.push(job);
@@ -830,15 +832,38 @@ mod tests {
         assert_eq!(order, [1, 2, 3, 4, 5]);
     }
 
+    /// Issue 22 item 2: an unkeyed job sent with a priority before a keyed
+    /// one is taken first, by an ordinary worker or by a priority worker.
+    #[test]
+    fn keyed_jobs_wait_for_earlier_priority_jobs() {
+        let mut k = Keyed::new();
+        let mut q = JobQueue::new();
+        q.push(1, 1);
+        k.push_keyed(7, 0, 2, q.mark());
+        q.push(3, 0);
+        let mut order = Vec::new();
+        while let Some((job, f)) = take(&mut k, &mut q) {
+            order.push(job);
+            if let Some(f) = f {
+                k.finish(f, &mut q);
+            }
+        }
+        assert_eq!(order, [1, 2, 3]);
+        q.push(4, 1);
+        k.push_keyed(7, 0, 5, q.mark());
+        assert_eq!(k.take_priority(&mut q).map(|(j, _)| j), Some(4));
+        assert_eq!(take(&mut k, &mut q).map(|(j, _)| j), Some(5));
+    }
+
     #[test]
     fn barrier_waits_for_the_past_and_holds_the_future() {
         let mut k = Keyed::new();
         let mut q = JobQueue::new();
-        k.push_keyed(1, 0, 10, q.ordinary_pushed());
+        k.push_keyed(1, 0, 10, q.mark());
         q.push(11, 0);
         k.push_barrier(99);
         assert!(k.holds_new_jobs());
-        k.push_keyed(2, 0, 20, q.ordinary_pushed());
+        k.push_keyed(2, 0, 20, q.mark());
         k.hold_unkeyed(0, 21);
         // Not idle: the barrier must wait.
         assert!(!k.barrier_may_start(false));
@@ -872,7 +897,7 @@ mod tests {
         let mut k = Keyed::new();
         let mut q = JobQueue::new();
         k.push_barrier(1);
-        k.push_keyed(3, 0, 2, 0);
+        k.push_keyed(3, 0, 2, Mark::default());
         k.push_barrier(3);
         k.hold_unkeyed(0, 4);
         assert_eq!(k.queued(), 4);
@@ -899,8 +924,8 @@ mod tests {
     fn priority_workers_take_priority_keyed_jobs_once() {
         let mut k = Keyed::new();
         let mut q = JobQueue::new();
-        k.push_keyed(1, 0, 10, 0);
-        k.push_keyed(2, 3, 20, 0);
+        k.push_keyed(1, 0, 10, Mark::default());
+        k.push_keyed(2, 3, 20, Mark::default());
         let (job, f) = k.take_priority(&mut q).unwrap();
         assert_eq!(job, 20);
         assert!(k.take_priority(&mut q).is_none());
@@ -917,12 +942,12 @@ mod tests {
     fn take_all_returns_every_unstarted_job_once() {
         let mut k = Keyed::new();
         let mut q = JobQueue::new();
-        k.push_keyed(1, 0, 1, 0);
-        k.push_keyed(1, 0, 2, 0);
-        k.push_keyed(2, 0, 3, 0);
+        k.push_keyed(1, 0, 1, Mark::default());
+        k.push_keyed(1, 0, 2, Mark::default());
+        k.push_keyed(2, 0, 3, Mark::default());
         let (_, f) = take(&mut k, &mut q).unwrap();
         k.push_barrier(4);
-        k.push_keyed(1, 0, 5, 0);
+        k.push_keyed(1, 0, 5, Mark::default());
         k.hold_unkeyed(0, 6);
         k.push_barrier(7);
         assert_eq!(k.queued(), 6);

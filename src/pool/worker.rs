@@ -159,11 +159,13 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
             if taken > 1 {
                 self.unstarted_in_batch.store(0, Ordering::Relaxed);
             }
+            let mut released = false;
             if let Some(f) = finished.take() {
                 let State { keyed, queue, .. } = &mut *st;
                 keyed.finish(f, queue);
                 if f == Finished::Barrier {
                     self.update_fast_path(&st);
+                    released = true;
                 }
             }
             st.running -= taken;
@@ -171,6 +173,9 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
             self.start_barrier_if_idle(&mut st);
             if ordinary {
                 st.free_workers += 1;
+            }
+            if released {
+                Shared::after_barrier(&self, &mut st);
             }
             if st.queue.is_empty() && self.intake.is_empty() && st.keyed.is_empty() {
                 st.queue.shrink_if_empty();
@@ -211,6 +216,24 @@ impl<T: Send + 'static, P: Packing<T>> Shared<T, P> {
             self.progress.notify_all();
         }
         CURRENT_POOL.with(|c| c.set(0));
+    }
+
+    /// A barrier finished and released the jobs it held: grow and wake for
+    /// them as their sends would have (a held send starts no worker and
+    /// wakes none), and wake the priority workers, since some may be
+    /// priority jobs.
+    fn after_barrier(this: &Arc<Self>, st: &mut State<T>) {
+        while !st.quit
+            && st.queue.len() + st.keyed.ready() > st.free_workers
+            && st.workers < st.limits.max_workers
+            && Shared::start_worker(this, st, WorkerKind::Ordinary).is_ok()
+        {}
+        if st.queue.len() + st.keyed.ready() > 0 {
+            this.wake_for_ready(st, false);
+        }
+        if st.sleeping_prio > 0 {
+            this.prio_ready.notify_all();
+        }
     }
 
     /// Runs the jobs of `batch` in order; stops early (leaving the rest in

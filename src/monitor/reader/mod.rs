@@ -409,7 +409,7 @@ fn reader_loop(mon: *mut ffi::udev_monitor, sh: &Arc<ReaderShared>, events: &Eve
         // Emptied: every datagram the socket held is queued (or refused).
         let emptied = may_read
             && if raw_wanted(events) {
-                drain_raw(mon, mon_fd, &mut peeker, sh, events, router.as_mut())
+                drain_raw(mon, mon_fd, &mut peeker, sh, events, subs, router.as_mut())
             } else {
                 fast.drain(mon_fd, sh, events, subs, router.as_mut())
             };
@@ -502,6 +502,7 @@ fn drain_raw(
     peeker: &mut Peeker,
     sh: &Arc<ReaderShared>,
     events: &Events,
+    subs: Option<&[String]>,
     mut router: Option<&mut Router>,
 ) -> bool {
     let mut errors = 0u32;
@@ -511,7 +512,7 @@ fn drain_raw(
         }
         // A receive error (ENOBUFS too) is reported to the peek, not again
         // to libudev.
-        let peeked = match peeker.peek(mon_fd) {
+        let peeked = match peeker.peek(mon_fd, subs) {
             Ok(p) => p,
             Err(e) => match on_receive_error(e, &mut errors, sh, || {}) {
                 AfterError::Continue => continue,
