@@ -1,5 +1,7 @@
-//! (Over 400 lines: the `Pool` type and its shared state; the worker loop,
-//! the intake, the FIFO and the keyed lines are in their own files.)
+//! (Over 400 lines: the pool type, its shared state, stop/drain/wait and
+//! the parameters; every way a job enters is `send.rs`, the worker loop
+//! `worker.rs`, the intake, the FIFO, the keyed scheduler and the public
+//! `Pool` (`public.rs`) are in their own files.)
 //!
 //! The job pool (layer 1): libvirt's `virThreadPool`, done right.
 //!
@@ -21,16 +23,16 @@ mod job_queue;
 mod keyed;
 mod packing;
 mod public;
+mod send;
 #[cfg(all(test, loom))]
 mod loom_model;
 mod worker;
 
-use std::num::NonZeroU8;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::sync::model::{fence, lock, wait_until, AtomicBool, AtomicUsize, Condvar, Mutex, Thread};
+use crate::sync::model::{lock, wait_until, AtomicBool, AtomicUsize, Condvar, Mutex, Thread};
 use crate::sync::CachePadded;
 use crate::tsan;
 use intake::Intake;
@@ -293,100 +295,6 @@ impl<T: Send + 'static, P: Packing<T>> JobPool<T, P> {
         }
         // On error above, dropping `pool` drains and joins what started.
         Ok(pool)
-    }
-
-    /// Queues `job`. On failure the job is handed back so the caller decides
-    /// (the C layer drops it, which frees its data before returning).
-    // Inlined, and the job split by `P` first: the halves travel in
-    // registers to the intake slot (see `Intake::push_packed`).
-    #[inline(always)]
-    pub fn send(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
-        let (tag, body) = P::pack(job);
-        // SAFETY: the halves of this `pack`.
-        unsafe { self.send_packed(priority, tag, body) }
-    }
-
-    /// [`Pool::send`] of a job the caller split with `P` (the events layer
-    /// splits at its entry, so no enum is built in memory on the way).
-    ///
-    /// # Safety
-    /// `tag` and `body` are the two halves of one `P::pack` result.
-    #[inline(always)]
-    pub(crate) unsafe fn send_packed(&self, priority: u32, tag: NonZeroU8, body: P::Body) -> Result<(), (Error, T)> {
-        let shared = &self.shared;
-        // Everything the sender did happens before the job runs.
-        tsan::release(shared.sync_addr());
-        if !shared.fast_path.load(Ordering::Acquire) {
-            // SAFETY: the caller's promise.
-            return self.send_locked(priority, unsafe { P::unpack(tag, body) });
-        }
-        // SAFETY: the caller's promise.
-        match unsafe { shared.intake.push_packed(tag, body) } {
-            Ok(()) => {
-                // Paired with the fence in `sleep` (store-buffering:
-                // push, fence, look for sleepers / announce, fence, look
-                // at the intake): either the worker sees the job or we
-                // see the worker. A fence, not SeqCst accesses alone,
-                // because loom models fences exactly.
-                fence(Ordering::SeqCst);
-                if shared.sleepers.load(Ordering::SeqCst) > 0 && !shared.wake_pending.swap(true, Ordering::SeqCst) {
-                    shared.wake_one();
-                }
-                Ok(())
-            }
-            // Closed by stop: the locked path reports it.
-            // SAFETY: the caller's promise; given back as they were.
-            Err((tag, body)) => self.send_locked(priority, unsafe { P::unpack(tag, body) }),
-        }
-    }
-
-    /// `send` under the pool's lock: when the intake is closed or not in
-    /// use (priority workers, growth, keyed jobs, barriers).
-    #[inline(never)]
-    fn send_locked(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
-        let shared = &self.shared;
-        let mut st = lock(&shared.state);
-        if st.quit {
-            st.stats.rejected += 1;
-            return Err((Error::Stopped, job));
-        }
-        // Jobs that came through the intake were accepted earlier.
-        shared.absorb_intake(&mut st);
-        if st.keyed.holds_new_jobs() {
-            // Sent after a pending barrier: held until it has run.
-            st.keyed.hold_unkeyed(priority, job);
-            st.stats.submitted += 1;
-            return Ok(());
-        }
-        st.queue.push(job, priority);
-        let depth = st.queue.len();
-        // Grow while queued jobs outnumber idle workers.
-        if depth > st.free_workers && st.workers < st.limits.max_workers {
-            if let Err(e) = Shared::start_worker(shared, &mut st, WorkerKind::Ordinary) {
-                if st.workers == 0 {
-                    // Nobody would ever run it: refuse it. It is the newest,
-                    // so taking it back from the tail is exact.
-                    let job = st.queue.take_newest(priority).expect("job just pushed");
-                    st.stats.rejected += 1;
-                    return Err((e, job));
-                }
-            }
-        }
-        st.stats.submitted += 1;
-        let depth = st.queue.len();
-        st.stats.queue_high_water = st.stats.queue_high_water.max(depth as u64);
-        if depth == 1 {
-            // Only the empty -> non-empty change matters to a spinning
-            // worker; writing on every send would bounce the cache line.
-            shared.queued_hint.store(1, Ordering::Relaxed);
-        }
-        if st.sleeping > 0 && !shared.wake_pending.swap(true, Ordering::SeqCst) {
-            shared.work_ready.notify_one();
-        }
-        if priority != 0 && st.sleeping_prio > 0 {
-            shared.prio_ready.notify_one();
-        }
-        Ok(())
     }
 
     /// Refuses new jobs; each worker exits after its current job. Queued jobs
