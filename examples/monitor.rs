@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nodedev_events::{
-    Device, Error, Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_UDEV_EVENTS,
-};
+use nodedev_events::{Device, Error, EventSource, Lifecycle, Monitor, MonitorConfig};
 
 const USAGE: &str = "usage: monitor [--list] [--timeout SECONDS] [--subsystem NAME]... [--timestamp] [--kernel | --udev]";
 
@@ -25,11 +23,11 @@ struct Options {
     timeout: Option<Duration>,
     subsystems: Vec<String>,
     timestamps: bool,
-    flags: u32,
+    source: EventSource,
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { list_only: false, timeout: None, subsystems: Vec::new(), timestamps: false, flags: 0 };
+    let mut o = Options { list_only: false, timeout: None, subsystems: Vec::new(), timestamps: false, source: EventSource::Auto };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -41,8 +39,8 @@ fn parse_args() -> Result<Options, String> {
             }
             "-s" | "--subsystem" => o.subsystems.push(args.next().ok_or("--subsystem needs NAME")?),
             "-T" | "--timestamp" => o.timestamps = true,
-            "-k" | "--kernel" => o.flags = NDE_MONITOR_KERNEL_EVENTS,
-            "-u" | "--udev" => o.flags = NDE_MONITOR_UDEV_EVENTS,
+            "-k" | "--kernel" => o.source = EventSource::Kernel,
+            "-u" | "--udev" => o.source = EventSource::Udev,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -129,6 +127,7 @@ fn event_line(name: &str, event: Lifecycle) -> String {
         Lifecycle::Defined => format!("event 'lifecycle' for node device {name}: Defined"),
         Lifecycle::Undefined => format!("event 'lifecycle' for node device {name}: Undefined"),
         Lifecycle::Updated => format!("event 'update' for node device {name}"),
+        other => format!("event 'lifecycle' for node device {name}: {other:?}"),
     }
 }
 
@@ -159,7 +158,7 @@ fn wait_for_signal(set: &libc::sigset_t) {
 fn run(o: Options) -> Result<(), Error> {
     let signals = block_stop_signals();
     let monitor = Arc::new(Monitor::new(MonitorConfig {
-        flags: o.flags,
+        source: o.source,
         name: "nodedev-mon".into(),
         subsystems: (!o.subsystems.is_empty()).then_some(o.subsystems),
         ..MonitorConfig::default()
@@ -188,7 +187,7 @@ fn run(o: Options) -> Result<(), Error> {
 
     let result = (|| {
         match monitor.wait_initialized(None) {
-            Err(Error::NDE_ERR_STOPPED) if stopped.load(Ordering::SeqCst) => return Ok(()),
+            Err(Error::Stopped) if stopped.load(Ordering::SeqCst) => return Ok(()),
             other => other?,
         }
         // Live events from here on; the tree is a snapshot taken after the
@@ -201,13 +200,11 @@ fn run(o: Options) -> Result<(), Error> {
             let timestamps = o.timestamps;
             monitor.register(
                 None,
-                Box::new(move |dev, event| {
+                move |dev, event| {
                     let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
                     let stamp = if timestamps { timestamp() } else { String::new() };
                     println!("{stamp}{}", event_line(dev.name(), event));
-                }),
-                None,
-            )?
+                })?
             .forget(); // printing until the monitor stops
         }
         print_tree(&monitor.snapshot());

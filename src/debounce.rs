@@ -6,7 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::{lock, wait};
 use crate::thread::{self, Thread};
 
@@ -49,10 +49,10 @@ impl Debouncer {
     pub fn arm(&self, slot: usize, delay: Duration) -> Result<(), Error> {
         let mut st = lock(&self.shared.state);
         if st.cancelled {
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         if slot >= st.deadlines.len() {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         if st.thread.is_none() {
             let shared = Arc::clone(&self.shared);

@@ -23,16 +23,16 @@ use std::ffi::c_void;
 use std::mem::ManuallyDrop;
 use std::num::NonZeroU8;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::closure_slot;
 use crate::registration::Registration;
 use crate::registry::{CachedSnapshot, Registry};
 use crate::debounce::Debouncer;
 use crate::owned::OwnedData;
-use crate::pool::{KeyStats, Packing, Pool, PoolLimits, PoolStats, WorkerHooks};
-use crate::result::{nde_result, Error};
-use crate::sync::lock;
+use crate::pool::{JobPool, KeyStats, Packing, PoolLimits, PoolStats, WorkerHooks};
+use crate::error::Error;
 
 pub use crate::owned::FreeFn;
 pub use crate::registry::OnRemove;
@@ -41,6 +41,7 @@ pub use crate::registry::OnRemove;
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum nde_event_type {
     /// Initial enumeration; data: the `struct udev *` (monitor).
     NDE_EVENT_INIT = 0,
@@ -79,11 +80,6 @@ impl nde_event_type {
 
 /// Data carried by one event; its free function runs exactly once.
 pub type EventData = OwnedData;
-
-/// A Rust callback: receives the event type and the raw data pointer. It
-/// runs one call at a time, also with several workers (then it serialises
-/// the events it receives; see [`ConcurrentCallback`]).
-pub type Callback = Box<dyn FnMut(nde_event_type, *mut c_void) + Send>;
 
 /// A Rust callback that may run on several workers at the same time (for
 /// events of different keys; see [`Events::register_concurrent`]).
@@ -248,7 +244,7 @@ pub const NDE_EVENTS_MAX_WORKERS: usize = 256;
 struct Core {
     // Field order is drop order: timers stop before the worker is drained.
     timers: Debouncer,
-    pool: Pool<Event, EventPacking>,
+    pool: JobPool<Event, EventPacking>,
     registry: Arc<Registry<RegistryCallback, Filter>>,
     stopping: AtomicBool,
     /// Worker count; with 1 keys are ignored (every event is in order).
@@ -267,7 +263,7 @@ struct Core {
 /// worker one at a time, in submission order. Blocking: `submit`,
 /// `schedule`, `register` and `shutdown_prepare` never wait; `wait_idle`,
 /// `shutdown_wait`, a handle's `deregister` and drop do, and return
-/// [`Error::NDE_ERR_WOULD_DEADLOCK`] (or defer) from a callback.
+/// [`Error::WouldDeadlock`] (or defer) from a callback.
 pub struct Events {
     core: Arc<Core>,
 }
@@ -322,16 +318,16 @@ impl Events {
     }
 
     /// New events object with `workers` worker threads (1 to
-    /// [`NDE_EVENTS_MAX_WORKERS`]; else `NDE_ERR_INVALID` before any thread
-    /// starts), all started now. See the module comment for what runs in
-    /// parallel.
+    /// [`NDE_EVENTS_MAX_WORKERS`]; else [`Error::InvalidArgument`] before
+    /// any thread starts), all started now. See the module comment for what
+    /// runs in parallel.
     pub fn with_workers(name: &str, workers: usize) -> Result<Events, Error> {
         if workers == 0 || workers > NDE_EVENTS_MAX_WORKERS {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let registry = Arc::new(Registry::new());
         let dispatch = Arc::clone(&registry);
-        let pool = Pool::with_packing(
+        let pool = JobPool::with_packing(
             PoolLimits { min_workers: workers, max_workers: workers, prio_workers: 0 },
             name,
             Box::new(move |ev: Event| ev.dispatch(&dispatch)),
@@ -362,15 +358,34 @@ impl Events {
     /// (with several workers it is called under a lock, so it serialises
     /// the events it receives; see [`Events::register_concurrent`]); never
     /// blocks. It stays registered while the returned handle lives (see
-    /// [`Registration`]); `on_remove` runs exactly once when it is released
-    /// (also before this returns, if it fails).
+    /// [`Registration`]); the closure is dropped exactly once when it is
+    /// released (its `Drop` is the place to release what it holds).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use nodedev_events::{EventData, EventType, Events};
+    ///
+    /// let events = Events::new("doc-register")?;
+    /// let (seen, rx) = mpsc::channel();
+    /// let handle = events.register(Some(EventType::NDE_EVENT_UDEV_ADD), move |t, _data| seen.send(t).unwrap())?;
+    /// events.submit(EventType::NDE_EVENT_UDEV_ADD, EventData::none())?;
+    /// events.submit(EventType::NDE_EVENT_UDEV_REMOVE, EventData::none())?; // not for this callback
+    /// events.wait_idle(None)?;
+    /// handle.deregister()?; // the closure (and `seen`) is dropped here
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [EventType::NDE_EVENT_UDEV_ADD]);
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
     pub fn register(
         &self,
         event_type: Option<nde_event_type>,
-        cb: Callback,
-        on_remove: Option<OnRemove>,
+        cb: impl FnMut(nde_event_type, *mut c_void) + Send + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_id(event_type, cb, on_remove)?;
+        // Called one at a time under the slot's lock (as `register_id`
+        // does for C callbacks); released by the registry's on_remove.
+        let slot = closure_slot::Exclusive::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |t, data| slot.with(|cb| cb(t, data)));
+        let id = self.register_concurrent_id(event_type, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -379,10 +394,12 @@ impl Events {
     pub fn register_concurrent(
         &self,
         event_type: Option<nde_event_type>,
-        cb: ConcurrentCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl Fn(nde_event_type, *mut c_void) + Send + Sync + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_concurrent_id(event_type, cb, on_remove)?;
+        let slot = closure_slot::Shared::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |t, data| slot.with(|cb| cb(t, data)));
+        let id = self.register_concurrent_id(event_type, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -393,12 +410,6 @@ impl Events {
             Some(core) => core.registry.deregister(id, core.pool.on_worker()),
             None => Ok(()), // the object is gone and released every callback
         })
-    }
-
-    /// [`Events::register`] by id.
-    pub(crate) fn register_id(&self, event_type: Option<nde_event_type>, cb: Callback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
-        let cb = Mutex::new(cb);
-        self.register_concurrent_id(event_type, Box::new(move |t, data| (lock(&cb))(t, data)), on_remove)
     }
 
     /// [`Events::register_concurrent`] for the C API: the callback's id.
@@ -443,7 +454,7 @@ impl Events {
     /// [`Events::submit_internal`] under `key`, as [`Events::submit_keyed`].
     pub(crate) fn submit_internal_keyed(&self, event_type: nde_event_type, key: u64, value: Box<dyn Any + Send>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         self.core.send(Event::Internal(event_type, Box::new(value)), key)
     }
@@ -459,7 +470,7 @@ impl Events {
     /// [`Events::submit_owned`] under `key`, as [`Events::submit_keyed`].
     pub(crate) fn submit_owned_keyed(&self, event_type: nde_event_type, key: u64, value: Box<dyn CData>) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         self.core.send(Event::Owned(event_type, Box::new(value)), key)
     }
@@ -488,7 +499,7 @@ impl Events {
     /// consumed.
     pub fn submit_keyed(&self, event_type: nde_event_type, key: u64, data: EventData) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         self.core.send(Event::C(event_type, data), key)
     }
@@ -499,29 +510,48 @@ impl Events {
     }
 
     /// Debounce: (re)arms the one-shot timer of `event_type`; when it fires,
-    /// `(event_type, NULL)` is submitted. `delay_ms == 0` submits now and
+    /// `(event_type, NULL)` is submitted. A zero `delay` submits now and
     /// cancels a pending timer.
-    pub fn schedule(&self, event_type: nde_event_type, delay_ms: u32) -> Result<(), Error> {
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use nodedev_events::{EventType, Events};
+    ///
+    /// let events = Events::new("doc-schedule")?;
+    /// let fired = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&fired);
+    /// let _cb = events.register(None, move |_t, _data| { count.fetch_add(1, Ordering::SeqCst); })?;
+    /// for _ in 0..5 {
+    ///     events.schedule(EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, Duration::from_secs(60))?;
+    /// }
+    /// events.schedule(EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, Duration::ZERO)?; // now, once
+    /// events.wait_idle(None)?;
+    /// assert_eq!(fired.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
+    pub fn schedule(&self, event_type: nde_event_type, delay: Duration) -> Result<(), Error> {
         if event_type == nde_event_type::NDE_EVENT_LAST {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         if self.core.stopping.load(Ordering::SeqCst) {
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         // The timer thread submits the event: what the caller did so far
         // must still happen before its callbacks (for ThreadSanitizer).
         self.core.pool.announce_handoff();
         let slot = event_type as usize;
-        if delay_ms == 0 {
+        if delay.is_zero() {
             self.core.timers.disarm(slot);
             return self.core.submit(event_type, EventData::none());
         }
-        self.core.timers.arm(slot, Duration::from_millis(delay_ms as u64))
+        self.core.timers.arm(slot, delay)
     }
 
     /// Blocks until every submitted event was handled and its data freed
-    /// (`timeout` `None`: for ever). `NDE_ERR_TIMEOUT`;
-    /// `NDE_ERR_WOULD_DEADLOCK` from a callback.
+    /// (`timeout` `None`: for ever). [`Error::Timeout`];
+    /// [`Error::WouldDeadlock`] from a callback.
     pub fn wait_idle(&self, timeout: Option<Duration>) -> Result<(), Error> {
         self.core.pool.wait_idle(timeout)
     }
@@ -535,12 +565,12 @@ impl Events {
     }
 
     /// Phase two: prepare if needed, join the timer and the worker, discard
-    /// queued events (their data is freed). `NDE_ERR_TIMEOUT` when the
+    /// queued events (their data is freed). [`Error::Timeout`] when the
     /// current callback is still running after `timeout` (`None`: for
-    /// ever): safe to call again. From a callback: `NDE_ERR_WOULD_DEADLOCK`.
+    /// ever): safe to call again. From a callback: [`Error::WouldDeadlock`].
     pub fn shutdown_wait(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         self.shutdown_prepare();
         self.core.timers.cancel_and_join();
@@ -582,6 +612,16 @@ impl Events {
     /// True when called from one of this object's worker threads.
     pub fn on_worker(&self) -> bool {
         self.core.pool.on_worker()
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("workers", &self.workers())
+            .field("queue_depth", &self.queue_depth())
+            .field("stopping", &self.is_stopping())
+            .finish()
     }
 }
 

@@ -17,7 +17,7 @@
 //! Every object owns its threads and joins them when dropped (from inside
 //! one of its own callbacks the release is deferred until that callback
 //! returns). Calls that would wait for the calling thread itself return
-//! [`Error::NDE_ERR_WOULD_DEADLOCK`] instead of hanging. Every `extern "C"`
+//! [`Error::WouldDeadlock`] instead of hanging. Every `extern "C"`
 //! item lives under [`ffi`]; `include/nodedev_events.h` is generated from it.
 //!
 //! # A pool
@@ -25,17 +25,17 @@
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
-//! use nodedev_events::{Pool, PoolLimits};
+//! use nodedev_events::{Pool, PoolLimits, Priority};
 //!
 //! let total = Arc::new(AtomicUsize::new(0));
 //! let sum = Arc::clone(&total);
 //! // One ordinary worker: jobs run one at a time, in the order sent.
 //! let limits = PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 };
-//! let pool = Pool::new(limits, "example", Box::new(move |n: usize| {
+//! let pool = Pool::new(limits, "example", move |n: usize| {
 //!     sum.fetch_add(n, Ordering::Relaxed);
-//! }))?;
+//! })?;
 //! for n in 1..=10 {
-//!     pool.send(0, n).map_err(|(err, _job)| err)?;
+//!     pool.send(Priority::Normal, n).map_err(|(err, _job)| err)?;
 //! }
 //! pool.wait_idle(None)?; // None: no timeout
 //! assert_eq!(total.load(Ordering::Relaxed), 55);
@@ -50,11 +50,11 @@
 //!
 //! let events = Events::new("example")?;
 //! let (seen, rx) = mpsc::channel();
-//! // Runs on the events' worker thread, in submission order.
-//! // For as long as `callback` lives.
-//! let callback = events.register(None, Box::new(move |event_type, _data| {
+//! // Runs on the events' worker thread, in submission order, for as long
+//! // as `callback` lives; dropping the handle drops the closure.
+//! let callback = events.register(None, move |event_type, _data| {
 //!     seen.send(event_type).unwrap();
-//! }), None)?;
+//! })?;
 //! events.submit(EventType::NDE_EVENT_UDEV_ADD, EventData::none())?;
 //! events.submit(EventType::NDE_EVENT_UDEV_REMOVE, EventData::none())?;
 //! events.wait_idle(None)?;
@@ -67,21 +67,23 @@
 //! # A monitor
 //!
 //! Reads the kernel's uevents (no udevd needed); see `examples/monitor.rs`
-//! for a complete program.
+//! for a complete program and `examples/poll_loop.rs` for a monitor driven
+//! from a plain `poll` loop instead of callbacks.
 //!
 //! ```
 //! use std::time::Duration;
-//! use nodedev_events::{Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
+//! use nodedev_events::{EventSource, Monitor, MonitorConfig};
 //!
 //! let monitor = Monitor::new(MonitorConfig {
-//!     flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+//!     source: EventSource::Kernel,
+//!     watch_mdevctl: false,
 //!     ..MonitorConfig::default()
 //! })?;
 //! // Runs on the monitor's worker for every device change, in udev order,
 //! // for as long as `listener` lives.
-//! let listener = monitor.register(None, Box::new(|device, event| {
+//! let listener = monitor.register(None, |device, event| {
 //!     println!("{}: {:?}", device.name(), event);
-//! }), None)?;
+//! })?;
 //! monitor.start()?;
 //! monitor.wait_initialized(None)?; // None: no timeout
 //! let computer = monitor.lookup("computer").expect("the root device");
@@ -95,9 +97,12 @@
 //! `// SAFETY:` line, also inside `unsafe fn`s.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod closure_slot;
 mod debounce;
+mod error;
 mod events;
 mod monitor;
 mod owned;
@@ -110,24 +115,28 @@ mod thread;
 mod timeout;
 mod tsan;
 
+/// The C ABI (`include/nodedev_events.h` is generated from it). Public for
+/// this crate's own tests of the C entry points from Rust; every entry that
+/// takes a pointer is `unsafe`. Rust programs use the types above.
+#[doc(hidden)]
 pub mod ffi;
+#[cfg(doctest)]
+pub mod soundness;
 
-pub use events::{
-    nde_event_type as EventType, Callback, ConcurrentCallback, EventData, Events, FreeFn, NDE_EVENTS_MAX_WORKERS,
-};
+pub use error::Error;
+pub use events::{nde_event_type as EventType, EventData, Events, FreeFn, NDE_EVENTS_MAX_WORKERS};
 pub use monitor::{
-    ConcurrentLifecycleCallback, Device, DeviceKind, Lifecycle, LifecycleCallback, Monitor, MonitorConfig, MonitorStats,
-    OnRemove, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_MDEVCTL_DEBOUNCE_MS, DEFAULT_RECEIVE_BUFFER,
-    NDE_MONITOR_MAX_WORKERS, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS,
+    Device, DeviceKind, EventSource, Lifecycle, Monitor, MonitorConfig, MonitorEvents, MonitorStats, Received, Subscription, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_RECEIVE_BUFFER, NDE_MONITOR_MAX_WORKERS,
 };
-pub use pool::{Handler, KeyStats, Pool, PoolLimits, PoolStats, WorkerHook, WorkerHooks};
+pub use pool::{KeyStats, Pool, PoolLimits, PoolStats, Priority, WorkerHook, WorkerHooks};
 pub use registration::Registration;
-pub use result::{nde_result, Error};
 
 /// Hooks for this crate's own tests (feature `test-hooks`, which the
 /// crate's dev-dependency on itself turns on); not part of the API.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
+#[allow(missing_debug_implementations)]
 pub mod test_hooks {
     pub use crate::monitor::mdevctl;
     pub use crate::monitor::naming::{generate_name, mdev_name};

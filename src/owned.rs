@@ -8,8 +8,8 @@ pub type FreeFn = unsafe extern "C" fn(data: *mut c_void);
 /// Data owned by the library with the function that frees it. Dropping it
 /// calls the function once; this is how every path frees exactly once.
 pub struct OwnedData {
-    pub ptr: *mut c_void,
-    pub free: Option<FreeFn>,
+    pub(crate) ptr: *mut c_void,
+    free: Option<FreeFn>,
 }
 
 // SAFETY: the caller handed the data over to the library, to be used and
@@ -17,13 +17,26 @@ pub struct OwnedData {
 unsafe impl Send for OwnedData {}
 
 impl OwnedData {
-    pub fn new(ptr: *mut c_void, free: Option<FreeFn>) -> Self {
+    /// Data at `ptr` that `free` (if any) releases once, when the event is
+    /// done with (after its callbacks, or when it is refused or discarded).
+    ///
+    /// # Safety
+    ///
+    /// `free` must be sound to call once with `ptr`, on any thread of the
+    /// library, at any later time; callbacks receive `ptr` as it is.
+    pub unsafe fn new(ptr: *mut c_void, free: Option<FreeFn>) -> Self {
         OwnedData { ptr, free }
     }
 
-    /// No data at all (timer-made events).
+    /// No data at all (a NULL pointer, nothing to free).
     pub fn none() -> Self {
         OwnedData { ptr: std::ptr::null_mut(), free: None }
+    }
+}
+
+impl std::fmt::Debug for OwnedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventData").field("ptr", &self.ptr).field("has_free", &self.free.is_some()).finish()
     }
 }
 

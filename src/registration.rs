@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::result::Error;
+use crate::error::Error;
 
 type Remove = Box<dyn FnOnce() -> Result<(), Error> + Send + Sync>;
 

@@ -48,7 +48,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::model::{lock, wait, AtomicUsize, Condvar, Mutex};
 use crate::tsan;
 
@@ -171,7 +171,7 @@ impl<F: ?Sized, K> Registry<F, K> {
             if let Some(f) = on_remove {
                 f();
             }
-            return Err(nde_result::NDE_ERR_NO_MEMORY);
+            return Err(Error::NoMemory);
         }
         let id = st.next_id;
         st.next_id += 1;
@@ -193,7 +193,7 @@ impl<F: ?Sized, K> Registry<F, K> {
         let entry = {
             let mut st = lock(&self.state);
             let Some(pos) = st.entries.iter().position(|e| e.id == id) else {
-                return Err(nde_result::NDE_ERR_NOT_FOUND);
+                return Err(Error::NotFound);
             };
             let mut entries = Vec::clone(&st.entries);
             let entry = entries.remove(pos);

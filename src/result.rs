@@ -1,9 +1,12 @@
-//! The one error type of the library and its C codes.
+//! The C result codes, `nde_result`, and how a Rust [`Error`] maps onto
+//! them (used by the C layer only; Rust callers see [`Error`]).
 //!
-//! Every failing call returns a negative `nde_result`, so libvirt-style
+//! Every failing C call returns a negative `nde_result`, so libvirt-style
 //! `if (f(...) < 0)` checks keep working.
 
 use std::fmt;
+
+use crate::error::Error;
 
 /// Result codes returned by every `int` function of the C API.
 ///
@@ -37,9 +40,6 @@ pub enum nde_result {
     /// A bug inside the library was caught before it reached C.
     NDE_ERR_PANIC = -10,
 }
-
-/// The Rust-side error: every variant maps onto one negative `nde_result`.
-pub type Error = nde_result;
 
 const ALL_RESULTS: [nde_result; 11] = [
     nde_result::NDE_OK,
@@ -108,6 +108,39 @@ impl fmt::Display for nde_result {
 }
 
 impl std::error::Error for nde_result {}
+
+impl From<&Error> for nde_result {
+    fn from(e: &Error) -> nde_result {
+        match e {
+            Error::InvalidArgument => nde_result::NDE_ERR_INVALID,
+            Error::Stopped => nde_result::NDE_ERR_STOPPED,
+            Error::NoMemory => nde_result::NDE_ERR_NO_MEMORY,
+            Error::Thread(_) => nde_result::NDE_ERR_THREAD,
+            Error::Timeout => nde_result::NDE_ERR_TIMEOUT,
+            Error::WouldDeadlock => nde_result::NDE_ERR_WOULD_DEADLOCK,
+            Error::NotFound => nde_result::NDE_ERR_NOT_FOUND,
+            Error::QueueFull => nde_result::NDE_ERR_QUEUE_FULL,
+            Error::Os(_) => nde_result::NDE_ERR_OS,
+            Error::Panic => nde_result::NDE_ERR_PANIC,
+        }
+    }
+}
+
+impl Error {
+    /// The C code of this error (negative). For `NDE_ERR_OS` and
+    /// `NDE_ERR_THREAD` the OS error is put back into `errno`, as the
+    /// header promises, whatever ran since it was captured.
+    pub(crate) fn code(&self) -> i32 {
+        if let Some(errno) = match self {
+            Error::Os(e) | Error::Thread(e) => e.raw_os_error(),
+            _ => None,
+        } {
+            // SAFETY: __errno_location returns this thread's errno slot.
+            unsafe { *libc::__errno_location() = errno };
+        }
+        nde_result::from(self).code()
+    }
+}
 
 /// Converts a Rust result into the C convention: the value (>= 0) or a
 /// negative code.

@@ -102,7 +102,7 @@ pub(crate) mod model {
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
     use std::time::Instant;
 
-    use crate::result::Error;
+    use crate::error::Error;
 
     /// [`super::lock`] for loom's mutex.
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 
 /// Linux keeps 15 bytes of a thread name plus the NUL.
 pub(crate) const MAX_THREAD_NAME: usize = 15;
@@ -41,7 +41,7 @@ mod inject {
     static INJECTION_ARMED: AtomicUsize = AtomicUsize::new(0);
 
     /// Makes the next `count` calls to [`spawn`](super::spawn) whose thread name starts with
-    /// `name_prefix` fail with `NDE_ERR_THREAD` (fault injection for tests);
+    /// `name_prefix` fail with [`Error::Thread`] (fault injection for tests);
     /// a count of 0 disarms every prefix starting with `name_prefix` (so ""
     /// disarms all).
     pub fn fail_next_spawns(name_prefix: &str, count: usize) {
@@ -104,7 +104,7 @@ where
 {
     #[cfg(any(test, feature = "test-hooks"))]
     if inject::injected_failure(name) {
-        return Err(nde_result::NDE_ERR_THREAD);
+        return Err(Error::Thread(std::io::Error::from_raw_os_error(libc::EAGAIN)));
     }
     let boxed: Box<Body> = Box::new((thread_name(name), Box::new(body)));
     let arg = Box::into_raw(boxed) as *mut libc::c_void;
@@ -115,7 +115,7 @@ where
     if rc != 0 {
         // SAFETY: the thread was not created, so we still own `arg`.
         drop(unsafe { Box::from_raw(arg as *mut Body) });
-        return Err(nde_result::NDE_ERR_THREAD);
+        return Err(Error::Thread(std::io::Error::from_raw_os_error(rc)));
     }
     Ok(Thread { handle })
 }
@@ -182,7 +182,7 @@ mod tests {
         fail_next_spawns("inject-test", 1);
         assert_eq!(
             spawn("inject-test", || {}).err(),
-            Some(nde_result::NDE_ERR_THREAD)
+            Some(Error::Thread(std::io::Error::from_raw_os_error(libc::EAGAIN)))
         );
         spawn("inject-test", || {}).unwrap().join();
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nodedev_events::{EventData, EventType, Events, NDE_EVENTS_MAX_WORKERS};
-use nodedev_events::nde_result;
+use nodedev_events::Error;
 
 unsafe extern "C" fn count_free(p: *mut std::ffi::c_void) {
     // SAFETY: p is a leaked Arc<AtomicUsize> made below.
@@ -14,7 +14,8 @@ unsafe extern "C" fn count_free(p: *mut std::ffi::c_void) {
 }
 
 fn counted(c: &Arc<AtomicUsize>) -> EventData {
-    EventData::new(Arc::into_raw(c.clone()) as *mut _, Some(count_free))
+    // SAFETY: count_free releases the Arc made here, once.
+    unsafe { EventData::new(Arc::into_raw(c.clone()) as *mut _, Some(count_free)) }
 }
 
 #[test]
@@ -22,7 +23,7 @@ fn events_are_handled_in_order_and_data_freed_once() {
     let ev = Events::new("rust-order").unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    ev.register(None, Box::new(move |t, _| s2.lock().unwrap().push(t)), None).unwrap().forget();
+    ev.register(None, move |t, _| s2.lock().unwrap().push(t)).unwrap().forget();
     let freed = Arc::new(AtomicUsize::new(0));
     let types = [EventType::NDE_EVENT_UDEV_ADD, EventType::NDE_EVENT_UDEV_REMOVE];
     for i in 0..1000 {
@@ -34,7 +35,7 @@ fn events_are_handled_in_order_and_data_freed_once() {
     assert_eq!(freed.load(Ordering::SeqCst), 1000);
     assert_eq!(
         ev.submit(EventType::NDE_EVENT_LAST, counted(&freed)),
-        Err(nde_result::NDE_ERR_INVALID)
+        Err(Error::InvalidArgument)
     );
     assert_eq!(freed.load(Ordering::SeqCst), 1001);
 }
@@ -49,12 +50,10 @@ fn shutdown_wait_discards_queued_events_and_frees_their_data() {
     let e2 = entered.clone();
     ev.register(
         None,
-        Box::new(move |_, _| {
+        move |_, _| {
             e2.fetch_add(1, Ordering::SeqCst);
             drop(g2.lock().unwrap())
-        }),
-        None,
-    )
+        })
     .unwrap()
     .forget();
     let freed = Arc::new(AtomicUsize::new(0));
@@ -65,7 +64,7 @@ fn shutdown_wait_discards_queued_events_and_frees_their_data() {
         std::thread::yield_now();
     }
     ev.shutdown_prepare();
-    assert_eq!(ev.shutdown_wait(Some(Duration::from_millis(10))), Err(nde_result::NDE_ERR_TIMEOUT));
+    assert_eq!(ev.shutdown_wait(Some(Duration::from_millis(10))), Err(Error::Timeout));
     drop(held);
     ev.shutdown_wait(None).unwrap();
     assert_eq!(freed.load(Ordering::SeqCst), 100);
@@ -74,15 +73,18 @@ fn shutdown_wait_discards_queued_events_and_frees_their_data() {
 }
 
 #[test]
-fn userdata_is_released_once_on_drop() {
+fn the_closure_is_released_once_on_drop() {
     let released = Arc::new(AtomicUsize::new(0));
     {
         let ev = Events::new("rust-release").unwrap();
         for _ in 0..3 {
             let r = released.clone();
-            ev.register(None, Box::new(|_, _| {}), Some(Box::new(move || {
+            let guard = OnDrop(move || {
                 r.fetch_add(1, Ordering::SeqCst);
-            })))
+            });
+            ev.register(None, move |_, _| {
+                let _released_with_the_closure = &guard;
+            })
             .unwrap()
             .forget();
         }
@@ -98,7 +100,7 @@ fn userdata_is_released_once_on_drop() {
 fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     use std::sync::Condvar;
     use EventType::*;
-    assert_eq!(Events::with_workers("rust-zero", 0).err(), Some(nde_result::NDE_ERR_INVALID));
+    assert_eq!(Events::with_workers("rust-zero", 0).err(), Some(Error::InvalidArgument));
     let ev = Events::with_workers("rust-multi", 4).unwrap();
     assert_eq!(ev.workers(), 4);
 
@@ -109,15 +111,13 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let fnmut = ev
         .register(
             Some(NDE_EVENT_UDEV_ADD),
-            Box::new(move |_, _| {
+            move |_, _| {
                 if i2.fetch_add(1, Ordering::SeqCst) != 0 {
                     o2.fetch_add(1, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_micros(200));
                 i2.fetch_sub(1, Ordering::SeqCst);
-            }),
-            None,
-        )
+            })
         .unwrap();
     for key in 1..=40u64 {
         ev.submit_keyed(NDE_EVENT_UDEV_ADD, key, EventData::none()).unwrap();
@@ -133,16 +133,14 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let _concurrent = ev
         .register_concurrent(
             Some(NDE_EVENT_UDEV_CHANGE),
-            Box::new(move |_, _| {
+            move |_, _| {
                 let (lock, cv) = &*m2;
                 let mut n = lock.lock().unwrap();
                 *n += 1;
                 cv.notify_all();
                 let (n, _) = cv.wait_timeout_while(n, Duration::from_secs(30), |n| *n < 2).unwrap();
                 assert!(*n >= 2, "the two keys never ran at the same time");
-            }),
-            None,
-        )
+            })
         .unwrap();
     ev.submit_keyed(NDE_EVENT_UDEV_CHANGE, 1, EventData::none()).unwrap();
     ev.submit_keyed(NDE_EVENT_UDEV_CHANGE, 2, EventData::none()).unwrap();
@@ -150,7 +148,7 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
     let after = Arc::new(AtomicUsize::new(usize::MAX));
     let (a2, m3) = (after.clone(), met.clone());
     let _barrier = ev
-        .register(Some(NDE_EVENT_INIT), Box::new(move |_, _| a2.store(*m3.0.lock().unwrap(), Ordering::SeqCst)), None)
+        .register(Some(NDE_EVENT_INIT), move |_, _| a2.store(*m3.0.lock().unwrap(), Ordering::SeqCst))
         .unwrap();
     ev.submit_keyed(NDE_EVENT_INIT, 7, EventData::none()).unwrap();
     ev.wait_idle(None).unwrap();
@@ -167,8 +165,17 @@ fn several_workers_serialise_fnmut_and_run_concurrent_callbacks_in_parallel() {
 #[test]
 fn worker_count_over_the_cap_is_refused_before_any_thread_starts() {
     let over = NDE_EVENTS_MAX_WORKERS + 1;
-    assert_eq!(Events::with_workers("too-many", over).err(), Some(nde_result::NDE_ERR_INVALID));
-    assert_eq!(Events::with_workers("huge", u32::MAX as usize).err(), Some(nde_result::NDE_ERR_INVALID));
+    assert_eq!(Events::with_workers("too-many", over).err(), Some(Error::InvalidArgument));
+    assert_eq!(Events::with_workers("huge", u32::MAX as usize).err(), Some(Error::InvalidArgument));
     let ev = Events::with_workers("at-cap", NDE_EVENTS_MAX_WORKERS).unwrap();
     assert_eq!(ev.workers(), NDE_EVENTS_MAX_WORKERS);
+}
+
+/// Runs its function when dropped (a registered closure's release).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }

@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use nodedev_events::{EventData, EventType, Events};
+use nodedev_events::{EventData, EventType, Events, Priority, Registration};
 use nodedev_events::ffi::events::*;
 use nodedev_events::ffi::pool::*;
-use nodedev_events::nde_result::{self, *};
+use nodedev_events::ffi::nde_result::{self, *};
 use nodedev_events::ffi::pool::nde_pool_stats;
 use nodedev_events::{Pool, PoolLimits};
 use nodedev_events::test_hooks::fail_next_spawns;
@@ -171,103 +171,115 @@ unsafe extern "C" fn gated_job(_jobdata: *mut c_void, opaque: *mut c_void) {
 
 #[test]
 fn pool_new_returns_null_and_leaves_no_thread_when_a_worker_cannot_start() {
-    let _serial = injection();
-    let _disarm = Disarm;
-    let opaque = Arc::new(AtomicUsize::new(0));
-    let op = Arc::as_ptr(&opaque) as *mut c_void;
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        let _serial = injection();
+        let _disarm = Disarm;
+        let opaque = Arc::new(AtomicUsize::new(0));
+        let op = Arc::as_ptr(&opaque) as *mut c_void;
 
-    // The first of two ordinary workers fails.
-    fail_next_spawns("flt-a", 1);
-    let p = nde_pool_new_full(2, 2, 0, Some(count_job), cname(c"flt-a"), op);
-    assert!(p.is_null());
+        // The first of two ordinary workers fails.
+        fail_next_spawns("flt-a", 1);
+        let p = nde_pool_new_full(2, 2, 0, Some(count_job), cname(c"flt-a"), op);
+        assert!(p.is_null());
 
-    // The ordinary worker starts, the priority worker fails: the started
-    // one is joined before NULL is returned.
-    fail_next_spawns("prio-flt-b", 1);
-    let p = nde_pool_new_full(1, 1, 1, Some(count_job), cname(c"flt-b"), op);
-    assert!(p.is_null());
-    eventually("no flt-b thread left", || threads_named("flt-b") == 0 && threads_named("prio-flt-b") == 0);
+        // The ordinary worker starts, the priority worker fails: the started
+        // one is joined before NULL is returned.
+        fail_next_spawns("prio-flt-b", 1);
+        let p = nde_pool_new_full(1, 1, 1, Some(count_job), cname(c"flt-b"), op);
+        assert!(p.is_null());
+        eventually("no flt-b thread left", || threads_named("flt-b") == 0 && threads_named("prio-flt-b") == 0);
 
-    // Three workers, the third fails.
-    fail_next_spawns("flt-d", 1);
-    let p = nde_pool_new_full(3, 3, 0, Some(count_job), cname(c"flt-d"), op);
-    assert!(p.is_null());
-    eventually("no flt-d thread left", || threads_named("flt-d") == 0);
+        // Three workers, the third fails.
+        fail_next_spawns("flt-d", 1);
+        let p = nde_pool_new_full(3, 3, 0, Some(count_job), cname(c"flt-d"), op);
+        assert!(p.is_null());
+        eventually("no flt-d thread left", || threads_named("flt-d") == 0);
 
-    // Events: its one worker cannot start.
-    fail_next_spawns("flt-ev", 1);
-    assert!(nde_events_new(cname(c"flt-ev")).is_null());
-    eventually("no flt-ev thread left", || threads_named("flt-ev") == 0);
+        // Events: its one worker cannot start.
+        fail_next_spawns("flt-ev", 1);
+        assert!(nde_events_new(cname(c"flt-ev")).is_null());
+        eventually("no flt-ev thread left", || threads_named("flt-ev") == 0);
 
-    // The Rust API says the same with a Result.
-    fail_next_spawns("flt-rust", 1);
-    let r = Pool::new(
-        PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 },
-        "flt-rust",
-        Box::new(|_: u32| {}),
-    );
-    assert_eq!(r.err(), Some(NDE_ERR_THREAD));
-    fail_next_spawns("flt-rev", 1);
-    assert_eq!(Events::new("flt-rev").err(), Some(NDE_ERR_THREAD));
-    assert_eq!(opaque.load(SeqCst), 0, "no job ever ran");
+        // The Rust API says the same with a Result.
+        fail_next_spawns("flt-rust", 1);
+        let r = Pool::new(
+            PoolLimits { min_workers: 1, max_workers: 1, prio_workers: 0 },
+            "flt-rust",
+            Box::new(|_: u32| {}),
+        );
+        assert!(matches!(r.err(), Some(nodedev_events::Error::Thread(_))));
+        fail_next_spawns("flt-rev", 1);
+        assert!(matches!(Events::new("flt-rev").err(), Some(nodedev_events::Error::Thread(_))));
+        assert_eq!(opaque.load(SeqCst), 0, "no job ever ran");
+    }
 }
 
 #[test]
 fn a_send_that_needs_the_first_worker_fails_with_thread_error_and_frees_its_data() {
-    let _serial = injection();
-    let _disarm = Disarm;
-    let freed = Arc::new(AtomicUsize::new(0));
-    let ran = Arc::new(AtomicUsize::new(0));
-    let pool = nde_pool_new_full(0, 1, 0, Some(count_job), cname(c"flt-lazy"), Arc::as_ptr(&ran) as *mut c_void);
-    assert!(!pool.is_null());
-    fail_next_spawns("flt-lazy", 1);
-    assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), code(NDE_ERR_THREAD));
-    assert_eq!(freed.load(SeqCst), 1, "data freed before the failing call returned");
-    assert_eq!(nde_pool_get_current_workers(pool), 0);
-    // The next send starts the worker.
-    assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
-    assert_eq!(nde_pool_wait_idle(pool, -1), OK);
-    assert_eq!(ran.load(SeqCst), 1);
-    let mut st = nde_pool_stats::default();
-    assert_eq!(nde_pool_get_stats(pool, &mut st), OK);
-    assert_eq!((st.submitted, st.completed, st.rejected), (1, 1, 1));
-    nde_pool_free(pool);
-    assert_eq!(freed.load(SeqCst), 2);
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        let _serial = injection();
+        let _disarm = Disarm;
+        let freed = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let pool = nde_pool_new_full(0, 1, 0, Some(count_job), cname(c"flt-lazy"), Arc::as_ptr(&ran) as *mut c_void);
+        assert!(!pool.is_null());
+        fail_next_spawns("flt-lazy", 1);
+        assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), code(NDE_ERR_THREAD));
+        assert_eq!(freed.load(SeqCst), 1, "data freed before the failing call returned");
+        assert_eq!(nde_pool_get_current_workers(pool), 0);
+        // The next send starts the worker.
+        assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
+        assert_eq!(nde_pool_wait_idle(pool, -1), OK);
+        assert_eq!(ran.load(SeqCst), 1);
+        let mut st = nde_pool_stats::default();
+        assert_eq!(nde_pool_get_stats(pool, &mut st), OK);
+        assert_eq!((st.submitted, st.completed, st.rejected), (1, 1, 1));
+        nde_pool_free(pool);
+        assert_eq!(freed.load(SeqCst), 2);
+    }
 }
 
 #[test]
 fn growth_failures_keep_the_jobs_with_the_workers_that_exist() {
-    let _serial = injection();
-    let _disarm = Disarm;
-    let gate = Gate::new();
-    let freed = Arc::new(AtomicUsize::new(0));
-    let pool = nde_pool_new_full(1, 4, 0, Some(gated_job), cname(c"flt-grow"), Arc::as_ptr(&gate) as *mut c_void);
-    assert!(!pool.is_null());
-    assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
-    gate.wait_for_waiters(1);
-    fail_next_spawns("flt-grow", 100);
-    for _ in 0..20 {
-        // Each of these wants a new worker; none can start; all are kept.
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        let _serial = injection();
+        let _disarm = Disarm;
+        let gate = Gate::new();
+        let freed = Arc::new(AtomicUsize::new(0));
+        let pool = nde_pool_new_full(1, 4, 0, Some(gated_job), cname(c"flt-grow"), Arc::as_ptr(&gate) as *mut c_void);
+        assert!(!pool.is_null());
         assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
+        gate.wait_for_waiters(1);
+        fail_next_spawns("flt-grow", 100);
+        for _ in 0..20 {
+            // Each of these wants a new worker; none can start; all are kept.
+            assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
+        }
+        assert_eq!(nde_pool_get_current_workers(pool), 1);
+        // set_parameters that must start threads reports it, keeps the limits.
+        assert_eq!(nde_pool_set_parameters(pool, 3, -1, -1), code(NDE_ERR_THREAD));
+        assert_eq!(nde_pool_get_min_workers(pool), 3);
+        assert_eq!(nde_pool_get_current_workers(pool), 1);
+        fail_next_spawns("", 0);
+        gate.release();
+        assert_eq!(nde_pool_wait_idle(pool, -1), OK);
+        assert_eq!(freed.load(SeqCst), 21);
+        let mut st = nde_pool_stats::default();
+        assert_eq!(nde_pool_get_stats(pool, &mut st), OK);
+        assert_eq!((st.submitted, st.completed, st.rejected), (21, 21, 0));
+        // With the fault gone, the same call starts the missing workers.
+        assert_eq!(nde_pool_set_parameters(pool, 3, -1, -1), OK);
+        assert!(nde_pool_get_current_workers(pool) >= 3);
+        nde_pool_free(pool);
+        eventually("no flt-grow thread left", || threads_named("flt-grow") == 0);
+        gate.check_not_forced();
     }
-    assert_eq!(nde_pool_get_current_workers(pool), 1);
-    // set_parameters that must start threads reports it, keeps the limits.
-    assert_eq!(nde_pool_set_parameters(pool, 3, -1, -1), code(NDE_ERR_THREAD));
-    assert_eq!(nde_pool_get_min_workers(pool), 3);
-    assert_eq!(nde_pool_get_current_workers(pool), 1);
-    fail_next_spawns("", 0);
-    gate.release();
-    assert_eq!(nde_pool_wait_idle(pool, -1), OK);
-    assert_eq!(freed.load(SeqCst), 21);
-    let mut st = nde_pool_stats::default();
-    assert_eq!(nde_pool_get_stats(pool, &mut st), OK);
-    assert_eq!((st.submitted, st.completed, st.rejected), (21, 21, 0));
-    // With the fault gone, the same call starts the missing workers.
-    assert_eq!(nde_pool_set_parameters(pool, 3, -1, -1), OK);
-    assert!(nde_pool_get_current_workers(pool) >= 3);
-    nde_pool_free(pool);
-    eventually("no flt-grow thread left", || threads_named("flt-grow") == 0);
-    gate.check_not_forced();
 }
 
 unsafe extern "C" fn count_event(userdata: *mut c_void, _t: EventType, _data: *mut c_void) {
@@ -277,32 +289,36 @@ unsafe extern "C" fn count_event(userdata: *mut c_void, _t: EventType, _data: *m
 
 #[test]
 fn a_timer_that_cannot_start_is_thread_error_and_the_next_schedule_works() {
-    let _serial = injection();
-    let _disarm = Disarm;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let released = Arc::new(AtomicUsize::new(0));
-    let ev = nde_events_new(cname(c"flt-tmr"));
-    assert!(!ev.is_null());
-    let id = nde_events_register(
-        ev,
-        EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int,
-        Some(count_event),
-        Arc::as_ptr(&calls) as *mut c_void,
-        None,
-    );
-    assert!(id >= 0);
-    // The timer thread is named after the first 9 bytes + "-timer".
-    fail_next_spawns("flt-tmr-timer", 1);
-    let t = EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int;
-    assert_eq!(nde_events_schedule(ev, t, 1), code(NDE_ERR_THREAD));
-    assert_eq!(nde_events_schedule(ev, t, 1), OK);
-    eventually("the debounced event was handled", || calls.load(SeqCst) == 1);
-    // A failing register still releases its userdata (NULL callback).
-    let r = nde_events_register(ev, t, None, tagged(&released), Some(free_tagged));
-    assert_eq!(r, code(NDE_ERR_INVALID));
-    assert_eq!(released.load(SeqCst), 1);
-    nde_events_free(ev);
-    eventually("no flt-tmr thread left", || threads_named("flt-tmr") == 0);
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        let _serial = injection();
+        let _disarm = Disarm;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new(AtomicUsize::new(0));
+        let ev = nde_events_new(cname(c"flt-tmr"));
+        assert!(!ev.is_null());
+        let id = nde_events_register(
+            ev,
+            EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int,
+            Some(count_event),
+            Arc::as_ptr(&calls) as *mut c_void,
+            None,
+        );
+        assert!(id >= 0);
+        // The timer thread is named after the first 9 bytes + "-timer".
+        fail_next_spawns("flt-tmr-timer", 1);
+        let t = EventType::NDE_EVENT_MDEVCTL_CONFIG_CHANGED as c_int;
+        assert_eq!(nde_events_schedule(ev, t, 1), code(NDE_ERR_THREAD));
+        assert_eq!(nde_events_schedule(ev, t, 1), OK);
+        eventually("the debounced event was handled", || calls.load(SeqCst) == 1);
+        // A failing register still releases its userdata (NULL callback).
+        let r = nde_events_register(ev, t, None, tagged(&released), Some(free_tagged));
+        assert_eq!(r, code(NDE_ERR_INVALID));
+        assert_eq!(released.load(SeqCst), 1);
+        nde_events_free(ev);
+        eventually("no flt-tmr thread left", || threads_named("flt-tmr") == 0);
+    }
 }
 
 /// The real thing, not the injection point: a child process (this test
@@ -336,20 +352,24 @@ fn real_thread_creation_failure_in_a_child_process() {
 /// Runs only as the child of the test above.
 #[test]
 fn child_where_no_thread_can_start() {
-    if std::env::var_os("NDE_FAULTS_CHILD").is_none() {
-        return;
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        if std::env::var_os("NDE_FAULTS_CHILD").is_none() {
+            return;
+        }
+        let freed = Arc::new(AtomicUsize::new(0));
+        assert!(nde_pool_new_full(1, 1, 0, Some(count_job), cname(c"child"), std::ptr::null_mut()).is_null());
+        assert!(nde_pool_new_full(0, 2, 1, Some(count_job), cname(c"child"), std::ptr::null_mut()).is_null());
+        let lazy = nde_pool_new_full(0, 2, 0, Some(count_job), cname(c"child"), std::ptr::null_mut());
+        assert!(!lazy.is_null(), "no thread is needed yet");
+        assert_eq!(nde_pool_send_job_full(lazy, 0, tagged(&freed), Some(free_tagged)), code(NDE_ERR_THREAD));
+        assert_eq!(freed.load(SeqCst), 1);
+        assert_eq!(nde_pool_set_parameters(lazy, 1, -1, -1), code(NDE_ERR_THREAD));
+        nde_pool_free(lazy);
+        assert!(nde_events_new(cname(c"child")).is_null());
+        println!("real thread failures checked");
     }
-    let freed = Arc::new(AtomicUsize::new(0));
-    assert!(nde_pool_new_full(1, 1, 0, Some(count_job), cname(c"child"), std::ptr::null_mut()).is_null());
-    assert!(nde_pool_new_full(0, 2, 1, Some(count_job), cname(c"child"), std::ptr::null_mut()).is_null());
-    let lazy = nde_pool_new_full(0, 2, 0, Some(count_job), cname(c"child"), std::ptr::null_mut());
-    assert!(!lazy.is_null(), "no thread is needed yet");
-    assert_eq!(nde_pool_send_job_full(lazy, 0, tagged(&freed), Some(free_tagged)), code(NDE_ERR_THREAD));
-    assert_eq!(freed.load(SeqCst), 1);
-    assert_eq!(nde_pool_set_parameters(lazy, 1, -1, -1), code(NDE_ERR_THREAD));
-    nde_pool_free(lazy);
-    assert!(nde_events_new(cname(c"child")).is_null());
-    println!("real thread failures checked");
 }
 
 // ---- panics and poisoned locks ----------------------------------------------
@@ -376,7 +396,8 @@ unsafe extern "C" fn count_free(p: *mut c_void) {
 }
 
 fn counted(c: &Arc<AtomicUsize>) -> EventData {
-    EventData::new(Arc::into_raw(c.clone()) as *mut c_void, Some(count_free))
+    // SAFETY: count_free releases the Arc made here, once.
+    unsafe { EventData::new(Arc::into_raw(c.clone()) as *mut c_void, Some(count_free)) }
 }
 
 #[test]
@@ -404,7 +425,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
         .unwrap();
         let released = Arc::new(AtomicUsize::new(0));
         for i in 0..3000 {
-            assert!(pool.send((i % 2) as u32, Job(i, released.clone())).is_ok());
+            assert!(pool.send(if i % 2 == 1 { Priority::High } else { Priority::Normal }, Job(i, released.clone())).is_ok());
         }
         pool.wait_idle(None).unwrap();
         assert_eq!(ran.load(SeqCst), 3000);
@@ -414,7 +435,7 @@ fn panics_in_jobs_are_counted_in_every_pool_shape_and_workers_carry_on() {
         assert_eq!(pool.current_prio_workers(), prio);
         // Still alive and working.
         for i in 0..30 {
-            assert!(pool.send(0, Job(i * 3 + 1, released.clone())).is_ok());
+            assert!(pool.send(Priority::Normal, Job(i * 3 + 1, released.clone())).is_ok());
         }
         pool.wait_idle(None).unwrap();
         assert_eq!(ran.load(SeqCst), 3030);
@@ -436,23 +457,21 @@ fn a_panicking_callback_poisons_only_itself_and_dispatch_deregister_shutdown_go_
         }) as Box<dyn FnOnce() + Send>)
     };
     let a2 = a.clone();
-    ev.register(None, Box::new(move |_, _| { a2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
+    register_with_release(&ev, None, Box::new(move |_, _| { a2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
     let b2 = b.clone();
     // Panics on every other call while its own mutex is held by dispatch:
     // that mutex is poisoned from the first panic on.
-    let bid = ev
-        .register(
+    let bid = register_with_release(&ev, 
             None,
             Box::new(move |_, _| {
                 if b2.fetch_add(1, SeqCst) % 2 == 0 {
                     panic!("{}", ON_PURPOSE);
                 }
             }),
-            on_remove(&released),
-        )
+            on_remove(&released))
         .unwrap();
     let c2 = c.clone();
-    ev.register(None, Box::new(move |_, _| { c2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
+    register_with_release(&ev, None, Box::new(move |_, _| { c2.fetch_add(1, SeqCst); }), on_remove(&released)).unwrap().forget();
     let freed = Arc::new(AtomicUsize::new(0));
     for _ in 0..200 {
         ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
@@ -480,7 +499,7 @@ fn a_panicking_userdata_release_does_not_stop_the_others() {
     let mut handles = Vec::new();
     for i in 0..5 {
         let r = released.clone();
-        let handle = ev.register(
+        let handle = register_with_release(&ev, 
             None,
             Box::new(|_, _| {}),
             Some(Box::new(move || {
@@ -488,8 +507,7 @@ fn a_panicking_userdata_release_does_not_stop_the_others() {
                 if i % 2 == 0 {
                     panic!("{}", ON_PURPOSE);
                 }
-            })),
-        )
+            })))
         .unwrap();
         handles.push(handle);
     }
@@ -509,8 +527,7 @@ fn a_deregister_waiting_on_a_callback_that_panics_returns() {
     let released = Arc::new(AtomicUsize::new(0));
     let (g2, r2) = (gate.clone(), released.clone());
     let add = EventType::NDE_EVENT_UDEV_ADD;
-    let id = ev
-        .register(
+    let id = register_with_release(&ev, 
             Some(add),
             Box::new(move |_, _| {
                 g2.pass();
@@ -518,8 +535,7 @@ fn a_deregister_waiting_on_a_callback_that_panics_returns() {
             }),
             Some(Box::new(move || {
                 r2.fetch_add(1, SeqCst);
-            })),
-        )
+            })))
         .unwrap();
     let freed = Arc::new(AtomicUsize::new(0));
     ev.submit(EventType::NDE_EVENT_UDEV_ADD, counted(&freed)).unwrap();
@@ -566,7 +582,7 @@ fn a_drain_waiting_on_a_job_that_panics_returns() {
         .unwrap(),
     );
     for _ in 0..10 {
-        assert!(pool.send(0, Job(released.clone())).is_ok());
+        assert!(pool.send(Priority::Normal, Job(released.clone())).is_ok());
     }
     gate.wait_for_waiters(1);
     let p2 = pool.clone();
@@ -590,74 +606,82 @@ unsafe extern "C" fn gated_event(userdata: *mut c_void, _t: EventType, _data: *m
 
 #[test]
 fn shutdown_prepare_returns_while_a_callback_blocks_and_everything_is_released() {
-    let gate = Gate::new();
-    let freed = Arc::new(AtomicUsize::new(0));
-    let ev = nde_events_new(cname(c"flt-block"));
-    assert!(!ev.is_null());
-    // The blocking callback's userdata is the gate (not freed); a second
-    // callback's userdata is counted.
-    assert!(nde_events_register(ev, NDE_EVENT_ANY_C, Some(gated_event), Arc::as_ptr(&gate) as *mut c_void, None) >= 0);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let ud = Arc::into_raw(calls.clone()) as *mut c_void;
-    assert!(nde_events_register(ev, NDE_EVENT_ANY_C, Some(count_event), ud, Some(count_free)) >= 0);
-    let add = EventType::NDE_EVENT_UDEV_ADD as c_int;
-    for _ in 0..10 {
-        assert_eq!(nde_events_submit(ev, add, tagged(&freed), Some(free_tagged)), OK);
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        let gate = Gate::new();
+        let freed = Arc::new(AtomicUsize::new(0));
+        let ev = nde_events_new(cname(c"flt-block"));
+        assert!(!ev.is_null());
+        // The blocking callback's userdata is the gate (not freed); a second
+        // callback's userdata is counted.
+        assert!(nde_events_register(ev, NDE_EVENT_ANY_C, Some(gated_event), Arc::as_ptr(&gate) as *mut c_void, None) >= 0);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ud = Arc::into_raw(calls.clone()) as *mut c_void;
+        assert!(nde_events_register(ev, NDE_EVENT_ANY_C, Some(count_event), ud, Some(count_free)) >= 0);
+        let add = EventType::NDE_EVENT_UDEV_ADD as c_int;
+        for _ in 0..10 {
+            assert_eq!(nde_events_submit(ev, add, tagged(&freed), Some(free_tagged)), OK);
+        }
+        assert_eq!(nde_events_schedule(ev, add, 60_000), OK); // a timer pending at shutdown
+        gate.wait_for_waiters(1);
+
+        // Phase one returns at once although a callback is blocked.
+        assert_eq!(nde_events_shutdown_prepare(ev), OK);
+        assert_eq!(nde_events_shutdown_prepare(ev), OK, "idempotent");
+        assert_eq!(nde_events_submit(ev, add, tagged(&freed), Some(free_tagged)), code(NDE_ERR_STOPPED));
+        assert_eq!(freed.load(SeqCst), 1, "refused data freed before the call returned");
+        assert_eq!(nde_events_schedule(ev, add, 1), code(NDE_ERR_STOPPED));
+        assert_eq!(nde_events_shutdown_wait(ev, 0), code(NDE_ERR_TIMEOUT));
+        assert_eq!(nde_events_shutdown_wait(ev, 5), code(NDE_ERR_TIMEOUT));
+        assert_eq!(nde_events_wait_idle(ev, 0), code(NDE_ERR_TIMEOUT));
+        let mut st = nde_pool_stats::default();
+        assert_eq!(nde_events_get_stats(ev, &mut st), OK);
+        assert_eq!((st.submitted, st.rejected), (10, 1));
+
+        gate.release();
+        assert_eq!(nde_events_shutdown_wait(ev, -1), OK);
+        assert_eq!(nde_events_shutdown_wait(ev, -1), OK, "again: still OK");
+        assert_eq!(nde_events_get_stats(ev, &mut st), OK);
+        assert_eq!((st.completed, st.discarded), (1, 9));
+        assert_eq!(freed.load(SeqCst), 11, "every datum freed once: 1 handled, 9 discarded, 1 refused");
+        assert_eq!(calls.load(SeqCst), 1);
+        nde_events_free(ev);
+        assert_eq!(Arc::strong_count(&calls), 1, "userdata released once");
+        gate.check_not_forced();
     }
-    assert_eq!(nde_events_schedule(ev, add, 60_000), OK); // a timer pending at shutdown
-    gate.wait_for_waiters(1);
-
-    // Phase one returns at once although a callback is blocked.
-    assert_eq!(nde_events_shutdown_prepare(ev), OK);
-    assert_eq!(nde_events_shutdown_prepare(ev), OK, "idempotent");
-    assert_eq!(nde_events_submit(ev, add, tagged(&freed), Some(free_tagged)), code(NDE_ERR_STOPPED));
-    assert_eq!(freed.load(SeqCst), 1, "refused data freed before the call returned");
-    assert_eq!(nde_events_schedule(ev, add, 1), code(NDE_ERR_STOPPED));
-    assert_eq!(nde_events_shutdown_wait(ev, 0), code(NDE_ERR_TIMEOUT));
-    assert_eq!(nde_events_shutdown_wait(ev, 5), code(NDE_ERR_TIMEOUT));
-    assert_eq!(nde_events_wait_idle(ev, 0), code(NDE_ERR_TIMEOUT));
-    let mut st = nde_pool_stats::default();
-    assert_eq!(nde_events_get_stats(ev, &mut st), OK);
-    assert_eq!((st.submitted, st.rejected), (10, 1));
-
-    gate.release();
-    assert_eq!(nde_events_shutdown_wait(ev, -1), OK);
-    assert_eq!(nde_events_shutdown_wait(ev, -1), OK, "again: still OK");
-    assert_eq!(nde_events_get_stats(ev, &mut st), OK);
-    assert_eq!((st.completed, st.discarded), (1, 9));
-    assert_eq!(freed.load(SeqCst), 11, "every datum freed once: 1 handled, 9 discarded, 1 refused");
-    assert_eq!(calls.load(SeqCst), 1);
-    nde_events_free(ev);
-    assert_eq!(Arc::strong_count(&calls), 1, "userdata released once");
-    gate.check_not_forced();
 }
 
 #[test]
 fn stop_returns_while_a_job_blocks_and_drain_completes_after_it() {
-    let gate = Gate::new();
-    let freed = Arc::new(AtomicUsize::new(0));
-    let pool = nde_pool_new_full(1, 1, 0, Some(gated_job), cname(c"flt-stop"), Arc::as_ptr(&gate) as *mut c_void);
-    assert!(!pool.is_null());
-    for _ in 0..50 {
-        assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
+    // SAFETY: the C entry points are called as the header says (valid
+    // handles, data freed by its own function), as a C driver would.
+    unsafe {
+        let gate = Gate::new();
+        let freed = Arc::new(AtomicUsize::new(0));
+        let pool = nde_pool_new_full(1, 1, 0, Some(gated_job), cname(c"flt-stop"), Arc::as_ptr(&gate) as *mut c_void);
+        assert!(!pool.is_null());
+        for _ in 0..50 {
+            assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), OK);
+        }
+        gate.wait_for_waiters(1);
+        nde_pool_stop(pool);
+        nde_pool_stop(pool);
+        assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), code(NDE_ERR_STOPPED));
+        assert_eq!(freed.load(SeqCst), 1);
+        assert_eq!(nde_pool_wait_idle(pool, 0), code(NDE_ERR_TIMEOUT));
+        let addr = pool as usize;
+        let drainer = std::thread::spawn(move || nde_pool_drain(addr as *mut nde_pool));
+        gate.release();
+        assert_eq!(drainer.join().unwrap(), OK);
+        assert_eq!(nde_pool_wait_idle(pool, -1), OK, "drained: nothing queued");
+        let mut st = nde_pool_stats::default();
+        assert_eq!(nde_pool_get_stats(pool, &mut st), OK);
+        assert_eq!((st.submitted, st.completed, st.discarded, st.rejected), (50, 1, 49, 1));
+        nde_pool_free(pool);
+        assert_eq!(freed.load(SeqCst), 51);
+        gate.check_not_forced();
     }
-    gate.wait_for_waiters(1);
-    nde_pool_stop(pool);
-    nde_pool_stop(pool);
-    assert_eq!(nde_pool_send_job_full(pool, 0, tagged(&freed), Some(free_tagged)), code(NDE_ERR_STOPPED));
-    assert_eq!(freed.load(SeqCst), 1);
-    assert_eq!(nde_pool_wait_idle(pool, 0), code(NDE_ERR_TIMEOUT));
-    let addr = pool as usize;
-    let drainer = std::thread::spawn(move || nde_pool_drain(addr as *mut nde_pool));
-    gate.release();
-    assert_eq!(drainer.join().unwrap(), OK);
-    assert_eq!(nde_pool_wait_idle(pool, -1), OK, "drained: nothing queued");
-    let mut st = nde_pool_stats::default();
-    assert_eq!(nde_pool_get_stats(pool, &mut st), OK);
-    assert_eq!((st.submitted, st.completed, st.discarded, st.rejected), (50, 1, 49, 1));
-    nde_pool_free(pool);
-    assert_eq!(freed.load(SeqCst), 51);
-    gate.check_not_forced();
 }
 
 const NDE_EVENT_ANY_C: c_int = nodedev_events::ffi::NDE_EVENT_ANY;
@@ -701,19 +725,19 @@ fn dropping_events_while_its_timer_fires_releases_everything_before_returning() 
         let removed = Arc::new(AtomicUsize::new(0));
         let ev = Events::new("flt-tdrop").unwrap();
         let r = removed.clone();
-        ev.register(None, Box::new(|_, _| {}), Some(Box::new(move || {
+        register_with_release(&ev, None, Box::new(|_, _| {}), Some(Box::new(move || {
             r.fetch_add(1, SeqCst);
         })))
         .unwrap()
         .forget();
-        ev.schedule(EventType::NDE_EVENT_INIT, 1).unwrap();
+        ev.schedule(EventType::NDE_EVENT_INIT, Duration::from_millis(1)).unwrap();
         if let Some(tid) = tid_named("flt-tdrop-timer") {
             let p = libc::sched_param { sched_priority: 0 };
             // SAFETY: plain syscall on a thread id of this process.
             unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &p) };
         }
         for t in 1..6 {
-            ev.schedule(EventType::from_i32(t).unwrap(), 1).unwrap();
+            ev.schedule(EventType::from_i32(t).unwrap(), Duration::from_millis(1)).unwrap();
         }
         std::thread::sleep(Duration::from_micros(800 + (i * 53) % 1200));
         drop(ev);
@@ -726,4 +750,30 @@ fn dropping_events_while_its_timer_fires_releases_everything_before_returning() 
         s.join().unwrap();
     }
     assert_eq!(late, 0, "drop returned before every userdata was released");
+}
+
+/// `register` with a release that runs when the library drops the closure
+/// (the Rust form of the C API's `userdata_free`).
+fn register_with_release(
+    ev: &Events,
+    event_type: Option<EventType>,
+    mut cb: impl FnMut(EventType, *mut c_void) + Send + 'static,
+    release: Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Registration, nodedev_events::Error> {
+    let released_with_the_closure = OnDrop(release);
+    ev.register(event_type, move |t, data| {
+        let _ = &released_with_the_closure;
+        cb(t, data)
+    })
+}
+
+/// Runs its function once when dropped.
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f()
+        }
+    }
 }

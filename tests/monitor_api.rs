@@ -11,26 +11,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nodedev_events::EventType;
-use nodedev_events::{Lifecycle, Monitor, MonitorConfig, Registration, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
-use nodedev_events::nde_result::*;
+use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig, Registration, NDE_MONITOR_MAX_WORKERS};
+use nodedev_events::Error::*;
 use support::*;
 
-fn cfg(flags: u32) -> MonitorConfig {
-    MonitorConfig { flags: flags | NDE_MONITOR_NO_MDEVCTL, name: "nde-api".into(), receive_buffer_bytes: 1 << 20, ..Default::default() }
+fn cfg(source: EventSource) -> MonitorConfig {
+    MonitorConfig { source, watch_mdevctl: false, name: "nde-api".into(), receive_buffer_bytes: 1 << 20, ..Default::default() }
 }
 
 #[test]
 fn states_and_waits_never_hang() {
-    assert_eq!(Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS)).err(), Some(NDE_ERR_INVALID));
-    assert_eq!(Monitor::new(MonitorConfig { flags: 1 << 9, ..cfg(0) }).err(), Some(NDE_ERR_INVALID));
-    let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+    // (Both groups or unknown flags cannot be written in Rust; the C layer
+    // refuses them: ctests.)
+    let too_many = MonitorConfig { workers: NDE_MONITOR_MAX_WORKERS + 1, ..cfg(EventSource::Kernel) };
+    assert_eq!(Monitor::new(too_many).err(), Some(InvalidArgument));
+    let mon = Monitor::new(cfg(EventSource::Kernel)).unwrap();
     // Not started: a timeout, never a hang; settle has nothing to wait for.
-    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Err(NDE_ERR_TIMEOUT));
-    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(20))), Err(NDE_ERR_TIMEOUT));
+    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Err(Timeout));
+    assert_eq!(mon.wait_initialized(Some(Duration::from_millis(20))), Err(Timeout));
     assert_eq!(mon.settle(Some(Duration::from_millis(0))), Ok(()));
     assert_eq!(mon.device_count(), 0);
     mon.start().unwrap();
-    assert_eq!(mon.start(), Err(NDE_ERR_INVALID));
+    assert_eq!(mon.start(), Err(InvalidArgument));
     mon.wait_initialized(None).unwrap();
     mon.settle(Some(Duration::from_secs(10))).unwrap();
     assert!(mon.device_count() >= 1);
@@ -55,24 +57,24 @@ fn states_and_waits_never_hang() {
     assert_eq!(seen, 1, "a non-zero return stops foreach");
     mon.stop(Some(Duration::from_secs(10))).unwrap();
     mon.stop(Some(Duration::from_secs(10))).unwrap(); // idempotent
-    assert_eq!(mon.start(), Err(NDE_ERR_STOPPED));
-    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(NDE_ERR_STOPPED));
+    assert_eq!(mon.start(), Err(Stopped));
+    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(Stopped));
     assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()));
     drop(mon);
     // References outlive the monitor.
     assert!(held.iter().any(|d| d.name() == "computer"));
 
     // Stopped before INIT ran: wait_initialized says STOPPED at once.
-    let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+    let mon = Monitor::new(cfg(EventSource::Kernel)).unwrap();
     mon.stop(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(mon.wait_initialized(None), Err(NDE_ERR_STOPPED));
+    assert_eq!(mon.wait_initialized(None), Err(Stopped));
 }
 
 #[test]
 fn stop_right_after_start() {
     // The enumeration is cut short by stop (checked between devices).
     for _ in 0..5 {
-        let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+        let mon = Monitor::new(cfg(EventSource::Kernel)).unwrap();
         let rec = Recorder::default();
         rec.attach(&mon, None);
         mon.start().unwrap();
@@ -86,31 +88,29 @@ fn stop_right_after_start() {
 
 #[test]
 fn listeners_deregister_inside_and_panics() {
-    let mon = Arc::new(Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap());
+    let mon = Arc::new(Monitor::new(cfg(EventSource::Kernel)).unwrap());
     let calls = Arc::new(AtomicUsize::new(0));
     let removed = Arc::new(AtomicUsize::new(0));
     let my_id: Arc<Mutex<Option<Registration>>> = Arc::new(Mutex::new(None));
     {
         let (c, id) = (calls.clone(), my_id.clone());
         let r = removed.clone();
+        let released = OnDrop(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
         let id_v = mon
-            .register(
-                None,
-                Box::new(move |_d, _e| {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    if let Some(me) = id.lock().unwrap().take() {
-                        // Deregister itself from inside its own call.
-                        me.deregister().unwrap();
-                    }
-                }),
-                Some(Box::new(move || {
-                    r.fetch_add(1, Ordering::SeqCst);
-                })),
-            )
+            .register(None, move |_d, _e| {
+                let _released_with_the_closure = &released;
+                c.fetch_add(1, Ordering::SeqCst);
+                if let Some(me) = id.lock().unwrap().take() {
+                    // Deregister itself from inside its own call.
+                    me.deregister().unwrap();
+                }
+            })
             .unwrap();
         *my_id.lock().unwrap() = Some(id_v);
     }
-    mon.register(Some("computer"), Box::new(|_d, _e| panic!("listener bug (deliberate)")), None).unwrap().forget();
+    mon.register(Some("computer"), |_d, _e| panic!("listener bug (deliberate)")).unwrap().forget();
     let after = Recorder::default();
     after.attach(&mon, None);
     mon.start().unwrap();
@@ -119,12 +119,17 @@ fn listeners_deregister_inside_and_panics() {
     assert_eq!(removed.load(Ordering::SeqCst), 1);
     assert!(mon.stats().listener_panics >= 1);
     assert!(after.len() >= 1, "later listeners still run after a panic");
-    // Deregister from outside: on_remove runs before it returns.
+    // Deregister from outside: the closure is dropped before it returns.
     let r2 = Arc::new(AtomicUsize::new(0));
     let r2c = r2.clone();
-    let id = mon.register(Some("computer"), Box::new(|_d, _e| {}), Some(Box::new(move || {
+    let released = OnDrop(move || {
         r2c.fetch_add(1, Ordering::SeqCst);
-    }))).unwrap();
+    });
+    let id = mon
+        .register(Some("computer"), move |_d, _e| {
+            let _released_with_the_closure = &released;
+        })
+        .unwrap();
     id.deregister().unwrap();
     assert_eq!(r2.load(Ordering::SeqCst), 1);
     // (A second deregister of the same listener cannot be written with a
@@ -137,7 +142,7 @@ fn raw_udev_handler_gets_udev_device() {
     if !in_child("raw_udev_handler_gets_udev_device", Iso::NetNsSysfs, &[]) {
         return;
     }
-    let mon = Arc::new(Monitor::new(cfg(NDE_MONITOR_UDEV_EVENTS)).unwrap());
+    let mon = Arc::new(Monitor::new(cfg(EventSource::Udev)).unwrap());
     let seen = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
     {
         // What a C driver does with nde_monitor_get_events + nde_events_register.
@@ -146,7 +151,7 @@ fn raw_udev_handler_gets_udev_device() {
         mon.events()
             .register(
                 Some(EventType::NDE_EVENT_UDEV_ADD),
-                Box::new(move |_t, data: *mut c_void| {
+                move |_t, data: *mut c_void| {
                     assert!(!data.is_null());
                     // SAFETY: UDEV_* events carry a live struct udev_device *.
                     let sp = unsafe { CStr::from_ptr(udev::ffi::udev_device_get_syspath(data.cast())) };
@@ -154,9 +159,7 @@ fn raw_udev_handler_gets_udev_device() {
                     // The built-in handler ran first: the table knows it.
                     let known = m.upgrade().map(|m| m.lookup_by_syspath(&sp).is_some()).unwrap_or(false);
                     s.lock().unwrap().push((sp, known));
-                }),
-                None,
-            )
+                })
             .unwrap()
             .forget();
     }
@@ -190,19 +193,17 @@ fn monitor_dropped_from_its_own_callback() {
     // listener's on_remove still runs exactly once, nothing hangs.
     let slot: Arc<Mutex<Option<Monitor>>> = Arc::new(Mutex::new(None));
     let removed = Arc::new(AtomicUsize::new(0));
-    let mon = Monitor::new(cfg(NDE_MONITOR_KERNEL_EVENTS)).unwrap();
+    let mon = Monitor::new(cfg(EventSource::Kernel)).unwrap();
     {
         let (s, r) = (slot.clone(), removed.clone());
-        mon.register(
-            Some("computer"),
-            Box::new(move |_d, _e| {
-                let m = s.lock().unwrap().take();
-                drop(m); // the monitor goes away on its own worker
-            }),
-            Some(Box::new(move || {
-                r.fetch_add(1, Ordering::SeqCst);
-            })),
-        )
+        let released = OnDrop(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        mon.register(Some("computer"), move |_d, _e| {
+            let _released_with_the_closure = &released;
+            let m = s.lock().unwrap().take();
+            drop(m); // the monitor goes away on its own worker
+        })
         .unwrap()
         .forget();
     }

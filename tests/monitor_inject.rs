@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_NO_MDEVCTL, NDE_MONITOR_UDEV_EVENTS};
+use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig};
 use support::*;
 
 fn udev_monitor(rcvbuf: usize) -> Monitor {
     Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Udev,
+        watch_mdevctl: false,
         name: "nde-inj".into(),
         receive_buffer_bytes: rcvbuf,
         ..Default::default()
@@ -85,13 +86,11 @@ fn storm(raw: bool) {
         mon.events()
             .register(
                 Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD),
-                Box::new(move |_t, data| {
+                move |_t, data| {
                     if !data.is_null() {
                         r.fetch_add(1, Ordering::Relaxed);
                     }
-                }),
-                None,
-            )
+                })
             .unwrap()
             .forget();
     }
@@ -103,7 +102,7 @@ fn storm(raw: bool) {
         let (c, d, l) = (created.clone(), deleted.clone(), last_ns.clone());
         mon.register(
             None,
-            Box::new(move |dev, ev| {
+            move |dev, ev| {
                 if dev.name().starts_with("net_s") {
                     match ev {
                         Lifecycle::Created => {
@@ -118,9 +117,7 @@ fn storm(raw: bool) {
                     };
                     l.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
-            }),
-            None,
-        )
+            })
         .unwrap()
         .forget();
     }
@@ -195,7 +192,7 @@ fn latency_message_to_callback() {
     let t0 = Instant::now();
     {
         let s = seen.clone();
-        mon.register(None, Box::new(move |_d, _e| s.store(t0.elapsed().as_nanos() as u64, Ordering::Release)), None).unwrap().forget();
+        mon.register(None, move |_d, _e| s.store(t0.elapsed().as_nanos() as u64, Ordering::Release)).unwrap().forget();
     }
     mon.start().unwrap();
     mon.wait_initialized(Some(Duration::from_secs(30))).unwrap();
@@ -383,7 +380,7 @@ fn overflow(raw: bool) {
     sh(&format!("printf '{batch}' | ip -batch -"));
     let mon = udev_monitor(4096); // tiny: overflows at once
     if raw {
-        mon.events().register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_CHANGE), Box::new(|_t, _d| {}), None).unwrap().forget();
+        mon.events().register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_CHANGE), |_t, _d| {}).unwrap().forget();
     }
     let rec = Recorder::default();
     rec.attach(&mon, None);
@@ -460,12 +457,10 @@ fn stop_with_queued_events_releases_everything() {
         let c = calls.clone();
         mon.register(
             None,
-            Box::new(move |_d, _e| {
+            move |_d, _e| {
                 *c.lock().unwrap() += 1;
                 std::thread::sleep(Duration::from_micros(200));
-            }),
-            None,
-        )
+            })
         .unwrap()
         .forget();
     }
@@ -481,7 +476,7 @@ fn stop_with_queued_events_releases_everything() {
     let st = mon.stats();
     println!("stop with a backlog: returned after {:?}; {st:?}; callbacks run {}", t.elapsed(), calls.lock().unwrap());
     assert_eq!(st.submitted, st.handled, "every queued udev_device released: {st:?}");
-    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(nodedev_events::nde_result::NDE_ERR_STOPPED));
+    assert_eq!(mon.settle(Some(Duration::from_millis(0))), Err(nodedev_events::Error::Stopped));
     assert_eq!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()));
 }
 
@@ -502,7 +497,8 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
     }
     sh(&format!("printf '{batch}' | ip -batch -"));
     let mon = Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Udev,
+        watch_mdevctl: false,
         name: "nde-bound".into(),
         receive_buffer_bytes: 32 << 20,
         max_queued_events: 1 << 20,
@@ -516,7 +512,7 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
         let (gate, blocked) = (gate.clone(), blocked.clone());
         mon.register(
             None,
-            Box::new(move |_d, _e| {
+            move |_d, _e| {
                 let (m, c) = &*gate;
                 let mut open = m.lock().unwrap();
                 if !*open {
@@ -525,9 +521,7 @@ fn reader_memory_is_bounded_while_the_handler_is_blocked() {
                 while !*open {
                     open = c.wait(open).unwrap();
                 }
-            }),
-            None,
-        )
+            })
         .unwrap()
         .forget();
     }
@@ -618,7 +612,8 @@ fn overflow_resync_comes_after_what_the_socket_still_held_raw_path() {
 
 fn ghosts(raw: bool) {
     let mon = Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Udev,
+        watch_mdevctl: false,
         name: "nde-ghost".into(),
         receive_buffer_bytes: 64 << 10,
         max_queued_events: 8,
@@ -626,22 +621,20 @@ fn ghosts(raw: bool) {
     })
     .unwrap();
     if raw {
-        mon.events().register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), Box::new(|_t, _d| {}), None).unwrap().forget();
+        mon.events().register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), |_t, _d| {}).unwrap().forget();
     }
     // The worker stops at device "net_gate" until the gate opens.
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let g = gate.clone();
     mon.register(
         Some("net_gate"),
-        Box::new(move |_d, _ev| {
+        move |_d, _ev| {
             let (m, c) = &*g;
             let mut open = m.lock().unwrap();
             while !*open {
                 open = c.wait(open).unwrap();
             }
-        }),
-        None,
-    )
+        })
     .unwrap()
     .forget();
     mon.start().unwrap();
@@ -689,7 +682,8 @@ fn raw_path_builds_the_same_devices_as_the_fast_path() {
     }
     let run = |raw: bool| {
         let mon = Monitor::new(MonitorConfig {
-            flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+            source: EventSource::Udev,
+        watch_mdevctl: false,
             name: "nde-inj".into(),
             receive_buffer_bytes: 16 << 20,
             subsystems: Some(vec!["net".into(), "block".into(), "scsi_generic".into()]),
@@ -698,7 +692,7 @@ fn raw_path_builds_the_same_devices_as_the_fast_path() {
         .unwrap();
         if raw {
             mon.events()
-                .register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), Box::new(|_t, _data| {}), None)
+                .register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), |_t, _data| {})
                 .unwrap()
                 .forget();
         }
@@ -814,7 +808,8 @@ fn raw_path_never_takes_a_peeked_parse_of_another_datagram() {
         return;
     }
     let mon = Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Udev,
+        watch_mdevctl: false,
         name: "nde-inj".into(),
         receive_buffer_bytes: 16 << 20,
         subsystems: Some(vec!["net".into()]),
@@ -823,7 +818,7 @@ fn raw_path_never_takes_a_peeked_parse_of_another_datagram() {
     })
     .unwrap();
     mon.events()
-        .register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), Box::new(|_t, _data| {}), None)
+        .register(Some(nodedev_events::EventType::NDE_EVENT_UDEV_ADD), |_t, _data| {})
         .unwrap()
         .forget();
     let gate = Arc::new(Mutex::new(()));
@@ -832,12 +827,10 @@ fn raw_path_never_takes_a_peeked_parse_of_another_datagram() {
     let entered_tx = Mutex::new(entered_tx);
     mon.register(
         Some("net_gate0"),
-        Box::new(move |_d, _e| {
+        move |_d, _e| {
             let _ = entered_tx.lock().unwrap().send(());
             drop(g2.lock().unwrap_or_else(|p| p.into_inner()));
-        }),
-        None,
-    )
+        })
     .unwrap()
     .forget();
     mon.start().unwrap();

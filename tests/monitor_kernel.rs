@@ -5,12 +5,13 @@
 mod support;
 
 use std::time::Duration;
-use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL};
+use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig};
 use support::*;
 
 fn kernel_monitor() -> Monitor {
     Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Kernel,
+        watch_mdevctl: false,
         name: "nde-test".into(),
         ..Default::default()
     })
@@ -153,7 +154,8 @@ fn loop_device_add_remove() {
         return;
     }
     let mon = Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL,
+        source: EventSource::Kernel,
+        watch_mdevctl: false,
         name: "nde-loop".into(),
         subsystems: Some(vec!["block".into()]),
         ..Default::default()
@@ -214,7 +216,7 @@ fn long_enumeration_and_stop_during_it() {
             t.elapsed(),
             mon.device_count()
         );
-        assert!(matches!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()) | Err(nodedev_events::nde_result::NDE_ERR_STOPPED)));
+        assert!(matches!(mon.wait_initialized(Some(Duration::from_millis(0))), Ok(()) | Err(nodedev_events::Error::Stopped)));
         let st = mon.stats();
         assert_eq!(st.submitted, st.handled);
     }

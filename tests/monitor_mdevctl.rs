@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_KERNEL_EVENTS};
+use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig};
 use support::*;
 
 const UUID1: &str = "4b20d080-1b54-4048-85b3-a6a62d165c01";
@@ -96,12 +96,12 @@ fn path_with(bin: &Path) -> String {
 
 fn monitor(conf: &Path) -> Monitor {
     Monitor::new(MonitorConfig {
-        flags: NDE_MONITOR_KERNEL_EVENTS,
+        source: EventSource::Kernel,
         name: "nde-mdev".into(),
         // Only the mdev subsystem: nothing else of this machine is enumerated.
         subsystems: Some(vec!["mdev".into()]),
         mdevctl_dir: conf.to_owned(),
-        mdevctl_debounce_ms: 50,
+        mdevctl_debounce: Duration::from_millis(50),
         receive_buffer_bytes: 1 << 20,
         ..Default::default()
     })
@@ -240,11 +240,11 @@ fn udev_add_of_a_defined_mdev() {
     let s = StandIn { dir: Path::new(&bin_dir).parent().unwrap().to_owned() };
     s.set(&[entry(UUID1, "manual")], &[]);
     let mon = Monitor::new(MonitorConfig {
-        flags: nodedev_events::NDE_MONITOR_UDEV_EVENTS,
+        source: nodedev_events::EventSource::Udev,
         name: "nde-mdev2".into(),
         subsystems: Some(vec!["mdev".into()]),
         mdevctl_dir: s.conf(),
-        mdevctl_debounce_ms: 50,
+        mdevctl_debounce: Duration::from_millis(50),
         receive_buffer_bytes: 1 << 20,
         ..Default::default()
     })

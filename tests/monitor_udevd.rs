@@ -12,7 +12,7 @@ mod support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nodedev_events::{Lifecycle, Monitor, MonitorConfig, NDE_MONITOR_NO_MDEVCTL};
+use nodedev_events::{Lifecycle, Monitor, MonitorConfig};
 use support::*;
 
 struct Udevd(Child);
@@ -62,7 +62,7 @@ fn real_udevd_events() {
         assert!(Instant::now() < deadline, "udevd did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mon = Monitor::new(MonitorConfig { flags: NDE_MONITOR_NO_MDEVCTL, name: "nde-udevd".into(), ..Default::default() }).unwrap();
+    let mon = Monitor::new(MonitorConfig { watch_mdevctl: false, name: "nde-udevd".into(), ..Default::default() }).unwrap();
     let rec = Recorder::default();
     rec.attach(&mon, None);
     mon.start().unwrap();

@@ -5,8 +5,8 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nodedev_events::nde_result;
-use nodedev_events::{Pool, PoolLimits};
+use nodedev_events::Error;
+use nodedev_events::{Priority, Pool, PoolLimits};
 
 /// A job that counts how often it is released.
 struct Counted {
@@ -31,7 +31,8 @@ fn one_worker_runs_jobs_in_order_and_releases_each_once() {
     let pool = Pool::new(limits(1, 1, 0), "order", Box::new(move |j: Counted| s2.lock().unwrap().push(j.seq))).unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
     for seq in 0..10_000 {
-        assert!(pool.send(seq as u32 % 2, Counted { seq, drops: drops.clone() }).is_ok());
+        let priority = if seq % 2 == 1 { Priority::High } else { Priority::Normal };
+        assert!(pool.send(priority, Counted { seq, drops: drops.clone() }).is_ok());
     }
     pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), (0..10_000).collect::<Vec<_>>());
@@ -47,11 +48,11 @@ fn refused_and_discarded_jobs_are_released_once() {
     let pool = Pool::new(limits(1, 1, 0), "discard", Box::new(move |_j: Counted| drop(g2.lock().unwrap()))).unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
     for seq in 0..100 {
-        assert!(pool.send(0, Counted { seq, drops: drops.clone() }).is_ok());
+        assert!(pool.send(Priority::Normal, Counted { seq, drops: drops.clone() }).is_ok());
     }
     pool.stop();
-    let (err, job) = pool.send(0, Counted { seq: 999, drops: drops.clone() }).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    let (err, job) = pool.send(Priority::Normal, Counted { seq: 999, drops: drops.clone() }).unwrap_err();
+    assert_eq!(err, Error::Stopped);
     drop(job);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     drop(held);
@@ -79,7 +80,7 @@ fn a_panicking_job_is_counted_released_and_the_worker_carries_on() {
     .unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
     for seq in 0..10 {
-        assert!(pool.send(0, Counted { seq, drops: drops.clone() }).is_ok());
+        assert!(pool.send(Priority::Normal, Counted { seq, drops: drops.clone() }).is_ok());
     }
     pool.wait_idle(None).unwrap();
     assert_eq!(pool.caught_panics(), 5);
@@ -118,7 +119,7 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
         let guard = slot.lock().unwrap();
         let p = guard.as_ref().unwrap();
         for seq in 0..5 {
-            assert!(p.send(0, Counted { seq, drops: drops.clone() }).is_ok());
+            assert!(p.send(Priority::Normal, Counted { seq, drops: drops.clone() }).is_ok());
         }
     }
     // Jobs 2..4 are discarded by the deferred release, 0 and 1 ran.
@@ -130,7 +131,7 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
     }
     assert_eq!(
         *results.lock().unwrap(),
-        vec![nde_result::NDE_ERR_WOULD_DEADLOCK, nde_result::NDE_ERR_WOULD_DEADLOCK]
+        vec![Error::WouldDeadlock, Error::WouldDeadlock]
     );
 }
 
@@ -138,17 +139,17 @@ fn joining_calls_from_a_worker_report_deadlock_and_drop_is_deferred() {
 fn thread_creation_failure_is_reported_and_nothing_leaks() {
     nodedev_events::test_hooks::fail_next_spawns("fails-to-start", 1);
     let r = Pool::new(limits(2, 2, 0), "fails-to-start", Box::new(|_j: Counted| {}));
-    assert_eq!(r.err(), Some(nde_result::NDE_ERR_THREAD));
+    assert!(matches!(r.err(), Some(Error::Thread(_))));
 
     // A pool with no worker yet refuses a job it cannot start a worker for.
     let pool = Pool::new(limits(0, 1, 0), "lazy-fails", Box::new(|_j: Counted| {})).unwrap();
     nodedev_events::test_hooks::fail_next_spawns("lazy-fails", 1);
     let drops = Arc::new(AtomicUsize::new(0));
-    let (err, job) = pool.send(0, Counted { seq: 0, drops: drops.clone() }).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_THREAD);
+    let (err, job) = pool.send(Priority::Normal, Counted { seq: 0, drops: drops.clone() }).unwrap_err();
+    assert!(matches!(err, Error::Thread(_)));
     drop(job);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
-    assert!(pool.send(0, Counted { seq: 1, drops: drops.clone() }).is_ok());
+    assert!(pool.send(Priority::Normal, Counted { seq: 1, drops: drops.clone() }).is_ok());
     pool.wait_idle(None).unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
@@ -156,7 +157,7 @@ fn thread_creation_failure_is_reported_and_nothing_leaks() {
 #[test]
 fn max_zero_is_invalid() {
     let r = Pool::new(limits(0, 0, 0), "zero", Box::new(|_j: Counted| {}));
-    assert_eq!(r.err(), Some(nde_result::NDE_ERR_INVALID));
+    assert_eq!(r.err(), Some(Error::InvalidArgument));
 }
 
 /// Issue 12 item 2: a lone worker takes jobs 1..10 from the intake as one
@@ -184,12 +185,12 @@ fn stop_inside_a_lone_workers_batch_leaves_the_rest_queued() {
     });
     let pool = Arc::new(Pool::new(limits(1, 1, 0), "batchstop", handler).unwrap());
     me.set(Arc::downgrade(&pool)).ok().unwrap();
-    pool.send(0, Counted { seq: 0, drops: drops.clone() }).ok().unwrap();
+    pool.send(Priority::Normal, Counted { seq: 0, drops: drops.clone() }).ok().unwrap();
     while pool.queue_depth() != 0 {
         std::thread::yield_now();
     }
     for seq in 1..=10 {
-        pool.send(0, Counted { seq, drops: drops.clone() }).ok().unwrap();
+        pool.send(Priority::Normal, Counted { seq, drops: drops.clone() }).ok().unwrap();
     }
     drop(held);
     // Job 1 stops the pool; then drain discards jobs 2..10.

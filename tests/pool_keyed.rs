@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
 
-use nodedev_events::nde_result;
-use nodedev_events::{Pool, PoolLimits, WorkerHooks};
+use nodedev_events::Error;
+use nodedev_events::{Pool, PoolLimits, Priority, WorkerHooks};
 
 fn limits(min: usize, max: usize, prio: usize) -> PoolLimits {
     PoolLimits { min_workers: min, max_workers: max, prio_workers: prio }
@@ -118,8 +118,8 @@ fn storm(workers: usize, seed: u64) {
                     let job = StormJob { id, delay_us };
                     let send_begin = clock.fetch_add(1, Ordering::SeqCst);
                     let sent = match kind {
-                        Kind::Keyed(k) => pool.send_keyed(k, 0, job),
-                        Kind::Unkeyed => pool.send(0, job),
+                        Kind::Keyed(k) => pool.send_keyed(k, Priority::Normal, job),
+                        Kind::Unkeyed => pool.send(Priority::Normal, job),
                         Kind::Barrier => pool.send_barrier(job),
                     };
                     let send_end = clock.fetch_add(1, Ordering::SeqCst);
@@ -216,8 +216,8 @@ fn one_worker_runs_keyed_unkeyed_and_barriers_in_send_order() {
         let r = rng.next();
         let sent = match r % 10 {
             0 => pool.send_barrier(j),
-            1..=3 => pool.send(0, j),
-            _ => pool.send_keyed(1 + r % 7, 0, j),
+            1..=3 => pool.send(Priority::Normal, j),
+            _ => pool.send_keyed(1 + r % 7, Priority::Normal, j),
         };
         assert!(sent.is_ok());
     }
@@ -247,17 +247,17 @@ fn a_busy_key_holds_no_worker_while_other_keys_wait() {
     // Declared after the pool so that a failing check releases it first.
     let held = gate.lock().unwrap();
     for n in 0..5 {
-        pool.send_keyed(1, 0, (1, n)).unwrap();
+        pool.send_keyed(1, Priority::Normal, (1, n)).unwrap();
     }
     for n in 0..50 {
-        pool.send_keyed(2 + n as u64 % 3, 0, (2, n)).unwrap();
+        pool.send_keyed(2 + n as u64 % 3, Priority::Normal, (2, n)).unwrap();
     }
     // Key 1's first job is blocked; the other 50 jobs all complete.
     while done.load(Ordering::SeqCst) < 50 {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(pool.queue_depth(), 4, "key 1's four later jobs wait behind it");
-    assert_eq!(pool.wait_idle(Some(Duration::from_millis(20))), Err(nde_result::NDE_ERR_TIMEOUT));
+    assert_eq!(pool.wait_idle(Some(Duration::from_millis(20))), Err(Error::Timeout));
     let ks = pool.key_stats();
     // Key 1 had 4 waiting; keys 2-4 may have had more while the burst came.
     assert!(ks.key_backlog_high_water >= 4);
@@ -289,24 +289,24 @@ fn discard_path(finish: impl FnOnce(Pool<Counted>)) {
     let job = |id| Counted { id, drops: drops.clone() };
     let mut sent = 0;
     for id in 0..10 {
-        pool.send_keyed(7, 0, job(id)).unwrap(); // 0 blocks, 1..9 wait behind it
+        pool.send_keyed(7, Priority::Normal, job(id)).unwrap(); // 0 blocks, 1..9 wait behind it
         sent += 1;
     }
-    pool.send(0, job(10)).ok().unwrap();
+    pool.send(Priority::Normal, job(10)).ok().unwrap();
     pool.send_barrier(job(11)).ok().unwrap();
     for id in 12..20 {
-        pool.send_keyed(id as u64, 3, job(id)).ok().unwrap();
-        pool.send(0, job(100 + id)).ok().unwrap();
+        pool.send_keyed(id as u64, Priority::High, job(id)).ok().unwrap();
+        pool.send(Priority::Normal, job(100 + id)).ok().unwrap();
         sent += 2;
     }
     pool.send_barrier(job(99)).ok().unwrap();
     sent += 3;
     pool.stop();
-    let (err, refused) = pool.send_keyed(7, 0, job(500)).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    let (err, refused) = pool.send_keyed(7, Priority::Normal, job(500)).unwrap_err();
+    assert_eq!(err, Error::Stopped);
     drop(refused);
     let (err, refused) = pool.send_barrier(job(501)).unwrap_err();
-    assert_eq!(err, nde_result::NDE_ERR_STOPPED);
+    assert_eq!(err, Error::Stopped);
     drop(refused);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
     drop(held);
@@ -320,7 +320,7 @@ fn discard_path(finish: impl FnOnce(Pool<Counted>)) {
 #[test]
 fn stop_then_drain_releases_keyed_backlogs_barriers_and_held_jobs_once() {
     discard_path(|pool| {
-        assert_eq!(pool.wait_idle(None), Err(nde_result::NDE_ERR_STOPPED));
+        assert_eq!(pool.wait_idle(None), Err(Error::Stopped));
         pool.drain().unwrap();
         let st = pool.stats();
         assert_eq!(st.completed + st.discarded, st.submitted);
@@ -362,11 +362,11 @@ fn free_from_inside_a_keyed_job_releases_the_rest_once() {
     .unwrap();
     let job = |id| Counted { id, drops: drops.clone() };
     for id in 0..20 {
-        pool.send_keyed(5, 0, job(id)).ok().unwrap();
+        pool.send_keyed(5, Priority::Normal, job(id)).ok().unwrap();
     }
     pool.send_barrier(job(50)).ok().unwrap();
-    pool.send(0, job(51)).ok().unwrap();
-    pool.send_keyed(6, 0, job(52)).ok().unwrap();
+    pool.send(Priority::Normal, job(51)).ok().unwrap();
+    pool.send_keyed(6, Priority::Normal, job(52)).ok().unwrap();
     *slot.lock().unwrap() = Some(pool);
     for _ in 0..5000 {
         if drops.load(Ordering::SeqCst) == 23 {
@@ -392,7 +392,7 @@ fn wait_idle_waits_for_every_key_backlog() {
     )
     .unwrap();
     for i in 0..300u64 {
-        pool.send_keyed(1 + i % 2, 0, i).unwrap();
+        pool.send_keyed(1 + i % 2, Priority::Normal, i).unwrap();
     }
     pool.send_barrier(0).unwrap();
     pool.wait_idle(None).unwrap();
@@ -406,7 +406,7 @@ fn wait_idle_waits_for_every_key_backlog() {
 #[test]
 fn key_zero_is_an_unkeyed_send() {
     let pool = Pool::new(limits(1, 1, 0), "zero", Box::new(|_: u8| {})).unwrap();
-    pool.send_keyed(0, 0, 1).unwrap();
+    pool.send_keyed(0, Priority::Normal, 1).unwrap();
     pool.wait_idle(None).unwrap();
     assert_eq!(pool.key_stats().keyed_submitted, 0);
     assert_eq!(pool.stats().completed, 1);
@@ -429,8 +429,8 @@ fn priority_workers_take_keyed_priority_jobs_but_never_a_barrier() {
         }),
     )
     .unwrap();
-    pool.send_keyed(1, 0, 0).unwrap(); // blocks the ordinary worker
-    pool.send_keyed(2, 1, 1).unwrap(); // a priority worker runs it
+    pool.send_keyed(1, Priority::Normal, 0).unwrap(); // blocks the ordinary worker
+    pool.send_keyed(2, Priority::High, 1).unwrap(); // a priority worker runs it
     for _ in 0..2000 {
         if seen.lock().unwrap().contains(&1) {
             break;
@@ -439,7 +439,7 @@ fn priority_workers_take_keyed_priority_jobs_but_never_a_barrier() {
     }
     assert_eq!(*seen.lock().unwrap(), [1]);
     pool.send_barrier(2).unwrap();
-    pool.send_keyed(3, 1, 3).unwrap(); // held behind the barrier
+    pool.send_keyed(3, Priority::High, 3).unwrap(); // held behind the barrier
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(*seen.lock().unwrap(), [1]);
     drop(held);
@@ -469,9 +469,9 @@ fn one_worker_keeps_send_order_with_priority_unkeyed_jobs() {
     )
     .unwrap();
     pool.send_barrier('X').unwrap();
-    pool.send(1, 'A').unwrap();
-    pool.send_keyed(7, 0, 'B').unwrap();
-    pool.send(0, 'C').unwrap();
+    pool.send(Priority::High, 'A').unwrap();
+    pool.send_keyed(7, Priority::Normal, 'B').unwrap();
+    pool.send(Priority::Normal, 'C').unwrap();
     drop(held);
     pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), ['X', 'A', 'B', 'C']);
@@ -492,8 +492,8 @@ fn lazy_pool_keeps_send_order_with_priority_unkeyed_jobs() {
     };
     let pool = Pool::with_hooks(limits(0, 1, 0), "lazy-order", Box::new(move |j: char| s2.lock().unwrap().push(j)), hooks)
         .unwrap();
-    pool.send(1, 'A').unwrap();
-    pool.send_keyed(7, 0, 'B').unwrap();
+    pool.send(Priority::High, 'A').unwrap();
+    pool.send_keyed(7, Priority::Normal, 'B').unwrap();
     drop(held);
     pool.wait_idle(None).unwrap();
     assert_eq!(*seen.lock().unwrap(), ['A', 'B']);
@@ -559,7 +559,7 @@ fn jobs_held_by_a_barrier_grow_a_lazy_pool() {
     .unwrap();
     pool.send_barrier(0).unwrap();
     for j in 1..=4 {
-        pool.send(0, j).unwrap();
+        pool.send(Priority::Normal, j).unwrap();
     }
     drop(held);
     let met = meet.all_met(4, Duration::from_secs(20));
@@ -588,8 +588,8 @@ fn priority_job_released_by_a_barrier_wakes_the_priority_worker() {
     )
     .unwrap();
     pool.send_barrier('X').unwrap();
-    pool.send(0, 'L').unwrap();
-    pool.send(1, 'P').unwrap();
+    pool.send(Priority::Normal, 'L').unwrap();
+    pool.send(Priority::High, 'P').unwrap();
     // Let the priority worker go idle and park (it spins ~20 µs first):
     // set-up, not a measurement; once parked only a wake-up brings it back.
     std::thread::sleep(Duration::from_millis(100));

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use nodedev_events::{EventData, EventType, Events, Registration};
-use nodedev_events::nde_result;
+use nodedev_events::{Priority, EventData, EventType, Events, Registration};
+use nodedev_events::Error;
 use nodedev_events::{Pool, PoolLimits};
 
 const THREADS: usize = 4;
@@ -140,8 +140,8 @@ fn pool_handler(book: Arc<PoolBook>) -> Box<dyn Fn(Job) + Send + Sync> {
             2 if job.generation < 2 => {
                 if let Some(pool) = book.me.get().and_then(Weak::upgrade) {
                     let child = Job::new(&job.ledger, 0, job.generation + 1);
-                    if let Err((e, child)) = pool.send(0, child) {
-                        assert_eq!(e, nde_result::NDE_ERR_STOPPED);
+                    if let Err((e, child)) = pool.send(Priority::Normal, child) {
+                        assert_eq!(e, Error::Stopped);
                         book.refused.fetch_add(1, SeqCst);
                         drop(child);
                     }
@@ -151,8 +151,8 @@ fn pool_handler(book: Arc<PoolBook>) -> Box<dyn Fn(Job) + Send + Sync> {
                 if let Some(pool) = book.me.get().and_then(Weak::upgrade) {
                     let d = pool.drain();
                     let w = pool.wait_idle(None);
-                    if d != Err(nde_result::NDE_ERR_WOULD_DEADLOCK)
-                        || w != Err(nde_result::NDE_ERR_WOULD_DEADLOCK)
+                    if d != Err(Error::WouldDeadlock)
+                        || w != Err(Error::WouldDeadlock)
                         || !pool.on_worker()
                     {
                         book.bad_joins.fetch_add(1, SeqCst);
@@ -223,10 +223,10 @@ fn pool_storm_releases_every_job_exactly_once() {
                                     12..=14 => 4,
                                     _ => 0,
                                 };
-                                let prio = if rng.chance(4) { 1 + rng.below(3) as u32 } else { 0 };
+                                let prio = if rng.chance(4) { Priority::High } else { Priority::Normal };
                                 if let Err((e, job)) = pool.send(prio, Job::new(ledger, action, 0)) {
                                     assert!(
-                                        e == nde_result::NDE_ERR_STOPPED,
+                                        e == Error::Stopped,
                                         "send refused with {e:?}"
                                     );
                                     obj.book.refused.fetch_add(1, SeqCst);
@@ -240,8 +240,8 @@ fn pool_storm_releases_every_job_exactly_once() {
                                 matches!(
                                     r,
                                     Ok(())
-                                        | Err(nde_result::NDE_ERR_TIMEOUT)
-                                        | Err(nde_result::NDE_ERR_STOPPED)
+                                        | Err(Error::Timeout)
+                                        | Err(Error::Stopped)
                                 ),
                                 "wait_idle gave {r:?}"
                             );
@@ -254,14 +254,16 @@ fn pool_storm_releases_every_job_exactly_once() {
                             assert!(!pool.on_worker());
                         }
                         800..=879 => {
-                            let min = rng.below(3) as i64 - 1;
-                            let max = rng.below(4) as i64 - 1;
-                            let prio = rng.below(3) as i64 - 1;
+                            // None: keep (libvirt's -1).
+                            let keep_or = |n: u64| n.checked_sub(1).map(|n| n as usize);
+                            let min = keep_or(rng.below(3));
+                            let max = keep_or(rng.below(4));
+                            let prio = keep_or(rng.below(3));
                             let r = pool.set_parameters(min, max, prio);
                             assert!(
                                 matches!(
                                     r,
-                                    Ok(()) | Err(nde_result::NDE_ERR_INVALID) | Err(nde_result::NDE_ERR_STOPPED)
+                                    Ok(()) | Err(Error::InvalidArgument) | Err(Error::Stopped)
                                 ),
                                 "set_parameters gave {r:?}"
                             );
@@ -274,7 +276,7 @@ fn pool_storm_releases_every_job_exactly_once() {
                         960..=979 => {
                             let r = if rng.chance(2) { pool.drain() } else { pool.drain_timeout(Some(Duration::from_millis(rng.below(3)))) };
                             assert!(
-                                matches!(r, Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT)),
+                                matches!(r, Ok(()) | Err(Error::Timeout)),
                                 "drain gave {r:?}"
                             );
                         }
@@ -352,7 +354,8 @@ fn datum(ledger: &Arc<EvLedger>, generation: u8) -> (EventData, Arc<AtomicBool>)
     ledger.data_created.fetch_add(1, SeqCst);
     let freed = Arc::new(AtomicBool::new(false));
     let d = Box::new(Datum { ledger: ledger.clone(), freed: freed.clone(), generation });
-    (EventData::new(Box::into_raw(d) as *mut c_void, Some(free_datum)), freed)
+    // SAFETY: free_datum releases the Box made here, once.
+    (unsafe { EventData::new(Box::into_raw(d) as *mut c_void, Some(free_datum)) }, freed)
 }
 
 /// One registration, as its callback and the storm see it.
@@ -397,11 +400,11 @@ impl EvObj {
 
     /// Registers a callback that counts, checks it is not called after its
     /// deregistration, and now and then acts from inside.
-    fn register(&self, filter: Option<EventType>, seed: u64) -> Result<(), nde_result> {
+    fn register(&self, filter: Option<EventType>, seed: u64) -> Result<(), Error> {
         let reg = Arc::new(Reg { handle: Mutex::new(None), deregistered: AtomicBool::new(false) });
         let (r2, me, ledger) = (reg.clone(), self.me.get().unwrap().clone(), self.ledger.clone());
         let mut rng = Rng::new(seed);
-        let cb = Box::new(move |_t: EventType, data: *mut c_void| {
+        let mut cb = move |_t: EventType, data: *mut c_void| {
             ledger.calls.fetch_add(1, SeqCst);
             if r2.deregistered.load(SeqCst) {
                 ledger.late_calls.fetch_add(1, SeqCst);
@@ -438,24 +441,28 @@ impl EvObj {
                 17 => {
                     let w = obj.ev.wait_idle(None);
                     let s = obj.ev.shutdown_wait(None);
-                    assert_eq!(w, Err(nde_result::NDE_ERR_WOULD_DEADLOCK));
-                    assert_eq!(s, Err(nde_result::NDE_ERR_WOULD_DEADLOCK));
+                    assert_eq!(w, Err(Error::WouldDeadlock));
+                    assert_eq!(s, Err(Error::WouldDeadlock));
                 }
                 18 => obj.ev.shutdown_prepare(),
                 _ => {}
             }
             // `obj` may be the last strong reference: then the events object
             // is released from inside its own callback.
-        });
+        };
         let removed = self.removed.clone();
         let global = self.ledger.clone();
-        let on_remove = Box::new(move || {
+        // The closure's release (the C API's userdata_free) is its drop.
+        let released = OnDrop(move || {
             removed.fetch_add(1, SeqCst);
             global.removed.fetch_add(1, SeqCst);
         });
         self.ledger.registered.fetch_add(1, SeqCst);
         self.registered.fetch_add(1, SeqCst);
-        let handle = self.ev.register(filter, cb, Some(on_remove))?;
+        let handle = self.ev.register(filter, move |t, data| {
+            let _released_with_the_closure = &released;
+            cb(t, data)
+        })?;
         *reg.handle.lock().unwrap() = Some(handle);
         self.regs.lock().unwrap().push(reg);
         Ok(())
@@ -496,7 +503,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                                 match ev.submit(t, d) {
                                     Ok(()) => {}
                                     Err(e) => {
-                                        assert_eq!(e, nde_result::NDE_ERR_STOPPED);
+                                        assert_eq!(e, Error::Stopped);
                                         assert!(freed.load(SeqCst), "refused data not freed before return");
                                     }
                                 }
@@ -522,16 +529,16 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                                     match handle.deregister() {
                                         // Not running now, never again.
                                         Ok(()) => reg.deregistered.store(true, SeqCst),
-                                        Err(e) => assert_eq!(e, nde_result::NDE_ERR_NOT_FOUND),
+                                        Err(e) => assert_eq!(e, Error::NotFound),
                                     }
                                 }
                             }
                         }
                         690..=779 => {
                             let t = TYPES[rng.below(6) as usize];
-                            let r = ev.schedule(t, rng.below(3) as u32);
+                            let r = ev.schedule(t, Duration::from_millis(rng.below(3)));
                             assert!(
-                                matches!(r, Ok(()) | Err(nde_result::NDE_ERR_STOPPED)),
+                                matches!(r, Ok(()) | Err(Error::Stopped)),
                                 "schedule gave {r:?}"
                             );
                         }
@@ -540,7 +547,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                             assert!(
                                 matches!(
                                     r,
-                                    Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT) | Err(nde_result::NDE_ERR_STOPPED)
+                                    Ok(()) | Err(Error::Timeout) | Err(Error::Stopped)
                                 ),
                                 "wait_idle gave {r:?}"
                             );
@@ -558,7 +565,7 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
                         960..=974 => ev.shutdown_prepare(),
                         975..=989 => {
                             let r = ev.shutdown_wait(rng.below(3).checked_sub(1).map(Duration::from_millis));
-                            assert!(matches!(r, Ok(()) | Err(nde_result::NDE_ERR_TIMEOUT)), "shutdown_wait gave {r:?}");
+                            assert!(matches!(r, Ok(()) | Err(Error::Timeout)), "shutdown_wait gave {r:?}");
                         }
                         _ => {
                             let fresh = EvObj::new(ledger, serial.fetch_add(1, SeqCst));
@@ -607,4 +614,15 @@ fn events_storm_releases_every_datum_and_userdata_exactly_once() {
         serial.load(SeqCst),
         objects
     );
+}
+
+/// Runs its function when dropped: a registered closure that holds one is
+/// released exactly when the library drops the closure (what a C
+/// `userdata_free` is).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }

@@ -1,11 +1,11 @@
 //! The events layer's internal payloads (crate-private API, so tested
 //! here rather than in tests/events.rs).
 
+use crate::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{nde_event_type, Delivery, EventData, Events};
-use crate::result::nde_result;
 
 /// Internal events carry a Rust value that only internal handlers receive;
 /// a C-visible event with NULL data stays a C event for everyone (issue 13
@@ -22,7 +22,7 @@ fn internal_payloads_reach_only_internal_handlers_in_order() {
     let ev = Events::new("rust-internal").unwrap();
     let public = Arc::new(Mutex::new(Vec::new()));
     let p2 = public.clone();
-    let _public = ev.register(None, Box::new(move |t, data| p2.lock().unwrap().push((t, data.is_null()))), None).unwrap();
+    let _public = ev.register(None, move |t, data| p2.lock().unwrap().push((t, data.is_null()))).unwrap();
     let internal = Arc::new(Mutex::new(Vec::new()));
     let i2 = internal.clone();
     ev.register_internal_handler(
@@ -55,7 +55,7 @@ fn internal_payloads_reach_only_internal_handlers_in_order() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     ev.shutdown_prepare();
     let refused = ev.submit_internal(NDE_EVENT_UDEV_ADD, Box::new(Batch(vec![3], dropped.clone())));
-    assert_eq!(refused, Err(nde_result::NDE_ERR_STOPPED));
+    assert_eq!(refused, Err(Error::Stopped));
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
 }
 
@@ -80,7 +80,8 @@ fn packed_events_come_back_whole() {
     let drops = Arc::new(AtomicUsize::new(0));
     for t in (0..nde_event_type::NDE_EVENT_LAST as i32).filter_map(nde_event_type::from_i32) {
         let events = [
-            Event::C(t, EventData::new(0xc0de as *mut std::ffi::c_void, None)),
+            // SAFETY: no free function: the pointer is never used.
+            Event::C(t, unsafe { EventData::new(0xc0de as *mut std::ffi::c_void, None) }),
             Event::Owned(t, Box::new(Box::new(Value(drops.clone())))),
             Event::Internal(t, Box::new(Box::new(42u64))),
         ];

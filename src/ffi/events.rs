@@ -51,8 +51,12 @@ pub(crate) fn c_callback(
 }
 
 /// Runs `userdata_free(userdata)` once, later, as a Rust closure.
-pub(crate) fn c_release(userdata: *mut c_void, userdata_free: nde_free_fn) -> Option<crate::registry::OnRemove> {
-    let data = OwnedData::new(userdata, userdata_free);
+///
+/// # Safety
+/// `userdata_free` (if any) may be called once with `userdata` on any thread.
+pub(crate) unsafe fn c_release(userdata: *mut c_void, userdata_free: nde_free_fn) -> Option<crate::registry::OnRemove> {
+    // SAFETY: the caller's contract, passed on.
+    let data = unsafe { OwnedData::new(userdata, userdata_free) };
     userdata_free.map(|_| Box::new(move || drop(data)) as crate::registry::OnRemove)
 }
 
@@ -61,7 +65,7 @@ pub(crate) fn c_release(userdata: *mut c_void, userdata_free: nde_free_fn) -> Op
 /// first `nde_events_schedule` with a delay. Returns NULL when a thread
 /// cannot be created.
 #[no_mangle]
-pub extern "C" fn nde_events_new(name: *const c_char) -> *mut nde_events {
+pub unsafe extern "C" fn nde_events_new(name: *const c_char) -> *mut nde_events {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: NULL or a valid C string.
         let name = unsafe { c_str(name) }.unwrap_or("nde-events");
@@ -94,7 +98,7 @@ pub extern "C" fn nde_events_new(name: *const c_char) -> *mut nde_events {
 /// (refused before any thread starts; the reason is logged), or a thread
 /// cannot be created.
 #[no_mangle]
-pub extern "C" fn nde_events_new_full(name: *const c_char, workers: c_uint) -> *mut nde_events {
+pub unsafe extern "C" fn nde_events_new_full(name: *const c_char, workers: c_uint) -> *mut nde_events {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: NULL or a valid C string.
         let name = unsafe { c_str(name) }.unwrap_or("nde-events");
@@ -122,14 +126,15 @@ pub extern "C" fn nde_events_new_full(name: *const c_char, workers: c_uint) -> *
 /// Returns the callback id (>= 0), or `NDE_ERR_INVALID` (NULL object or
 /// callback, unknown type).
 #[no_mangle]
-pub extern "C" fn nde_events_register(
+pub unsafe extern "C" fn nde_events_register(
     ev: *mut nde_events,
     event_type: c_int,
     cb: nde_event_cb,
     userdata: *mut c_void,
     userdata_free: nde_free_fn,
 ) -> c_int {
-    let release = c_release(userdata, userdata_free);
+    // SAFETY: the caller hands `userdata` over with `userdata_free` (the header's contract).
+    let release = unsafe { c_release(userdata, userdata_free) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         let filter = if event_type == NDE_EVENT_ANY {
             Some(None)
@@ -162,7 +167,7 @@ pub extern "C" fn nde_events_register(
 /// Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` (unknown or already removed id) or
 /// `NDE_ERR_INVALID` (NULL).
 #[no_mangle]
-pub extern "C" fn nde_events_deregister(ev: *mut nde_events, callback_id: c_int) -> c_int {
+pub unsafe extern "C" fn nde_events_deregister(ev: *mut nde_events, callback_id: c_int) -> c_int {
     ffi_status!(events_ref(ev), |ev| ev.deregister_id(callback_id))
 }
 
@@ -175,13 +180,14 @@ pub extern "C" fn nde_events_deregister(ev: *mut nde_events, callback_id: c_int)
 /// `NDE_EVENT_LAST` or any other unknown type) or `NDE_ERR_STOPPED` (after
 /// `nde_events_shutdown_prepare`). Safe from any thread, including callbacks.
 #[no_mangle]
-pub extern "C" fn nde_events_submit(
+pub unsafe extern "C" fn nde_events_submit(
     ev: *mut nde_events,
     event_type: c_int,
     data: *mut c_void,
     data_free: nde_free_fn,
 ) -> c_int {
-    nde_events_submit_keyed(ev, event_type, 0, data, data_free)
+    // SAFETY: the same arguments, under the same contract.
+    unsafe { nde_events_submit_keyed(ev, event_type, 0, data, data_free) }
 }
 
 /// Queues an event under `key`, as `nde_events_submit` does (the same
@@ -192,14 +198,15 @@ pub extern "C" fn nde_events_submit(
 /// `NDE_EVENT_MDEVCTL_CONFIG_CHANGED` are barriers (see
 /// `nde_events_new_full`). With one worker the key changes nothing.
 #[no_mangle]
-pub extern "C" fn nde_events_submit_keyed(
+pub unsafe extern "C" fn nde_events_submit_keyed(
     ev: *mut nde_events,
     event_type: c_int,
     key: u64,
     data: *mut c_void,
     data_free: nde_free_fn,
 ) -> c_int {
-    let data = OwnedData::new(data, data_free);
+    // SAFETY: the caller hands `data` over with `data_free` (the header's contract).
+    let data = unsafe { OwnedData::new(data, data_free) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (events_ref(ev), nde_event_type::from_i32(event_type)) {
             (Some(ev), Some(t)) => status_code(ev.submit_keyed(t, key, data)),
@@ -213,7 +220,7 @@ pub extern "C" fn nde_events_submit_keyed(
 /// object with several workers is counted there as keyed or barrier; with
 /// one worker all stay 0). Returns `NDE_OK` or `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_events_get_key_stats(ev: *mut nde_events, out: *mut nde_pool_key_stats) -> c_int {
+pub unsafe extern "C" fn nde_events_get_key_stats(ev: *mut nde_events, out: *mut nde_pool_key_stats) -> c_int {
     // SAFETY: `out` is NULL or writable (caller's contract).
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, events_ref(ev).map(Events::key_stats)) } })
 }
@@ -229,10 +236,10 @@ pub extern "C" fn nde_events_get_key_stats(ev: *mut nde_events, out: *mut nde_po
 /// event type), `NDE_ERR_STOPPED` (after shutdown_prepare) or
 /// `NDE_ERR_THREAD` (the timer thread could not start).
 #[no_mangle]
-pub extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, delay_ms: c_uint) -> c_int {
+pub unsafe extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, delay_ms: c_uint) -> c_int {
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (events_ref(ev), nde_event_type::from_i32(event_type)) {
-            (Some(ev), Some(t)) => status_code(ev.schedule(t, delay_ms)),
+            (Some(ev), Some(t)) => status_code(ev.schedule(t, std::time::Duration::from_millis(delay_ms.into()))),
             _ => nde_result::NDE_ERR_INVALID.code(),
         }
     })
@@ -243,7 +250,7 @@ pub extern "C" fn nde_events_schedule(ev: *mut nde_events, event_type: c_int, de
 /// `NDE_ERR_STOPPED` (shut down with events still queued),
 /// `NDE_ERR_INVALID` or `NDE_ERR_WOULD_DEADLOCK` (from a callback).
 #[no_mangle]
-pub extern "C" fn nde_events_wait_idle(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn nde_events_wait_idle(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
     ffi_status!(events_ref(ev), |ev| ev.wait_idle(from_c_ms(timeout_ms)))
 }
 
@@ -252,7 +259,7 @@ pub extern "C" fn nde_events_wait_idle(ev: *mut nde_events, timeout_ms: c_int) -
 /// fires, and the worker stops after the current event. Never blocks;
 /// idempotent; safe from a callback. Returns `NDE_OK` or `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_events_shutdown_prepare(ev: *mut nde_events) -> c_int {
+pub unsafe extern "C" fn nde_events_shutdown_prepare(ev: *mut nde_events) -> c_int {
     ffi_status!(events_ref(ev), |ev| {
         ev.shutdown_prepare();
         Ok(())
@@ -268,7 +275,7 @@ pub extern "C" fn nde_events_shutdown_prepare(ev: *mut nde_events) -> c_int {
 /// ever; nothing is broken, call again), `NDE_ERR_WOULD_DEADLOCK` from a
 /// callback, or `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_events_shutdown_wait(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn nde_events_shutdown_wait(ev: *mut nde_events, timeout_ms: c_int) -> c_int {
     ffi_status!(events_ref(ev), |ev| ev.shutdown_wait(from_c_ms(timeout_ms)))
 }
 
@@ -276,7 +283,7 @@ pub extern "C" fn nde_events_shutdown_wait(ev: *mut nde_events, timeout_ms: c_in
 /// releases every callback's userdata. NULL does nothing. From inside a
 /// callback the release completes when that callback returns.
 #[no_mangle]
-pub extern "C" fn nde_events_free(ev: *mut nde_events) {
+pub unsafe extern "C" fn nde_events_free(ev: *mut nde_events) {
     ffi_guard!((), {
         if !ev.is_null() {
             // SAFETY: from nde_events_new, released once. Dropping it shuts
@@ -291,7 +298,7 @@ pub extern "C" fn nde_events_free(ev: *mut nde_events) {
 /// shutdown), rejected, queue_high_water. Returns `NDE_OK` or
 /// `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_events_get_stats(ev: *mut nde_events, out: *mut nde_pool_stats) -> c_int {
+pub unsafe extern "C" fn nde_events_get_stats(ev: *mut nde_events, out: *mut nde_pool_stats) -> c_int {
     // SAFETY: `out` is NULL or writable (caller's contract).
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, events_ref(ev).map(Events::stats)) } })
 }

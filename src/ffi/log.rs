@@ -77,8 +77,9 @@ impl CLogger {
 ///
 /// Returns `NDE_OK`.
 #[no_mangle]
-pub extern "C" fn nde_set_log_callback(log_fn: nde_log_fn, userdata: *mut c_void, userdata_free: nde_free_fn) -> c_int {
-    let data = OwnedData::new(userdata, userdata_free);
+pub unsafe extern "C" fn nde_set_log_callback(log_fn: nde_log_fn, userdata: *mut c_void, userdata_free: nde_free_fn) -> c_int {
+    // SAFETY: the caller hands `userdata` over with `userdata_free` (the header's contract).
+    let data = unsafe { OwnedData::new(userdata, userdata_free) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match log_fn {
             None => {

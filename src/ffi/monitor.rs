@@ -8,11 +8,15 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::events::{c_release, nde_events};
 use super::{c_str, nde_free_fn, write_out, OpaquePtr};
 pub use crate::monitor::nde_monitor_stats;
-use crate::monitor::{log, Device, Lifecycle, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER};
+use crate::monitor::{
+    log, Device, EventSource, Lifecycle, Monitor, MonitorConfig, DEFAULT_RECEIVE_BUFFER, NDE_MONITOR_KERNEL_EVENTS, NDE_MONITOR_NO_MDEVCTL,
+    NDE_MONITOR_UDEV_EVENTS,
+};
 use crate::result::{nde_result, to_c};
 use crate::timeout::from_c_ms;
 
@@ -195,7 +199,13 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
         );
         return None;
     }
-    out.flags = c.flags;
+    (out.source, out.watch_mdevctl) = match source_of_flags(c.flags) {
+        Some(v) => v,
+        None => {
+            log::log(log::Level::Error, &format!("nde_monitor_new: invalid flags {:#x} (unknown, or both groups)", c.flags));
+            return None;
+        }
+    };
     if !c.name.is_null() {
         // SAFETY: a non-NULL string of the config is a C string.
         out.name = unsafe { c_str(c.name) }?.to_owned();
@@ -217,7 +227,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
         // SAFETY: a non-NULL string of the config is a C string.
         out.mdevctl_dir = PathBuf::from(unsafe { c_str(c.mdevctl_dir) }?);
     }
-    out.mdevctl_debounce_ms = c.mdevctl_debounce_ms; // 0: the monitor's default
+    out.mdevctl_debounce = Duration::from_millis(c.mdevctl_debounce_ms.into()); // 0: the monitor's default
     out.receive_buffer_bytes = if c.receive_buffer_bytes == 0 { DEFAULT_RECEIVE_BUFFER } else { c.receive_buffer_bytes };
     if c.max_queued_events != 0 {
         out.max_queued_events = c.max_queued_events;
@@ -229,6 +239,19 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
     Some(out)
 }
 
+/// The event source and mdevctl switch of `NDE_MONITOR_*` flags; `None`
+/// for unknown flags or both groups.
+fn source_of_flags(flags: u32) -> Option<(EventSource, bool)> {
+    let known = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL;
+    let source = match flags & (NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS) {
+        0 => EventSource::Auto,
+        NDE_MONITOR_KERNEL_EVENTS => EventSource::Kernel,
+        NDE_MONITOR_UDEV_EVENTS => EventSource::Udev,
+        _ => return None,
+    };
+    (flags & !known == 0).then_some((source, flags & NDE_MONITOR_NO_MDEVCTL == 0))
+}
+
 /// Creates a monitor (not started). `config` may be NULL for the defaults;
 /// it is read during the call only.
 ///
@@ -237,7 +260,7 @@ unsafe fn read_config(cfg: *const nde_monitor_config) -> Option<MonitorConfig> {
 /// groups, `workers` is over `NDE_MONITOR_MAX_WORKERS`, or a thread cannot be created (the reason is logged when
 /// `NDE_DEBUG` is set).
 #[no_mangle]
-pub extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde_monitor {
+pub unsafe extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde_monitor {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: NULL or a readable config (caller's contract).
         let Some(cfg) = (unsafe { read_config(config) }) else { return ptr::null_mut() };
@@ -267,9 +290,9 @@ pub extern "C" fn nde_monitor_new(config: *const nde_monitor_config) -> *mut nde
 /// so your ref/unref never race with it (`ctests/monitor_faults_test.c`,
 /// `refcount_child`, counts overlapping ref/unref calls).
 #[no_mangle]
-pub extern "C" fn nde_monitor_get_events(mon: *mut nde_monitor) -> *mut nde_events {
+pub unsafe extern "C" fn nde_monitor_get_events(mon: *mut nde_monitor) -> *mut nde_events {
     ffi_guard!(ptr::null_mut(), {
-        monitor_ref(mon).map_or(ptr::null_mut(), |m| Arc::as_ptr(m.events()) as *mut nde_events)
+        monitor_ref(mon).map_or(ptr::null_mut(), |m| Arc::as_ptr(m.events_arc()) as *mut nde_events)
     })
 }
 
@@ -288,14 +311,15 @@ pub extern "C" fn nde_monitor_get_events(mon: *mut nde_monitor) -> *mut nde_even
 /// Returns the callback id (>= 0) or `NDE_ERR_INVALID` (NULL monitor or
 /// callback, name not UTF-8).
 #[no_mangle]
-pub extern "C" fn nde_monitor_register(
+pub unsafe extern "C" fn nde_monitor_register(
     mon: *mut nde_monitor,
     device_name: *const c_char,
     cb: nde_lifecycle_cb,
     userdata: *mut c_void,
     userdata_free: nde_free_fn,
 ) -> c_int {
-    let release = c_release(userdata, userdata_free);
+    // SAFETY: the caller hands `userdata` over with `userdata_free` (the header's contract).
+    let release = unsafe { c_release(userdata, userdata_free) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         // SAFETY: NULL or a valid C string.
         let name = unsafe { c_str(device_name) };
@@ -325,7 +349,7 @@ pub extern "C" fn nde_monitor_register(
 /// never runs again when this returns, and its userdata_free ran).
 /// Returns `NDE_OK`, `NDE_ERR_NOT_FOUND` or `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_int) -> c_int {
+pub unsafe extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_int) -> c_int {
     ffi_status!(monitor_ref(mon), |m| m.deregister_id(callback_id))
 }
 
@@ -338,7 +362,7 @@ pub extern "C" fn nde_monitor_deregister(mon: *mut nde_monitor, callback_id: c_i
 /// `NDE_ERR_STOPPED` (after stop), `NDE_ERR_OS` (the socket could not be
 /// opened) or `NDE_ERR_THREAD`.
 #[no_mangle]
-pub extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
+pub unsafe extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
     ffi_status!(monitor_ref(mon), |m| m.start())
 }
 
@@ -347,7 +371,7 @@ pub extern "C" fn nde_monitor_start(mon: *mut nde_monitor) -> c_int {
 /// `NDE_ERR_STOPPED` (stopped, or start failed, first), `NDE_ERR_INVALID`
 /// or `NDE_ERR_WOULD_DEADLOCK` (from a callback, before initialization).
 #[no_mangle]
-pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
     ffi_status!(monitor_ref(mon), |m| m.wait_initialized(from_c_ms(timeout_ms)))
 }
 
@@ -357,13 +381,13 @@ pub extern "C" fn nde_monitor_wait_initialized(mon: *mut nde_monitor, timeout_ms
 /// `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED`, `NDE_ERR_INVALID` or
 /// `NDE_ERR_WOULD_DEADLOCK` (from a callback).
 #[no_mangle]
-pub extern "C" fn nde_monitor_settle(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn nde_monitor_settle(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
     ffi_status!(monitor_ref(mon), |m| m.settle(from_c_ms(timeout_ms)))
 }
 
 /// Number of devices in the table (0 for NULL).
 #[no_mangle]
-pub extern "C" fn nde_monitor_device_count(mon: *mut nde_monitor) -> usize {
+pub unsafe extern "C" fn nde_monitor_device_count(mon: *mut nde_monitor) -> usize {
     ffi_guard!(0, { monitor_ref(mon).map_or(0, |m| m.device_count()) })
 }
 
@@ -373,7 +397,7 @@ pub extern "C" fn nde_monitor_device_count(mon: *mut nde_monitor) -> usize {
 /// `NDE_ERR_INVALID` for a NULL monitor or callback. May be called from a
 /// callback.
 #[no_mangle]
-pub extern "C" fn nde_monitor_foreach(mon: *mut nde_monitor, cb: nde_device_visit_fn, userdata: *mut c_void) -> c_int {
+pub unsafe extern "C" fn nde_monitor_foreach(mon: *mut nde_monitor, cb: nde_device_visit_fn, userdata: *mut c_void) -> c_int {
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         match (monitor_ref(mon), cb) {
             (Some(m), Some(cb)) => {
@@ -393,7 +417,7 @@ pub extern "C" fn nde_monitor_foreach(mon: *mut nde_monitor, cb: nde_device_visi
 /// NULL when unknown or for NULL arguments. The reference stays valid after
 /// the device is removed from the table.
 #[no_mangle]
-pub extern "C" fn nde_monitor_lookup(mon: *mut nde_monitor, name: *const c_char) -> *mut nde_device {
+pub unsafe extern "C" fn nde_monitor_lookup(mon: *mut nde_monitor, name: *const c_char) -> *mut nde_device {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: NULL or a valid C string.
         match (monitor_ref(mon), unsafe { c_str(name) }) {
@@ -406,7 +430,7 @@ pub extern "C" fn nde_monitor_lookup(mon: *mut nde_monitor, name: *const c_char)
 /// The device at sysfs path `syspath` (e.g. "/sys/devices/virtual/net/lo"),
 /// as a new reference (see `nde_monitor_lookup`), or NULL.
 #[no_mangle]
-pub extern "C" fn nde_monitor_lookup_by_syspath(mon: *mut nde_monitor, syspath: *const c_char) -> *mut nde_device {
+pub unsafe extern "C" fn nde_monitor_lookup_by_syspath(mon: *mut nde_monitor, syspath: *const c_char) -> *mut nde_device {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: NULL or a valid C string.
         match (monitor_ref(mon), unsafe { c_str(syspath) }) {
@@ -419,7 +443,7 @@ pub extern "C" fn nde_monitor_lookup_by_syspath(mon: *mut nde_monitor, syspath: 
 /// Copies the monitor's counters into `*out` (written only on success).
 /// Returns `NDE_OK` or `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_monitor_stats) -> c_int {
+pub unsafe extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_monitor_stats) -> c_int {
     // SAFETY: `out` is NULL or writable (caller's contract).
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, monitor_ref(mon).map(Monitor::stats)) } })
 }
@@ -434,7 +458,7 @@ pub extern "C" fn nde_monitor_get_stats(mon: *mut nde_monitor, out: *mut nde_mon
 /// callback is still running after `timeout_ms` (< 0: wait for ever; call
 /// again), `NDE_ERR_WOULD_DEADLOCK` from a callback, or `NDE_ERR_INVALID`.
 #[no_mangle]
-pub extern "C" fn nde_monitor_stop(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn nde_monitor_stop(mon: *mut nde_monitor, timeout_ms: c_int) -> c_int {
     ffi_status!(monitor_ref(mon), |m| m.stop(from_c_ms(timeout_ms)))
 }
 
@@ -443,7 +467,7 @@ pub extern "C" fn nde_monitor_stop(mon: *mut nde_monitor, timeout_ms: c_int) -> 
 /// NULL does nothing. From inside a callback the release completes when the
 /// callback returns.
 #[no_mangle]
-pub extern "C" fn nde_monitor_free(mon: *mut nde_monitor) {
+pub unsafe extern "C" fn nde_monitor_free(mon: *mut nde_monitor) {
     ffi_guard!((), {
         if !mon.is_null() {
             // SAFETY: from nde_monitor_new, released once.
@@ -456,7 +480,7 @@ pub extern "C" fn nde_monitor_free(mon: *mut nde_monitor) {
 
 /// Takes one more reference to `dev`; returns `dev` (NULL for NULL).
 #[no_mangle]
-pub extern "C" fn nde_device_ref(dev: *mut nde_device) -> *mut nde_device {
+pub unsafe extern "C" fn nde_device_ref(dev: *mut nde_device) -> *mut nde_device {
     ffi_guard!(ptr::null_mut(), {
         if !dev.is_null() {
             // SAFETY: a live Arc<Device> pointer given out by us.
@@ -469,7 +493,7 @@ pub extern "C" fn nde_device_ref(dev: *mut nde_device) -> *mut nde_device {
 /// Releases one reference; the device is freed with the last one. NULL
 /// does nothing.
 #[no_mangle]
-pub extern "C" fn nde_device_unref(dev: *mut nde_device) {
+pub unsafe extern "C" fn nde_device_unref(dev: *mut nde_device) {
     ffi_guard!((), {
         if !dev.is_null() {
             // SAFETY: the caller owns this reference and gives it back.
@@ -480,52 +504,52 @@ pub extern "C" fn nde_device_unref(dev: *mut nde_device) {
 
 /// libvirt's name of the device (e.g. "pci_0000_00_1f_2"); NULL for NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_name(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_name(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.name_c().as_ptr()) })
 }
 
 /// The sysfs path ("/sys/devices/..."); empty for a device mdevctl defines
 /// that is not active. NULL for NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_syspath(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_syspath(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.syspath_c().as_ptr()) })
 }
 
 /// The udev subsystem ("net", "block", "pci", ...); NULL for NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_subsystem(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_subsystem(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.subsystem_c().as_ptr()) })
 }
 
 /// The udev device type ("disk", "usb_device", ...) or NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_devtype(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_devtype(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { str_or_null(device_ref(dev).and_then(|d| d.devtype_c())) })
 }
 
 /// The bound driver or NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_driver(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_driver(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { str_or_null(device_ref(dev).and_then(|d| d.driver_c())) })
 }
 
 /// The device node ("/dev/sda") or NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_devnode(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_devnode(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { str_or_null(device_ref(dev).and_then(|d| d.devnode_c())) })
 }
 
 /// The name of the parent device ("computer" for top-level devices and for
 /// devices whose parent is not in the table); NULL for NULL.
 #[no_mangle]
-pub extern "C" fn nde_device_get_parent(dev: *const nde_device) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_parent(dev: *const nde_device) -> *const c_char {
     ffi_guard!(ptr::null(), { device_ref(dev).map_or(ptr::null(), |d| d.parent_c().as_ptr()) })
 }
 
 /// The value of udev property `key` (e.g. "ID_SERIAL", "INTERFACE") or
 /// NULL when the device has none.
 #[no_mangle]
-pub extern "C" fn nde_device_get_property(dev: *const nde_device, key: *const c_char) -> *const c_char {
+pub unsafe extern "C" fn nde_device_get_property(dev: *const nde_device, key: *const c_char) -> *const c_char {
     ffi_guard!(ptr::null(), {
         if key.is_null() {
             return ptr::null();
@@ -534,4 +558,18 @@ pub extern "C" fn nde_device_get_property(dev: *const nde_device, key: *const c_
         let key = unsafe { CStr::from_ptr(key) };
         str_or_null(device_ref(dev).and_then(|d| d.property_c(key.to_bytes())))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_onto_the_source_and_bad_combinations_are_refused() {
+        assert_eq!(source_of_flags(0), Some((EventSource::Auto, true)));
+        assert_eq!(source_of_flags(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_NO_MDEVCTL), Some((EventSource::Kernel, false)));
+        assert_eq!(source_of_flags(NDE_MONITOR_UDEV_EVENTS), Some((EventSource::Udev, true)));
+        assert_eq!(source_of_flags(NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS), None);
+        assert_eq!(source_of_flags(1 << 9), None);
+    }
 }

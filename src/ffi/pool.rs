@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{c_str, nde_free_fn, write_out, OpaquePtr, OwnedData};
 pub use crate::pool::{nde_pool_key_stats, nde_pool_stats};
-use crate::pool::{Pool, PoolLimits, WorkerHook, WorkerHooks};
+use crate::pool::{JobPool, PoolLimits, WorkerHook, WorkerHooks};
 use crate::result::nde_result;
 use crate::timeout::from_c_ms;
 
@@ -25,7 +25,7 @@ pub struct nde_pool {
 #[allow(non_camel_case_types)]
 pub type nde_job_fn = Option<unsafe extern "C" fn(jobdata: *mut c_void, opaque: *mut c_void)>;
 
-type CPool = Pool<OwnedData>;
+type CPool = JobPool<OwnedData>;
 
 fn pool_ref<'a>(pool: *mut nde_pool) -> Option<&'a CPool> {
     // SAFETY: a non-NULL `nde_pool *` is one returned by nde_pool_new_full
@@ -49,7 +49,7 @@ fn pool_ref<'a>(pool: *mut nde_pool) -> Option<&'a CPool> {
 /// Returns NULL when `func` is NULL, `max_workers` is 0, or a thread cannot
 /// be created (nothing is left running then).
 #[no_mangle]
-pub extern "C" fn nde_pool_new_full(
+pub unsafe extern "C" fn nde_pool_new_full(
     min_workers: usize,
     max_workers: usize,
     prio_workers: usize,
@@ -93,12 +93,13 @@ fn new_pool(
 /// `virThreadPoolSendJob`): the same as `nde_pool_send_job_full` with a
 /// NULL `free_fn`.
 #[no_mangle]
-pub extern "C" fn nde_pool_send_job(
+pub unsafe extern "C" fn nde_pool_send_job(
     pool: *mut nde_pool,
     priority: c_uint,
     jobdata: *mut c_void,
 ) -> c_int {
-    nde_pool_send_job_full(pool, priority, jobdata, None)
+    // SAFETY: the same arguments, under the same contract.
+    unsafe { nde_pool_send_job_full(pool, priority, jobdata, None) }
 }
 
 /// Queues a job. From this call on, `jobdata` belongs to the pool: `free_fn`
@@ -113,13 +114,14 @@ pub extern "C" fn nde_pool_send_job(
 /// stop/drain) or `NDE_ERR_THREAD` (no worker exists and none could start).
 /// Safe from any thread, including from inside a job.
 #[no_mangle]
-pub extern "C" fn nde_pool_send_job_full(
+pub unsafe extern "C" fn nde_pool_send_job_full(
     pool: *mut nde_pool,
     priority: c_uint,
     jobdata: *mut c_void,
     free_fn: nde_free_fn,
 ) -> c_int {
-    let job = OwnedData::new(jobdata, free_fn);
+    // SAFETY: the caller hands `jobdata` over with `free_fn` (the header's contract).
+    let job = unsafe { OwnedData::new(jobdata, free_fn) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         let Some(pool) = pool_ref(pool) else {
             return nde_result::NDE_ERR_INVALID.code(); // `job` drops: data freed
@@ -139,7 +141,7 @@ pub extern "C" fn nde_pool_send_job_full(
 /// jobs stay queued until `nde_pool_drain` or `nde_pool_free`. Idempotent;
 /// NULL does nothing.
 #[no_mangle]
-pub extern "C" fn nde_pool_stop(pool: *mut nde_pool) {
+pub unsafe extern "C" fn nde_pool_stop(pool: *mut nde_pool) {
     ffi_guard!((), {
         if let Some(pool) = pool_ref(pool) {
             pool.stop();
@@ -154,7 +156,7 @@ pub extern "C" fn nde_pool_stop(pool: *mut nde_pool) {
 /// Returns `NDE_OK`, `NDE_ERR_INVALID` (NULL) or `NDE_ERR_WOULD_DEADLOCK`
 /// when called from one of the pool's own workers (nothing changes then).
 #[no_mangle]
-pub extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
+pub unsafe extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
     ffi_status!(pool_ref(pool), |p| p.drain())
 }
 
@@ -167,7 +169,7 @@ pub extern "C" fn nde_pool_drain(pool: *mut nde_pool) -> c_int {
 /// `NDE_ERR_WOULD_DEADLOCK` from one of the pool's own workers.
 /// libvirt has no such call.
 #[no_mangle]
-pub extern "C" fn nde_pool_wait_idle(pool: *mut nde_pool, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn nde_pool_wait_idle(pool: *mut nde_pool, timeout_ms: c_int) -> c_int {
     ffi_status!(pool_ref(pool), |p| p.wait_idle(from_c_ms(timeout_ms)))
 }
 
@@ -178,7 +180,7 @@ pub extern "C" fn nde_pool_wait_idle(pool: *mut nde_pool, timeout_ms: c_int) -> 
 /// (queued jobs are then discarded, their `free_fn` runs). Either way the
 /// pointer must not be used after this call.
 #[no_mangle]
-pub extern "C" fn nde_pool_free(pool: *mut nde_pool) {
+pub unsafe extern "C" fn nde_pool_free(pool: *mut nde_pool) {
     ffi_guard!((), {
         if !pool.is_null() {
             // SAFETY: `pool` came from nde_pool_new_full and is freed once.
@@ -189,20 +191,20 @@ pub extern "C" fn nde_pool_free(pool: *mut nde_pool) {
 
 /// The configured minimum number of ordinary workers (0 for NULL).
 #[no_mangle]
-pub extern "C" fn nde_pool_get_min_workers(pool: *mut nde_pool) -> usize {
+pub unsafe extern "C" fn nde_pool_get_min_workers(pool: *mut nde_pool) -> usize {
     ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.limits().min_workers) })
 }
 
 /// The configured maximum number of ordinary workers (0 for NULL).
 #[no_mangle]
-pub extern "C" fn nde_pool_get_max_workers(pool: *mut nde_pool) -> usize {
+pub unsafe extern "C" fn nde_pool_get_max_workers(pool: *mut nde_pool) -> usize {
     ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.limits().max_workers) })
 }
 
 /// The number of priority workers running now (libvirt's meaning; the
 /// configured number is what was passed in). 0 for NULL.
 #[no_mangle]
-pub extern "C" fn nde_pool_get_priority_workers(pool: *mut nde_pool) -> usize {
+pub unsafe extern "C" fn nde_pool_get_priority_workers(pool: *mut nde_pool) -> usize {
     ffi_guard!(0, {
         pool_ref(pool).map_or(0, |p| p.current_prio_workers())
     })
@@ -210,19 +212,19 @@ pub extern "C" fn nde_pool_get_priority_workers(pool: *mut nde_pool) -> usize {
 
 /// The number of ordinary workers running now (0 for NULL).
 #[no_mangle]
-pub extern "C" fn nde_pool_get_current_workers(pool: *mut nde_pool) -> usize {
+pub unsafe extern "C" fn nde_pool_get_current_workers(pool: *mut nde_pool) -> usize {
     ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.current_workers()) })
 }
 
 /// The number of ordinary workers not running a job (0 for NULL).
 #[no_mangle]
-pub extern "C" fn nde_pool_get_free_workers(pool: *mut nde_pool) -> usize {
+pub unsafe extern "C" fn nde_pool_get_free_workers(pool: *mut nde_pool) -> usize {
     ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.free_workers()) })
 }
 
 /// The number of jobs queued and not yet started (0 for NULL).
 #[no_mangle]
-pub extern "C" fn nde_pool_get_job_queue_depth(pool: *mut nde_pool) -> usize {
+pub unsafe extern "C" fn nde_pool_get_job_queue_depth(pool: *mut nde_pool) -> usize {
     ffi_guard!(0, { pool_ref(pool).map_or(0, |p| p.queue_depth()) })
 }
 
@@ -235,7 +237,7 @@ pub extern "C" fn nde_pool_get_job_queue_depth(pool: *mut nde_pool) -> usize {
 /// (after stop) or `NDE_ERR_THREAD` (the new limits are kept, with fewer
 /// threads running than asked for).
 #[no_mangle]
-pub extern "C" fn nde_pool_set_parameters(
+pub unsafe extern "C" fn nde_pool_set_parameters(
     pool: *mut nde_pool,
     min_workers: c_longlong,
     max_workers: c_longlong,
@@ -248,7 +250,7 @@ pub extern "C" fn nde_pool_set_parameters(
 /// success. Returns `NDE_OK` or `NDE_ERR_INVALID` (a NULL argument).
 /// Safe from any thread, including from inside a job.
 #[no_mangle]
-pub extern "C" fn nde_pool_get_stats(pool: *mut nde_pool, out: *mut nde_pool_stats) -> c_int {
+pub unsafe extern "C" fn nde_pool_get_stats(pool: *mut nde_pool, out: *mut nde_pool_stats) -> c_int {
     // SAFETY: `out` is NULL or writable (caller's contract).
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, pool_ref(pool).map(CPool::stats)) } })
 }
@@ -351,14 +353,15 @@ unsafe fn read_config(config: *const nde_pool_config) -> Option<nde_pool_config>
 /// cannot be created (every worker that started has run both hooks and
 /// exited then).
 #[no_mangle]
-pub extern "C" fn nde_pool_new_config(config: *const nde_pool_config) -> *mut nde_pool {
+pub unsafe extern "C" fn nde_pool_new_config(config: *const nde_pool_config) -> *mut nde_pool {
     ffi_guard!(ptr::null_mut(), {
         // SAFETY: `config` is NULL or a struct of `config->size` bytes
         // (caller's contract).
         let Some(config) = (unsafe { read_config(config) }) else {
             return ptr::null_mut();
         };
-        let userdata = Arc::new(HookUserdata(OwnedData::new(config.hook_userdata, config.hook_userdata_free)));
+        // SAFETY: the config hands `hook_userdata` over with its free function.
+        let userdata = Arc::new(HookUserdata(unsafe { OwnedData::new(config.hook_userdata, config.hook_userdata_free) }));
         // Both hooks hold the userdata (even a NULL hook, so that it lives
         // as long as the pool): it is freed with the last of them.
         let hook = |f: nde_worker_hook_fn| -> Option<WorkerHook> {
@@ -415,14 +418,15 @@ pub extern "C" fn nde_pool_new_config(config: *const nde_pool_config) -> *mut nd
 /// start). Safe from any thread, including from inside a job (a job may
 /// send the next job of its own key: it runs after the current one).
 #[no_mangle]
-pub extern "C" fn nde_pool_send_job_keyed(
+pub unsafe extern "C" fn nde_pool_send_job_keyed(
     pool: *mut nde_pool,
     key: u64,
     priority: c_uint,
     jobdata: *mut c_void,
     free_fn: nde_free_fn,
 ) -> c_int {
-    let job = OwnedData::new(jobdata, free_fn);
+    // SAFETY: the caller hands `jobdata` over with `free_fn` (the header's contract).
+    let job = unsafe { OwnedData::new(jobdata, free_fn) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         let Some(pool) = pool_ref(pool) else {
             return nde_result::NDE_ERR_INVALID.code(); // `job` drops: data freed
@@ -452,12 +456,13 @@ pub extern "C" fn nde_pool_send_job_keyed(
 /// `nde_pool_send_job_keyed`. A barrier sent from inside a job runs after
 /// that job has returned; a job cannot wait for a barrier it sent.
 #[no_mangle]
-pub extern "C" fn nde_pool_send_barrier(
+pub unsafe extern "C" fn nde_pool_send_barrier(
     pool: *mut nde_pool,
     jobdata: *mut c_void,
     free_fn: nde_free_fn,
 ) -> c_int {
-    let job = OwnedData::new(jobdata, free_fn);
+    // SAFETY: the caller hands `jobdata` over with `free_fn` (the header's contract).
+    let job = unsafe { OwnedData::new(jobdata, free_fn) };
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), {
         let Some(pool) = pool_ref(pool) else {
             return nde_result::NDE_ERR_INVALID.code(); // `job` drops: data freed
@@ -481,7 +486,7 @@ pub extern "C" fn nde_pool_send_barrier(
 /// Returns `NDE_OK` or `NDE_ERR_INVALID` (a NULL argument). Safe from any
 /// thread, including from inside a job.
 #[no_mangle]
-pub extern "C" fn nde_pool_get_key_stats(pool: *mut nde_pool, out: *mut nde_pool_key_stats) -> c_int {
+pub unsafe extern "C" fn nde_pool_get_key_stats(pool: *mut nde_pool, out: *mut nde_pool_key_stats) -> c_int {
     // SAFETY: `out` is NULL or writable (caller's contract).
     ffi_guard!(nde_result::NDE_ERR_PANIC.code(), { unsafe { write_out(out, pool_ref(pool).map(CPool::key_stats)) } })
 }

@@ -1,6 +1,7 @@
 //! The monitor's settings.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Force the kernel netlink group.
 pub const NDE_MONITOR_KERNEL_EVENTS: u32 = 1 << 0;
@@ -15,20 +16,57 @@ pub const DEFAULT_MDEVCTL_DEBOUNCE_MS: u32 = 100;
 /// Default receive buffer (systemd's and libvirt's 128 MiB).
 pub const DEFAULT_RECEIVE_BUFFER: usize = 128 << 20;
 
-/// Monitor settings (the Rust side of `nde_monitor_config`).
+/// Which netlink group the monitor reads (`nde_monitor_config.flags`).
+///
+/// ```
+/// use nodedev_events::{EventSource, MonitorConfig};
+/// let cfg = MonitorConfig { source: EventSource::Kernel, ..MonitorConfig::default() };
+/// assert_eq!(MonitorConfig::default().source, EventSource::Auto);
+/// # drop(cfg);
+/// ```
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventSource {
+    /// udevd's group when udevd runs, else the kernel's.
+    #[default]
+    Auto,
+    /// The kernel's uevents (no udevd needed; no udev properties).
+    Kernel,
+    /// udevd's processed events.
+    Udev,
+}
+
+/// Monitor settings (the Rust side of `nde_monitor_config`). Start from
+/// [`MonitorConfig::default`] and set what differs.
+///
+/// ```
+/// use std::time::Duration;
+/// use nodedev_events::{EventSource, MonitorConfig};
+///
+/// let cfg = MonitorConfig {
+///     source: EventSource::Kernel,
+///     watch_mdevctl: false,
+///     mdevctl_debounce: Duration::from_millis(250),
+///     subsystems: Some(vec!["net".into()]),
+///     ..MonitorConfig::default()
+/// };
+/// assert_eq!(cfg.name, "nodedev");
+/// ```
 #[derive(Clone, Debug)]
 pub struct MonitorConfig {
-    /// `NDE_MONITOR_*` flags; 0 = the udev group when udevd runs, else
-    /// the kernel group.
-    pub flags: u32,
+    /// The netlink group to read.
+    pub source: EventSource,
+    /// Watch mdevctl's configuration (mediated devices); default true.
+    pub watch_mdevctl: bool,
     /// Thread names; default `nodedev`.
     pub name: String,
     /// Subsystem filter (None = all).
     pub subsystems: Option<Vec<String>>,
     /// Default `/etc/mdevctl.d`.
     pub mdevctl_dir: PathBuf,
-    /// Default (and 0) [`DEFAULT_MDEVCTL_DEBOUNCE_MS`].
-    pub mdevctl_debounce_ms: u32,
+    /// How long mdevctl's directory must be quiet before its configuration
+    /// is read again; default 100 ms (libvirt's). Zero means the default.
+    pub mdevctl_debounce: Duration,
     /// Default 128 MiB (root only; failing to set it is logged).
     pub receive_buffer_bytes: usize,
     /// Past this many uevents queued and not yet handled, the reader stops
@@ -58,11 +96,12 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 << 20;
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
-            flags: 0,
+            source: EventSource::Auto,
+            watch_mdevctl: true,
             name: "nodedev".into(),
             subsystems: None,
             mdevctl_dir: PathBuf::from("/etc/mdevctl.d"),
-            mdevctl_debounce_ms: DEFAULT_MDEVCTL_DEBOUNCE_MS,
+            mdevctl_debounce: Duration::from_millis(DEFAULT_MDEVCTL_DEBOUNCE_MS as u64),
             receive_buffer_bytes: DEFAULT_RECEIVE_BUFFER,
             max_queued_events: DEFAULT_MAX_QUEUED_EVENTS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,

@@ -78,7 +78,7 @@ impl Shared {
 
 /// Queues an mdevctl refresh now unless one is queued already.
 pub(super) fn request_mdev_refresh(sh: &Shared, ev: &Events) {
-    if !sh.mdev_queued.swap(true, Ordering::SeqCst) && ev.schedule(nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, 0).is_err() {
+    if !sh.mdev_queued.swap(true, Ordering::SeqCst) && ev.schedule(nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, std::time::Duration::ZERO).is_err() {
         sh.mdev_queued.store(false, Ordering::SeqCst);
     }
 }

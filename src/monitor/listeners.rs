@@ -6,21 +6,14 @@
 //! and a running callback is released right after it returns. Panics in
 //! callbacks are caught and counted; dispatch carries on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::device::Device;
 use super::table::Lifecycle;
 use crate::registry::Registry;
-use crate::result::Error;
-use crate::sync::lock;
+use crate::error::Error;
 
 pub use crate::registry::OnRemove;
-
-/// A lifecycle callback.
-pub type LifecycleCallback = Box<LifecycleFn>;
-
-/// What a lifecycle callback is.
-pub type LifecycleFn = dyn FnMut(&Arc<Device>, Lifecycle) + Send;
 
 /// A lifecycle callback as the registry holds it (callable from any
 /// dispatching thread).
@@ -37,16 +30,9 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Adds a listener for `device_name` (None = every device); returns its
-    /// id. On failure `on_remove` ran before this returns.
-    pub fn register(&self, device_name: Option<&str>, cb: LifecycleCallback, on_remove: Option<OnRemove>) -> Result<i32, Error> {
-        // One call at a time per listener (the registry's callbacks are Fn).
-        let cb = Mutex::new(cb);
-        self.register_concurrent(device_name, Box::new(move |d, l| (lock(&cb))(d, l)), on_remove)
-    }
-
-    /// As `register`, for a callback that may run on several dispatching
-    /// threads at once.
+    /// Adds a listener for `device_name` (None = every device) that may run
+    /// on several dispatching threads at once; returns its id. On failure
+    /// `on_remove` ran before this returns.
     pub fn register_concurrent(
         &self,
         device_name: Option<&str>,
@@ -145,7 +131,10 @@ mod tests {
         if concurrent {
             listeners.register_concurrent(None, Box::new(call), None).unwrap();
         } else {
-            listeners.register(None, Box::new(call), None).unwrap();
+            // What `Monitor::register` does with an `FnMut` listener.
+            let slot = crate::closure_slot::Exclusive::new(call);
+            let release = slot.release();
+            listeners.register_concurrent(None, Box::new(move |d: &Arc<Device>, l| slot.with(|cb| cb(d, l))), Some(release)).unwrap();
         }
         let threads: Vec<_> = ["net_a", "net_b"]
             .into_iter()
@@ -182,7 +171,7 @@ mod tests {
         let released = Arc::new(AtomicBool::new(false));
         let (s2, r2) = (started.clone(), released.clone());
         let id = listeners
-            .register(
+            .register_concurrent(
                 None,
                 Box::new(move |_: &Arc<Device>, _| {
                     s2.store(true, Ordering::SeqCst);

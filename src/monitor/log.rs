@@ -149,8 +149,25 @@ fn debug_env() -> bool {
     *DEBUG_ENV.get_or_init(|| std::env::var_os("NDE_DEBUG").is_some_and(|v| !v.is_empty() && v != "0"))
 }
 
-/// Logs one line.
+/// The `log` crate's target of every record the library emits.
+pub const LOG_TARGET: &str = "nodedev_events";
+
+/// Hands the line to the `log` crate, for Rust programs (a no-op costing
+/// one atomic load when no `log` logger is installed or the level is off).
+fn to_log_crate(level: Level, msg: &str) {
+    let level = match level {
+        Level::Debug => ::log::Level::Debug,
+        Level::Info => ::log::Level::Info,
+        Level::Warn => ::log::Level::Warn,
+        Level::Error => ::log::Level::Error,
+    };
+    ::log::log!(target: LOG_TARGET, level, "{msg}");
+}
+
+/// Logs one line: to the `log` crate, and to the host's callback (or
+/// standard error under `NDE_DEBUG`).
 pub fn log(level: Level, msg: &str) {
+    to_log_crate(level, msg);
     let call = |l: &Logger| {
         IN_CALL.with(|c| c.set(c.get() + 1));
         l(level, msg);
@@ -384,5 +401,39 @@ mod loom_model {
             assert!(seen.dropped.load(Ordering::SeqCst), "never dropped");
             assert!(!seen.bad_drop.load(Ordering::SeqCst), "dropped during a call, or twice");
         });
+    }
+}
+
+#[cfg(test)]
+mod log_crate_tests {
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<(::log::Level, String, String)>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    impl ::log::Log for Capture {
+        fn enabled(&self, _: &::log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &::log::Record<'_>) {
+            let line = (record.level(), record.target().to_owned(), record.args().to_string());
+            SEEN.lock().unwrap().push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn lines_reach_the_log_crate_with_their_level_and_target() {
+        // The only `log` logger of this test binary.
+        ::log::set_logger(&Capture).unwrap();
+        ::log::set_max_level(::log::LevelFilter::Trace);
+        super::log(super::Level::Warn, "log-crate test: a warning");
+        super::log(super::Level::Debug, "log-crate test: a detail");
+        let seen = SEEN.lock().unwrap();
+        let mine: Vec<_> = seen.iter().filter(|(_, _, m)| m.starts_with("log-crate test")).collect();
+        assert_eq!(mine.len(), 2, "{seen:?}");
+        assert_eq!((mine[0].0, mine[0].1.as_str(), mine[0].2.as_str()), (::log::Level::Warn, "nodedev_events", "log-crate test: a warning"));
+        assert_eq!(mine[1].0, ::log::Level::Debug);
     }
 }

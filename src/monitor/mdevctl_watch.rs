@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::log;
 use super::sys::{self, EventFd, Inotify};
 use crate::events::{nde_event_type, Events};
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::thread::Thread;
 
 /// The inotify watcher thread: it reports every change of the directory
@@ -50,14 +50,14 @@ fn add_tree(ino: &Inotify, dir: &Path, wds: &mut HashMap<i32, PathBuf>) {
 impl Watcher {
     /// Watches `dir` recursively; `on_change` runs on the watcher thread
     /// after each batch of changes. A missing directory is logged and gives
-    /// `NDE_ERR_NOT_FOUND`.
+    /// [`Error::NotFound`].
     pub fn start(dir: &Path, thread_name: &str, on_change: Box<dyn Fn() + Send>) -> Result<Watcher, Error> {
         if !dir.is_dir() {
             log::info(&format!("mdevctl: {} does not exist: not watched", dir.display()));
-            return Err(nde_result::NDE_ERR_NOT_FOUND);
+            return Err(Error::NotFound);
         }
-        let ino = Inotify::new().map_err(|_| nde_result::NDE_ERR_OS)?;
-        let stop = Arc::new(EventFd::new().map_err(|_| nde_result::NDE_ERR_OS)?);
+        let ino = Inotify::new().map_err(Error::Os)?;
+        let stop = Arc::new(EventFd::new().map_err(Error::Os)?);
         let mut wds = HashMap::new();
         add_tree(&ino, dir, &mut wds);
         let stop2 = stop.clone();
@@ -72,7 +72,7 @@ impl Watcher {
         let ev = Arc::downgrade(events);
         let on_change = Box::new(move || {
             if let Some(ev) = ev.upgrade() {
-                let _ = ev.schedule(nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, debounce_ms);
+                let _ = ev.schedule(nde_event_type::NDE_EVENT_MDEVCTL_CONFIG_CHANGED, std::time::Duration::from_millis(debounce_ms.into()));
             }
         });
         Watcher::start(dir, thread_name, on_change)

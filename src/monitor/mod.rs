@@ -25,20 +25,22 @@ mod listeners;
 pub(crate) mod log;
 mod mac;
 // `pub` (inside this private module) only for `test_hooks`.
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub mod mdevctl;
 mod mdevctl_watch;
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub(crate) mod naming;
+mod raw_events;
 mod reader;
 mod settle;
 mod stats;
+mod subscription;
 mod sys;
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub(crate) mod table;
 mod udev_parse;
 // `pub` (inside this private module) only for `test_hooks`.
-#[cfg_attr(feature = "test-hooks", allow(missing_docs))] // test hooks only
+#[cfg_attr(feature = "test-hooks", allow(missing_docs, missing_debug_implementations))] // test hooks only
 pub mod uevent;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,15 +49,18 @@ use std::time::Duration;
 
 pub use config::*;
 pub use device::Device;
-pub use listeners::{ConcurrentLifecycleCallback, LifecycleCallback, OnRemove};
+pub(crate) use listeners::{ConcurrentLifecycleCallback, OnRemove};
 pub use naming::DeviceKind;
+pub use raw_events::MonitorEvents;
+pub use subscription::{Received, Subscription};
 pub use stats::nde_monitor_stats;
 pub use stats::MonitorStats;
 pub use table::Lifecycle;
 
+use crate::closure_slot;
 use crate::events::Events;
 use crate::registration::Registration;
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::{lock, wait_until};
 use crate::timeout::deadline;
 use handler::{RunState, Shared};
@@ -92,7 +97,7 @@ struct Threads {
 /// order per device (one worker: one at a time, in udev order). Blocking: `new`, `start`, the lookups and
 /// `snapshot` never wait for callbacks; `wait_initialized`, `settle` and
 /// `stop` do (bounded by their timeout) and return
-/// [`Error::NDE_ERR_WOULD_DEADLOCK`] from a callback instead.
+/// [`Error::WouldDeadlock`] from a callback instead.
 pub struct Monitor {
     shared: Arc<Shared>,
     events: Arc<Events>,
@@ -102,18 +107,13 @@ pub struct Monitor {
 
 impl Monitor {
     /// A monitor that is not started yet (starts the events worker; the
-    /// reader starts with [`Monitor::start`]). `NDE_ERR_INVALID` for
-    /// unknown flags or both groups forced, `NDE_ERR_THREAD` when a thread
+    /// reader starts with [`Monitor::start`]). [`Error::InvalidArgument`] for
+    /// unknown flags or both groups forced, [`Error::Thread`] when a thread
     /// cannot be created.
     pub fn new(cfg: MonitorConfig) -> Result<Monitor, Error> {
-        let known = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS | NDE_MONITOR_NO_MDEVCTL;
-        let both = NDE_MONITOR_KERNEL_EVENTS | NDE_MONITOR_UDEV_EVENTS;
-        if cfg.flags & both == both || cfg.flags & !known != 0 {
-            return Err(nde_result::NDE_ERR_INVALID);
-        }
         let workers = cfg.workers.max(1);
         if workers > NDE_MONITOR_MAX_WORKERS {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let events = Arc::new(Events::with_workers(&format!("{}-ev", cfg.name), workers)?);
         let limits = QueueLimits { events: cfg.max_queued_events.max(1) as u64, bytes: cfg.max_queued_bytes.max(1) as u64 };
@@ -144,9 +144,15 @@ impl Monitor {
         Ok(Monitor { shared, events, threads: Mutex::new(Threads { reader: None, watcher: None }), builtin_id })
     }
 
-    /// The monitor's events object (borrowed: C drivers add raw handlers
-    /// there, which run after the built-in one that keeps the table).
-    pub fn events(&self) -> &Arc<Events> {
+    /// The monitor's event queue, as a view that registers raw handlers
+    /// (they run after the built-in one that keeps the table) but cannot
+    /// queue events (see [`MonitorEvents`]).
+    pub fn events(&self) -> MonitorEvents<'_> {
+        MonitorEvents::new(&self.events)
+    }
+
+    /// The events object itself, for the C API (`nde_monitor_get_events`).
+    pub(crate) fn events_arc(&self) -> &Arc<Events> {
         &self.events
     }
 
@@ -160,15 +166,32 @@ impl Monitor {
     /// `Defined` / `Undefined` for mdevctl's configuration. Never blocks.
     ///
     /// The listener stays registered while the returned handle lives (see
-    /// [`Registration`]); `on_remove` runs exactly once when it is
-    /// released (also before this returns, if it fails).
+    /// [`Registration`]); the closure is dropped exactly once when it is
+    /// released.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use nodedev_events::{EventSource, Lifecycle, Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig { source: EventSource::Kernel, watch_mdevctl: false, ..MonitorConfig::default() })?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let _listener = monitor.register(Some("computer"), move |device, event| tx.send((device.name().to_owned(), event)).unwrap())?;
+    /// monitor.start()?;
+    /// monitor.wait_initialized(None)?;
+    /// assert_eq!(rx.try_recv().unwrap(), ("computer".to_owned(), Lifecycle::Created));
+    /// # Ok::<(), nodedev_events::Error>(())
+    /// ```
     pub fn register(
         &self,
         device_name: Option<&str>,
-        cb: LifecycleCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl FnMut(&Arc<Device>, Lifecycle) + Send + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_id(device_name, cb, on_remove)?;
+        // One call at a time under the slot's lock; released (dropped) by
+        // the registry's on_remove (see `closure_slot.rs`).
+        let slot = closure_slot::Exclusive::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |device: &Arc<Device>, event| slot.with(|cb| cb(device, event)));
+        let id = self.register_concurrent_id(device_name, call, Some(release))?;
         Ok(self.registration(id))
     }
 
@@ -179,11 +202,23 @@ impl Monitor {
     pub fn register_concurrent(
         &self,
         device_name: Option<&str>,
-        cb: ConcurrentLifecycleCallback,
-        on_remove: Option<OnRemove>,
+        cb: impl Fn(&Arc<Device>, Lifecycle) + Send + Sync + 'static,
     ) -> Result<Registration, Error> {
-        let id = self.register_concurrent_id(device_name, cb, on_remove)?;
+        let slot = closure_slot::Shared::new(cb);
+        let release = slot.release();
+        let call = Box::new(move |device: &Arc<Device>, event| slot.with(|cb| cb(device, event)));
+        let id = self.register_concurrent_id(device_name, call, Some(release))?;
         Ok(self.registration(id))
+    }
+
+    /// Lifecycle events of `device_name` (`None`: every device) for a poll
+    /// loop, beside the callbacks: a queue of at most `capacity` events
+    /// whose fd is readable while one is waiting (see [`Subscription`]).
+    /// Registered like a listener: before [`Monitor::start`] it also gets
+    /// the initial inventory. [`Error::InvalidArgument`] for a zero
+    /// capacity, [`Error::Os`] when the eventfd cannot be made.
+    pub fn subscribe(&self, device_name: Option<&str>, capacity: usize) -> Result<Subscription, Error> {
+        subscription::subscribe(capacity, |push| self.register_concurrent(device_name, push))
     }
 
     /// The handle that deregisters listener `id`.
@@ -205,16 +240,6 @@ impl Monitor {
         self.shared.listeners.register_concurrent(device_name, cb, on_remove)
     }
 
-    /// [`Monitor::register`] for the C API: the listener's id.
-    pub(crate) fn register_id(
-        &self,
-        device_name: Option<&str>,
-        cb: LifecycleCallback,
-        on_remove: Option<OnRemove>,
-    ) -> Result<i32, Error> {
-        self.shared.listeners.register(device_name, cb, on_remove)
-    }
-
     /// Removes listener `id` (C API; the promises of
     /// [`Registration::deregister`]).
     pub(crate) fn deregister_id(&self, id: i32) -> Result<(), Error> {
@@ -223,27 +248,25 @@ impl Monitor {
 
     /// Opens the netlink monitor, **then** queues INIT (enumeration), then
     /// starts the reader and the mdevctl watch; returns at once. Every
-    /// error path releases what it opened. `NDE_ERR_INVALID` when already
-    /// started, `NDE_ERR_STOPPED` after stop, `NDE_ERR_OS` when the socket
-    /// cannot be opened, `NDE_ERR_THREAD`.
+    /// error path releases what it opened. [`Error::InvalidArgument`] when already
+    /// started, [`Error::Stopped`] after stop, [`Error::Os`] when the socket
+    /// cannot be opened, [`Error::Thread`].
     pub fn start(&self) -> Result<(), Error> {
         let sh = &self.shared;
         {
             let mut r = lock(&sh.run);
             if r.stopped {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                return Err(Error::Stopped);
             }
             if r.started {
-                return Err(nde_result::NDE_ERR_INVALID);
+                return Err(Error::InvalidArgument);
             }
             r.started = true;
         }
-        let group = if sh.cfg.flags & NDE_MONITOR_KERNEL_EVENTS != 0 {
-            Group::Kernel
-        } else if sh.cfg.flags & NDE_MONITOR_UDEV_EVENTS != 0 {
-            Group::Udev
-        } else {
-            Group::detect()
+        let group = match sh.cfg.source {
+            EventSource::Kernel => Group::Kernel,
+            EventSource::Udev => Group::Udev,
+            EventSource::Auto => Group::detect(),
         };
         sh.kernel_group.store(group == Group::Kernel, Ordering::SeqCst);
         let rcfg = ReaderConfig {
@@ -259,7 +282,7 @@ impl Monitor {
             e
         };
         let mut reader = Reader::open(&rcfg, sh.reader.clone()).map_err(fail)?;
-        let mdev = sh.cfg.flags & NDE_MONITOR_NO_MDEVCTL == 0;
+        let mdev = sh.cfg.watch_mdevctl;
         if mdev && sh.mdevctl.bin.is_some() {
             sh.mdev_enabled.store(true, Ordering::SeqCst);
         } else if mdev {
@@ -271,7 +294,7 @@ impl Monitor {
         th.reader = Some(reader);
         started.map_err(fail)?;
         if mdev {
-            let debounce = match sh.cfg.mdevctl_debounce_ms {
+            let debounce = match u32::try_from(sh.cfg.mdevctl_debounce.as_millis()).unwrap_or(u32::MAX) {
                 0 => DEFAULT_MDEVCTL_DEBOUNCE_MS,
                 ms => ms,
             };
@@ -282,8 +305,8 @@ impl Monitor {
     }
 
     /// Blocks until the initial inventory was handled (`timeout` `None`:
-    /// for ever). `NDE_ERR_TIMEOUT`, `NDE_ERR_STOPPED` (stopped, or start
-    /// failed, first), `NDE_ERR_WOULD_DEADLOCK` from a callback before
+    /// for ever). [`Error::Timeout`], [`Error::Stopped`] (stopped, or start
+    /// failed, first), [`Error::WouldDeadlock`] from a callback before
     /// initialization.
     pub fn wait_initialized(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let on_worker = self.events.on_worker();
@@ -294,14 +317,14 @@ impl Monitor {
                 return Ok(());
             }
             if on_worker {
-                return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+                return Err(Error::WouldDeadlock);
             }
             if r.stopped {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                return Err(Error::Stopped);
             }
             let (g, timed_out) = wait_until(&self.shared.run_cv, r, deadline);
             if timed_out {
-                return Err(nde_result::NDE_ERR_TIMEOUT);
+                return Err(Error::Timeout);
             }
             r = g;
         }
@@ -309,17 +332,17 @@ impl Monitor {
 
     /// Blocks until every uevent the socket had received when the call
     /// began has been handled and its callbacks returned (`timeout` `None`:
-    /// for ever). `Ok` at once before start; `NDE_ERR_STOPPED` after stop
-    /// or once the events object was shut down; `NDE_ERR_TIMEOUT`;
-    /// `NDE_ERR_WOULD_DEADLOCK` from a callback.
+    /// for ever). `Ok` at once before start; [`Error::Stopped`] after stop
+    /// or once the events object was shut down; [`Error::Timeout`];
+    /// [`Error::WouldDeadlock`] from a callback.
     pub fn settle(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.events.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         let started = {
             let r = lock(&self.shared.run);
             if r.stopped {
-                return Err(nde_result::NDE_ERR_STOPPED);
+                return Err(Error::Stopped);
             }
             r.started
         };
@@ -358,11 +381,11 @@ impl Monitor {
     /// the worker, discards queued events (every `udev_device` reference is
     /// released). A long enumeration or mdevctl run is cut short. Blocks
     /// until a running callback returns (`timeout` `None`: for ever);
-    /// `NDE_ERR_TIMEOUT` when it is still running (safe to call again);
-    /// from a callback: `NDE_ERR_WOULD_DEADLOCK`. The table stays readable.
+    /// [`Error::Timeout`] when it is still running (safe to call again);
+    /// from a callback: [`Error::WouldDeadlock`]. The table stays readable.
     pub fn stop(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if self.events.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         self.shared.stopping.store(true, Ordering::SeqCst);
         {
@@ -380,6 +403,21 @@ impl Monitor {
         // The worker is gone: no event can refer to the context any more.
         th.reader = None;
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let run = lock(&self.shared.run);
+        let (started, initialized, stopped) = (run.started, run.initialized, run.stopped);
+        drop(run);
+        f.debug_struct("Monitor")
+            .field("name", &self.shared.cfg.name)
+            .field("started", &started)
+            .field("initialized", &initialized)
+            .field("stopped", &stopped)
+            .field("devices", &self.device_count())
+            .finish()
     }
 }
 

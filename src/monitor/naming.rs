@@ -25,6 +25,7 @@
 /// The kinds of device libvirt keeps (its `virNodeDevCapType`s that udev
 /// can produce).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DeviceKind {
     /// The root device, `computer`.
     System,

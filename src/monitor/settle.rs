@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::sync::{lock, wait_until};
 
 /// Waits on `cond` at most until `deadline` and at most one `SLICE` (so
-/// conditions nobody signals are seen); `NDE_ERR_TIMEOUT` once passed.
+/// conditions nobody signals are seen); [`Error::Timeout`] once passed.
 fn wait_slice<'a, T>(cond: &Condvar, g: MutexGuard<'a, T>, deadline: Option<Instant>) -> Result<MutexGuard<'a, T>, Error> {
     if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Err(nde_result::NDE_ERR_TIMEOUT);
+        return Err(Error::Timeout);
     }
     let slice = Instant::now() + SLICE;
     Ok(wait_until(cond, g, Some(deadline.map_or(slice, |d| d.min(slice)))).0)
@@ -190,14 +190,14 @@ impl Progress {
 
     /// Asks the reader (through `wake_reader`) to drain and answer, then
     /// waits until every event submitted by then has finished.
-    /// `NDE_ERR_STOPPED` as soon as `events_gone()` (the events object was
+    /// [`Error::Stopped`] as soon as `events_gone()` (the events object was
     /// shut down: what it still holds waits for the monitor's stop).
     pub fn settle(&self, deadline: Option<Instant>, wake_reader: &dyn Fn(), events_gone: &dyn Fn() -> bool) -> Result<(), Error> {
         // Checked first: once the user shut the events object down, what the
         // socket held may have been discarded already, so a count that adds
         // up would still not mean the events were handled.
         if events_gone() {
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         let req = self.settle_req.fetch_add(1, Ordering::SeqCst) + 1;
         wake_reader();
@@ -205,14 +205,14 @@ impl Progress {
             let mut g = lock(&self.settle);
             while g.ack < req {
                 if self.reader_stopped.load(Ordering::SeqCst) || events_gone() {
-                    return Err(nde_result::NDE_ERR_STOPPED);
+                    return Err(Error::Stopped);
                 }
                 g = wait_slice(&self.settle_cv, g, deadline)?;
             }
             if self.by_mark {
                 while g.reached < req {
                     if events_gone() {
-                        return Err(nde_result::NDE_ERR_STOPPED);
+                        return Err(Error::Stopped);
                     }
                     g = wait_slice(&self.settle_cv, g, deadline)?;
                 }
@@ -225,7 +225,7 @@ impl Progress {
             let mut g = lock(&self.handled_mx);
             while self.handled.load(Ordering::SeqCst) < target {
                 if events_gone() {
-                    return Err(nde_result::NDE_ERR_STOPPED);
+                    return Err(Error::Stopped);
                 }
                 g = wait_slice(&self.handled_cv, g, deadline)?;
             }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct nde_monitor_stats {
     /// uevents read from the socket.
     pub received: u64,

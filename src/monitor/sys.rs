@@ -55,6 +55,10 @@ impl EventFd {
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
 }
 
 /// A `pollfd` for reading; a negative `fd` is ignored by `poll`.

@@ -28,6 +28,7 @@ use super::naming::{self, DeviceKind, ROOT_NAME};
 /// What happened to a device: libvirt's node-device lifecycle events, plus
 /// `Updated` for libvirt's separate update event. (C: `nde_lifecycle`.)
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Lifecycle {
     /// A new device: added, or (for an mdev) started.
     Created,

@@ -19,7 +19,7 @@ use loom::sync::Mutex as LoomMutex;
 
 use super::intake::Intake;
 use super::known_bad::{self, Mutations};
-use super::{Pool, PoolLimits};
+use super::{JobPool, PoolLimits};
 
 /// Runs `f` under loom, every interleaving with at most `preemptions`
 /// forced switches (the models stay within seconds on 2 cores), and checks
@@ -214,8 +214,8 @@ impl Drop for Job {
     }
 }
 
-fn marking_pool(limits: PoolLimits) -> Pool<Job> {
-    Pool::new(limits, "loom", Box::new(|job: Job| Marks::bump(&job.marks.ran[job.id]))).unwrap()
+fn marking_pool(limits: PoolLimits) -> JobPool<Job> {
+    JobPool::with_hooks(limits, "loom", Box::new(|job: Job| Marks::bump(&job.marks.ran[job.id])), Default::default()).unwrap()
 }
 
 /// A lone worker (batches straight from the intake) parks while jobs are
@@ -322,14 +322,15 @@ impl Drop for Logged {
     }
 }
 
-fn logging_pool() -> Pool<Logged> {
-    Pool::new(
+fn logging_pool() -> JobPool<Logged> {
+    JobPool::with_hooks(
         PoolLimits { min_workers: 2, max_workers: 2, prio_workers: 0 },
         "loom-keyed",
         Box::new(|job: Logged| {
             job.log.lock().unwrap().push(Mark::Start(job.id));
             job.log.lock().unwrap().push(Mark::End(job.id));
         }),
+        Default::default(),
     )
     .unwrap()
 }

@@ -1,5 +1,7 @@
-//! (Over 400 lines: the `Pool` type and its shared state; the worker loop,
-//! the intake, the FIFO and the keyed lines are in their own files.)
+//! (Over 400 lines: the pool type, its shared state, stop/drain/wait and
+//! the parameters; every way a job enters is `send.rs`, the worker loop
+//! `worker.rs`, the intake, the FIFO, the keyed scheduler and the public
+//! `Pool` (`public.rs`) are in their own files.)
 //!
 //! The job pool (layer 1): libvirt's `virThreadPool`, done right.
 //!
@@ -20,16 +22,17 @@ mod intake;
 mod job_queue;
 mod keyed;
 mod packing;
+mod public;
+mod send;
 #[cfg(all(test, loom))]
 mod loom_model;
 mod worker;
 
-use std::num::NonZeroU8;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::result::{nde_result, Error};
-use crate::sync::model::{fence, lock, wait_until, AtomicBool, AtomicUsize, Condvar, Mutex, Thread};
+use crate::error::Error;
+use crate::sync::model::{lock, wait_until, AtomicBool, AtomicUsize, Condvar, Mutex, Thread};
 use crate::sync::CachePadded;
 use crate::tsan;
 use intake::Intake;
@@ -38,7 +41,8 @@ use worker::WorkerKind;
 
 pub use keyed::{nde_pool_key_stats, KeyStats};
 use keyed::Keyed;
-pub use packing::{Packing, Whole};
+pub(crate) use packing::{Packing, Whole};
+pub use public::{Pool, Priority};
 
 /// Deliberate mistakes a loom model switches on to show that the model
 /// catches them (`make check-loom`). loom runs a model's threads one at a
@@ -74,6 +78,7 @@ pub(crate) mod known_bad {
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct nde_pool_stats {
     /// Jobs accepted.
     pub submitted: u64,
@@ -119,6 +124,12 @@ pub struct WorkerHooks {
     pub on_start: Option<WorkerHook>,
     /// Runs on each worker right before it exits.
     pub on_stop: Option<WorkerHook>,
+}
+
+impl std::fmt::Debug for WorkerHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHooks").field("on_start", &self.on_start.is_some()).field("on_stop", &self.on_stop.is_some()).finish()
+    }
 }
 
 struct State<T> {
@@ -205,8 +216,9 @@ struct Shared<T, P: Packing<T>> {
     wake_pending: CachePadded<AtomicBool>,
 }
 
-/// A pool of worker threads running jobs of type `T`.
-pub struct Pool<T: Send + 'static, P: Packing<T> = Whole> {
+/// A pool of worker threads running jobs of type `T`, split for the
+/// intake by `P` (the crate's own type; Rust users see [`Pool`]).
+pub(crate) struct JobPool<T: Send + 'static, P: Packing<T> = Whole> {
     shared: Arc<Shared<T, P>>,
 }
 
@@ -217,28 +229,21 @@ impl<T> State<T> {
     }
 }
 
-impl<T: Send + 'static> Pool<T> {
-    /// Creates a pool; `min_workers > max_workers` is clamped to
-    /// `max_workers` as libvirt does. Fails with `NDE_ERR_INVALID` when
-    /// `max_workers` is 0 and `NDE_ERR_THREAD` when a thread cannot start.
-    pub fn new(limits: PoolLimits, name: &str, handler: Handler<T>) -> Result<Pool<T>, Error> {
-        Self::with_hooks(limits, name, handler, WorkerHooks::default())
-    }
-
+impl<T: Send + 'static> JobPool<T> {
     /// [`Pool::new`] with per-worker hooks (see [`WorkerHooks`]). On error
     /// every worker that started has run both hooks and exited, and the
     /// hooks are dropped, before this returns.
-    pub fn with_hooks(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T>, Error> {
+    pub fn with_hooks(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<JobPool<T>, Error> {
         Self::with_packing(limits, name, handler, hooks)
     }
 }
 
-impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
+impl<T: Send + 'static, P: Packing<T>> JobPool<T, P> {
     /// [`Pool::with_hooks`] for a pool whose intake stores each job split
     /// by `P` (see [`Packing`]).
-    pub(crate) fn with_packing(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<Pool<T, P>, Error> {
+    pub(crate) fn with_packing(limits: PoolLimits, name: &str, handler: Handler<T>, hooks: WorkerHooks) -> Result<JobPool<T, P>, Error> {
         if limits.max_workers == 0 {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         let limits = PoolLimits {
             min_workers: limits.min_workers.min(limits.max_workers),
@@ -277,7 +282,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
             sleepers: CachePadded(AtomicUsize::new(0)),
             wake_pending: CachePadded(AtomicBool::new(false)),
         });
-        let pool = Pool { shared };
+        let pool = JobPool { shared };
         {
             let mut st = lock(&pool.shared.state);
             for _ in 0..limits.min_workers {
@@ -292,100 +297,6 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
         Ok(pool)
     }
 
-    /// Queues `job`. On failure the job is handed back so the caller decides
-    /// (the C layer drops it, which frees its data before returning).
-    // Inlined, and the job split by `P` first: the halves travel in
-    // registers to the intake slot (see `Intake::push_packed`).
-    #[inline(always)]
-    pub fn send(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
-        let (tag, body) = P::pack(job);
-        // SAFETY: the halves of this `pack`.
-        unsafe { self.send_packed(priority, tag, body) }
-    }
-
-    /// [`Pool::send`] of a job the caller split with `P` (the events layer
-    /// splits at its entry, so no enum is built in memory on the way).
-    ///
-    /// # Safety
-    /// `tag` and `body` are the two halves of one `P::pack` result.
-    #[inline(always)]
-    pub(crate) unsafe fn send_packed(&self, priority: u32, tag: NonZeroU8, body: P::Body) -> Result<(), (Error, T)> {
-        let shared = &self.shared;
-        // Everything the sender did happens before the job runs.
-        tsan::release(shared.sync_addr());
-        if !shared.fast_path.load(Ordering::Acquire) {
-            // SAFETY: the caller's promise.
-            return self.send_locked(priority, unsafe { P::unpack(tag, body) });
-        }
-        // SAFETY: the caller's promise.
-        match unsafe { shared.intake.push_packed(tag, body) } {
-            Ok(()) => {
-                // Paired with the fence in `sleep` (store-buffering:
-                // push, fence, look for sleepers / announce, fence, look
-                // at the intake): either the worker sees the job or we
-                // see the worker. A fence, not SeqCst accesses alone,
-                // because loom models fences exactly.
-                fence(Ordering::SeqCst);
-                if shared.sleepers.load(Ordering::SeqCst) > 0 && !shared.wake_pending.swap(true, Ordering::SeqCst) {
-                    shared.wake_one();
-                }
-                Ok(())
-            }
-            // Closed by stop: the locked path reports it.
-            // SAFETY: the caller's promise; given back as they were.
-            Err((tag, body)) => self.send_locked(priority, unsafe { P::unpack(tag, body) }),
-        }
-    }
-
-    /// `send` under the pool's lock: when the intake is closed or not in
-    /// use (priority workers, growth, keyed jobs, barriers).
-    #[inline(never)]
-    fn send_locked(&self, priority: u32, job: T) -> Result<(), (Error, T)> {
-        let shared = &self.shared;
-        let mut st = lock(&shared.state);
-        if st.quit {
-            st.stats.rejected += 1;
-            return Err((nde_result::NDE_ERR_STOPPED, job));
-        }
-        // Jobs that came through the intake were accepted earlier.
-        shared.absorb_intake(&mut st);
-        if st.keyed.holds_new_jobs() {
-            // Sent after a pending barrier: held until it has run.
-            st.keyed.hold_unkeyed(priority, job);
-            st.stats.submitted += 1;
-            return Ok(());
-        }
-        st.queue.push(job, priority);
-        let depth = st.queue.len();
-        // Grow while queued jobs outnumber idle workers.
-        if depth > st.free_workers && st.workers < st.limits.max_workers {
-            if let Err(e) = Shared::start_worker(shared, &mut st, WorkerKind::Ordinary) {
-                if st.workers == 0 {
-                    // Nobody would ever run it: refuse it. It is the newest,
-                    // so taking it back from the tail is exact.
-                    let job = st.queue.take_newest(priority).expect("job just pushed");
-                    st.stats.rejected += 1;
-                    return Err((e, job));
-                }
-            }
-        }
-        st.stats.submitted += 1;
-        let depth = st.queue.len();
-        st.stats.queue_high_water = st.stats.queue_high_water.max(depth as u64);
-        if depth == 1 {
-            // Only the empty -> non-empty change matters to a spinning
-            // worker; writing on every send would bounce the cache line.
-            shared.queued_hint.store(1, Ordering::Relaxed);
-        }
-        if st.sleeping > 0 && !shared.wake_pending.swap(true, Ordering::SeqCst) {
-            shared.work_ready.notify_one();
-        }
-        if priority != 0 && st.sleeping_prio > 0 {
-            shared.prio_ready.notify_one();
-        }
-        Ok(())
-    }
-
     /// Refuses new jobs; each worker exits after its current job. Queued jobs
     /// stay queued until `drain` or drop. Never blocks.
     pub fn stop(&self) {
@@ -394,17 +305,17 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     }
 
     /// Stops, joins every worker and discards the queued jobs (dropping them
-    /// frees their data). `NDE_ERR_WOULD_DEADLOCK` from one of its workers.
+    /// frees their data). [`Error::WouldDeadlock`] from one of its workers.
     pub fn drain(&self) -> Result<(), Error> {
         self.drain_timeout(None)
     }
 
     /// `drain`, waiting at most `timeout` (`None`: for ever) for the running
-    /// jobs to return. On `NDE_ERR_TIMEOUT` the pool is stopped, nothing was
+    /// jobs to return. On [`Error::Timeout`] the pool is stopped, nothing was
     /// discarded, and the call can be made again.
     pub fn drain_timeout(&self, timeout: Option<std::time::Duration>) -> Result<(), Error> {
         if self.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         let deadline = crate::timeout::deadline(timeout);
         let shared = &self.shared;
@@ -416,7 +327,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
                 st = g;
                 if timed_out && st.alive() > 0 {
                     tsan::acquire(shared.sync_addr());
-                    return Err(nde_result::NDE_ERR_TIMEOUT);
+                    return Err(Error::Timeout);
                 }
             }
             shared.absorb_intake(&mut st);
@@ -439,7 +350,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     /// function) has finished. `timeout` `None` waits for ever.
     pub fn wait_idle(&self, timeout: Option<std::time::Duration>) -> Result<(), Error> {
         if self.on_worker() {
-            return Err(nde_result::NDE_ERR_WOULD_DEADLOCK);
+            return Err(Error::WouldDeadlock);
         }
         let deadline = crate::timeout::deadline(timeout);
         let intake = &self.shared.intake;
@@ -450,12 +361,12 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
                 break Ok(());
             }
             if st.quit && queued && st.running == 0 {
-                break Err(nde_result::NDE_ERR_STOPPED);
+                break Err(Error::Stopped);
             }
             let (g, timed_out) = wait_until(&self.shared.progress, st, deadline);
             st = g;
             if timed_out {
-                break Err(nde_result::NDE_ERR_TIMEOUT);
+                break Err(Error::Timeout);
             }
         };
         // Every job that finished happens before wait_idle returns.
@@ -469,7 +380,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
         let shared = &self.shared;
         let mut st = lock(&shared.state);
         if st.quit {
-            return Err(nde_result::NDE_ERR_STOPPED);
+            return Err(Error::Stopped);
         }
         let pick = |v: i64, cur: usize| if v < 0 { cur } else { v as usize };
         let new = PoolLimits {
@@ -478,7 +389,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
             prio_workers: pick(prio, st.limits.prio_workers),
         };
         if new.max_workers == 0 || new.min_workers > new.max_workers {
-            return Err(nde_result::NDE_ERR_INVALID);
+            return Err(Error::InvalidArgument);
         }
         st.limits = new;
         shared.update_fast_path(&st);
@@ -554,7 +465,7 @@ impl<T: Send + 'static, P: Packing<T>> Pool<T, P> {
     }
 }
 
-impl<T: Send + 'static, P: Packing<T>> Drop for Pool<T, P> {
+impl<T: Send + 'static, P: Packing<T>> Drop for JobPool<T, P> {
     /// Drains and releases. From inside one of its own jobs it cannot join
     /// itself: the last worker to exit finishes the release instead.
     fn drop(&mut self) {

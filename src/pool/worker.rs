@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::keyed::Finished;
 use super::{Packing, Shared, State, WorkerHook};
-use crate::result::Error;
+use crate::error::Error;
 use crate::sync::model::{self, fence, keep_spinning, lock, wait, MutexGuard, Thread};
 use crate::tsan;
 

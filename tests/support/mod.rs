@@ -258,13 +258,11 @@ impl Recorder {
         let r = self.clone();
         mon.register(
             name,
-            Box::new(move |d, ev| {
+            move |d, ev| {
                 let (m, c) = &*r.inner;
                 m.lock().unwrap().push((ev, d.name().to_owned(), d.clone()));
                 c.notify_all();
-            }),
-            None,
-        )
+            })
         .unwrap()
     }
 
@@ -319,4 +317,15 @@ pub fn mac_of(ifname: &str) -> String {
 /// libvirt's name of a net device with this MAC.
 pub fn net_name(ifname: &str, mac: &str) -> String {
     nodedev_events::test_hooks::generate_name("net", ifname, Some(mac))
+}
+
+/// Runs its function when dropped: a registered closure that holds one is
+/// released exactly when the library drops the closure (what a C
+/// `userdata_free` is).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }

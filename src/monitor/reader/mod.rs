@@ -61,7 +61,7 @@ pub(crate) use peek::PeekedUevent;
 use peek::Peeker;
 use route::{Route, Router};
 use crate::events::{nde_event_type, CData, Events};
-use crate::result::{nde_result, Error};
+use crate::error::Error;
 use crate::thread::Thread;
 
 /// Which netlink group to listen to.
@@ -128,7 +128,7 @@ impl ReaderShared {
             resync_at: AtomicU64::new(0),
             ioctl: IoctlSocket::new().ok(),
             stop: AtomicBool::new(false),
-            wake: EventFd::new().map_err(|_| nde_result::NDE_ERR_OS)?,
+            wake: EventFd::new().map_err(Error::Os)?,
         }))
     }
 
@@ -232,7 +232,7 @@ pub fn submit_init(events: &Events, shared: &Arc<ReaderShared>) -> Result<(), Er
     // SAFETY: a new context, owned by the event from here on.
     let u = unsafe { ffi::udev_new() };
     if u.is_null() {
-        return Err(nde_result::NDE_ERR_NO_MEMORY);
+        return Err(Error::NoMemory);
     }
     shared.progress.queued(1, 0);
     let init = Box::new(InitContext { udev: u, shared: shared.clone() });
@@ -283,7 +283,7 @@ impl Reader {
         unsafe {
             let udev = ffi::udev_new();
             if udev.is_null() {
-                return Err(nde_result::NDE_ERR_NO_MEMORY);
+                return Err(Error::NoMemory);
             }
             let name = match cfg.group {
                 Group::Udev => c"udev",
@@ -293,7 +293,7 @@ impl Reader {
             if mon.is_null() {
                 log::error(&format!("cannot open the {:?} netlink monitor: {}", cfg.group, std::io::Error::last_os_error()));
                 ffi::udev_unref(udev);
-                return Err(nde_result::NDE_ERR_OS);
+                return Err(Error::last_os_error());
             }
             for s in cfg.subsystems.iter().flatten() {
                 if let Ok(c) = CString::new(s.as_str()) {
@@ -312,7 +312,7 @@ impl Reader {
                 log::error(&format!("cannot bind the netlink monitor: {}", std::io::Error::last_os_error()));
                 ffi::udev_monitor_unref(mon);
                 ffi::udev_unref(udev);
-                return Err(nde_result::NDE_ERR_OS);
+                return Err(Error::last_os_error());
             }
             Ok(Reader { udev, monitor: Some(SendPtr(mon)), thread: None, shared })
         }
@@ -320,7 +320,7 @@ impl Reader {
 
     /// Starts the reader thread.
     pub fn start(&mut self, cfg: &ReaderConfig, events: Arc<Events>) -> Result<(), Error> {
-        let mon = self.monitor.take().ok_or(nde_result::NDE_ERR_INVALID)?;
+        let mon = self.monitor.take().ok_or(Error::InvalidArgument)?;
         let raw = mon.0;
         let sh = self.shared.clone();
         let subs = cfg.subsystems.clone();
