@@ -651,7 +651,9 @@ fn veth_session(exe: &Path, work: &Path) -> String {
     // Inside the namespace: start the monitor, wait for its tree (the
     // listener is in place by then), plug, rename (once a0 was reported:
     // a rename racing the MAC lookup gives a name without the MAC, as in
-    // libvirt, which made the printed names depend on the load), unplug,
+    // libvirt, which made the printed names depend on the load), unplug
+    // (once b0 was reported, for the same reason: b0 deleted before its
+    // MAC was read printed `net_b0`),
     // wait for the last line, then Ctrl-C it and pass its exit status on.
     let script = format!(
         r#"set -e
@@ -662,6 +664,7 @@ n=0; until grep -q '^computer$' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || exit 9
 ip link add a0 type veth peer name a1
 n=0; until grep -q 'node device net_a0_.*: Created' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || {{ kill -INT $pid; exit 92; }}; sleep 0.05; done
 ip link set a0 name b0
+n=0; until grep -q 'node device net_b0.*: Created' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || {{ kill -INT $pid; exit 93; }}; sleep 0.05; done
 ip link del b0
 n=0; until grep -q 'node device net_a1_.*: Deleted' "{out}"; do n=$((n+1)); [ $n -lt 400 ] || {{ kill -INT $pid; exit 91; }}; sleep 0.05; done
 kill -INT $pid
