@@ -1,4 +1,4 @@
-//! (Over 400 lines: 280 lines of registry, then its unit and loom tests.)
+//! (Over 400 lines: 350 lines of registry, then its loom model.)
 //!
 //! One callback registry, generic over the callback type and its filter:
 //! the events layer's per-type callbacks and the monitor's lifecycle

@@ -1,3 +1,6 @@
+//! (Over 400 lines: 200 lines of logger, then its unit tests, its loom
+//! model and the tests of its bridge to the `log` crate.)
+//!
 //! The library's log: one process-wide callback set by the host
 //! ([`set_logger`], `nde_set_log_callback` in C), else standard error only
 //! when `NDE_DEBUG` is set. Never called from per-event hot paths except

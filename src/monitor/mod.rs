@@ -1,3 +1,6 @@
+//! (Over 400 lines: one type, `Monitor`, and its API; a quarter is the
+//! rustdoc each public item needs: ownership, threading, blocking.)
+//!
 //! The udev + mdevctl monitor and the node-device table (layer 3).
 //!
 //! A [`Monitor`] owns one [`Events`] (one ordered worker by default;

@@ -1,4 +1,4 @@
-//! (Over 400 lines: 330 lines of intake, then its unit tests.)
+//! (Over 400 lines: 380 lines of intake, then its unit tests.)
 //!
 //! The pool's lock-free front door: producers append jobs without taking
 //! the pool's lock; whoever holds that lock moves them into the queue.
