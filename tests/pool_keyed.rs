@@ -271,20 +271,26 @@ fn a_busy_key_holds_no_worker_while_other_keys_wait() {
 /// drain; every job is released exactly once and counted once.
 fn discard_path(finish: impl FnOnce(Pool<Counted>)) {
     let gate = Arc::new(Mutex::new(()));
-    let held = gate.lock().unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let (g2, r2) = (gate.clone(), ran.clone());
     let pool = Pool::new(
         limits(2, 2, 0),
         "discard",
         Box::new(move |j: Counted| {
-            if j.id == 0 {
+            // Job 0 holds key 7; job 10 (unkeyed) may start beside it on
+            // the second worker, so it waits too: nothing is dropped
+            // before the gate opens, whichever worker wins.
+            if j.id == 0 || j.id == 10 {
                 drop(g2.lock().unwrap());
             }
             r2.fetch_add(1, Ordering::SeqCst);
         }),
     )
     .unwrap();
+    // Taken after the pool exists, so that a failed assertion below drops
+    // (opens) the gate before it drops the pool: the pool's release waits
+    // for the blocked job, and the test reports instead of hanging.
+    let held = gate.lock().unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
     let job = |id| Counted { id, drops: drops.clone() };
     let mut sent = 0;
